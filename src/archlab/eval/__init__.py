@@ -1,0 +1,1 @@
+"""Evaluation: tasks, verification and fitness; everything here runs on the trusted side."""

@@ -1,0 +1,137 @@
+"""Starting runs: wire settings, memory, task, sandbox and graph together."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from rich.console import Console
+
+from archlab.agents.graph import build_graph
+from archlab.agents.state import LabState, RunContext
+from archlab.config import Settings
+from archlab.errors import ArchlabError
+from archlab.eval.tasks import get_task
+from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.sandbox.launcher import make_launcher
+
+CHECKPOINT_FILE = "checkpoints.sqlite"
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def open_memory(home: Path) -> Memory:
+    return Memory(home / MEMORY_FILE)
+
+
+@contextmanager
+def _run(settings: Settings, console: Console, brain: str) -> Iterator[RunContext]:
+    """Register a run, yield its context, and close it with the right status whatever happens."""
+    home = settings.home_dir
+    task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
+    memory = open_memory(home)
+    ctx = RunContext(
+        run_id=new_run_id(),
+        settings=settings,
+        task=task,
+        memory=memory,
+        launcher=make_launcher(settings.sandbox.level, settings.sandbox.log_tail_bytes),
+        home=home,
+        console=console,
+    )
+    memory.start_run(
+        run_id=ctx.run_id,
+        task=task.name,
+        task_fingerprint=ctx.task_fingerprint,
+        brain=brain,
+        seed=settings.run.seed,
+        config=settings.model_dump(mode="json"),
+    )
+    try:
+        yield ctx
+    except KeyboardInterrupt:
+        memory.finish_run(ctx.run_id, "interrupted", "stopped by the user")
+        raise
+    except Exception as e:
+        memory.finish_run(ctx.run_id, "failed", f"{type(e).__name__}: {e}")
+        raise
+    memory.finish_run(ctx.run_id, "finished")
+
+
+def _invoke(ctx: RunContext, state: LabState) -> LabState:
+    # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
+    conn = sqlite3.connect(ctx.home / CHECKPOINT_FILE, check_same_thread=False)
+    try:
+        graph = build_graph(ctx, SqliteSaver(conn))
+        config: Any = {
+            "configurable": {"thread_id": ctx.run_id},
+            "recursion_limit": 10 * ctx.settings.run.trials + 20,
+        }
+        result: LabState = graph.invoke(state, config=config, durability="sync")
+        return result
+    finally:
+        conn.close()
+
+
+def discover(settings: Settings, console: Console) -> str:
+    """Run a discovery until its budget is spent; return the run id."""
+    with _run(settings, console, brain=settings.run.brain) as ctx:
+        console.print(
+            f"run [bold]{ctx.run_id}[/] on task [bold]{ctx.task.name}[/]: "
+            f"{settings.run.trials} candidates"
+            + (f" or {settings.run.minutes:g} minutes" if settings.run.minutes else "")
+            + f", {settings.run.brain} brain, sandbox {ctx.launcher.level}, home {ctx.home}"
+        )
+        _invoke(
+            ctx, {"run_id": ctx.run_id, "evaluated": 0, "started_at": time.time(), "history": []}
+        )
+        return ctx.run_id
+
+
+def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str, Any]:
+    """Evaluate a hand-written candidate through the same verify and train path; record it."""
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ArchlabError(f"cannot read candidate {path}: {e}") from None
+    with _run(settings, console, brain="manual") as ctx:
+        candidate: dict[str, Any] = {
+            "candidate_id": uuid.uuid4().hex[:12],
+            "origin": "manual",
+            "brain": "manual",
+            "parents": [],
+            "genome": None,
+            "source": source,
+            "plan": {
+                "operator": "manual",
+                "hypothesis": f"hand-written candidate {path.name}",
+                "motivation": "submitted with archlab eval",
+                "expected_effect": "unknown",
+            },
+        }
+        state = _invoke(
+            ctx,
+            {
+                "run_id": ctx.run_id,
+                "single": True,
+                "evaluated": 0,
+                "started_at": time.time(),
+                "candidate": candidate,
+                "history": [],
+            },
+        )
+        return {
+            "run_id": ctx.run_id,
+            "candidate_id": candidate["candidate_id"],
+            **state["outcome"],
+            "verdict": state["verdict"],
+        }

@@ -1,0 +1,1 @@
+"""The experience memory: one DuckDB file shared by every run."""

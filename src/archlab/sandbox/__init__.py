@@ -1,0 +1,1 @@
+"""Running untrusted candidate code: launchers (isolation levels), the in-child harness, trials."""

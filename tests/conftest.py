@@ -1,0 +1,57 @@
+"""Shared fixtures. Every test gets its own archlab home, so nothing touches a real memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from archlab.eval.tasks.base import Budget
+from archlab.eval.tasks.mqar import MQAR
+
+#: a task small enough that a proxy trial takes a few seconds, mostly interpreter start-up
+TINY_MQAR = {
+    "vocab_size": 64,
+    "seq_len": 32,
+    "num_kv_pairs": 4,
+    "train_examples": 512,
+    "eval_examples": 64,
+    "proxy_steps": 16,
+}
+
+TINY_CONFIG = """
+[sandbox]
+memory_gb = 6
+
+[tasks.mqar]
+vocab_size = 64
+seq_len = 32
+num_kv_pairs = 4
+train_examples = 512
+eval_examples = 64
+proxy_steps = 16
+"""
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith("ARCHLAB_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def tiny_task() -> MQAR:
+    task = MQAR(**TINY_MQAR)
+    task.budgets["proxy"] = Budget(steps=16, batch_size=16, eval_every=8, time_limit_s=60)
+    return task
+
+
+@pytest.fixture
+def lab_dir(tmp_path: Path) -> Path:
+    """A working directory with a tiny-task archlab.toml and a home beneath it."""
+    (tmp_path / "archlab.toml").write_text(TINY_CONFIG)
+    return tmp_path

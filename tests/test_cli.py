@@ -1,0 +1,153 @@
+"""The real CLI, as a user runs it: a subprocess per command, a tiny task, a fresh home."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+BROKEN_SHAPE = """
+import torch
+
+def build_model(spec):
+    return torch.nn.Embedding(spec.vocab_size, 8)
+"""
+
+
+def archlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env["ARCHLAB_HOME"] = str(cwd / "home")
+    proc = subprocess.run(
+        [sys.executable, "-m", "archlab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
+    first = archlab(lab_dir, "run", "--task", "mqar", "--trials", "3", "--seed", "1")
+    assert "run " in first.stderr
+
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert run["task"] == "mqar" and run["status"] == "finished"
+
+    board = as_json(archlab(lab_dir, "show", run["run_id"], "--json"))
+    assert board["run_id"] == run["run_id"] and board["task"] == "mqar"
+    candidates = board["candidates"]
+    assert len(candidates) == 3
+    for c in candidates:
+        assert {"id", "status", "score", "metrics", "brain", "parents"} <= c.keys()
+    baseline = next(c for c in candidates if c["brain"] == "baseline")
+    assert baseline["status"] == "ok" and 0 <= baseline["score"] <= 1
+    assert {c["brain"] for c in candidates} == {"baseline", "heuristic"}
+
+    # A second run starts from what the first learned: the baseline is not trained again,
+    # and the first run's candidates are eligible parents.
+    archlab(lab_dir, "run", "--trials", "3", "--seed", "2")
+    runs = as_json(archlab(lab_dir, "runs", "--json"))
+    second = next(r for r in runs if r["run_id"] != run["run_id"])
+    board2 = as_json(archlab(lab_dir, "show", second["run_id"][:17], "--json"))
+    assert all(c["brain"] == "heuristic" for c in board2["candidates"])
+    first_ids = {c["id"] for c in candidates}
+    parents = {p for c in board2["candidates"] for p in c["parents"]}
+    assert parents, "the second run proposed only from scratch"
+    assert parents & first_ids or parents <= {c["id"] for c in board2["candidates"]}
+
+    con = duckdb.connect(str(lab_dir / "home" / "memory.duckdb"), read_only=True)
+    try:
+        (n_candidates,) = con.execute("SELECT count(*) FROM candidates").fetchone()
+        (n_proxy,) = con.execute("SELECT count(*) FROM trials WHERE stage = 'proxy'").fetchone()
+        (n_verdicts,) = con.execute("SELECT count(*) FROM verdicts").fetchone()
+        (pending,) = con.execute(
+            "SELECT count(*) FROM candidates WHERE status = 'pending'"
+        ).fetchone()
+    finally:
+        con.close()
+    assert n_candidates == 6 and n_verdicts == 6 and pending == 0
+    assert n_proxy == sum(1 for c in candidates + board2["candidates"] if c["status"] == "ok")
+    assert (lab_dir / "home" / "checkpoints.sqlite").is_file()
+
+
+@pytest.mark.slow
+def test_eval_of_a_broken_candidate_is_recorded(lab_dir: Path) -> None:
+    path = lab_dir / "broken.py"
+    path.write_text(BROKEN_SHAPE)
+    proc = archlab(lab_dir, "eval", str(path), "--task", "mqar", "--json", check=False)
+    assert proc.returncode == 1
+    report = as_json(proc)
+    assert report["status"] == "rejected" and report["error_class"] == "shape"
+    assert "logits must have shape" in report["message"]
+    assert report["score"] is None and report["metrics"] is None
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    board = as_json(archlab(lab_dir, "show", run["run_id"], "--json"))
+    assert board["candidates"][0]["id"] == report["candidate_id"]
+
+
+@pytest.mark.slow
+def test_eval_of_a_good_candidate_then_its_duplicate(lab_dir: Path) -> None:
+    from archlab.eval.tasks.mqar import MQAR
+
+    path = lab_dir / "baseline.py"
+    path.write_text(MQAR().baseline_source())
+    report = as_json(archlab(lab_dir, "eval", str(path), "--json"))
+    assert report["status"] == "ok" and 0 <= report["score"] <= 1
+    assert set(report["metrics"]) >= {"accuracy", "accuracy_auc"}
+
+    path.write_text(
+        "# the same model, reformatted\n" + MQAR().baseline_source().replace("\n\n", "\n\n\n")
+    )
+    again = as_json(archlab(lab_dir, "eval", str(path), "--json"))
+    assert again["status"] == "duplicate" and again["score"] == report["score"]
+
+
+def test_tasks_lists_mqar(lab_dir: Path) -> None:
+    assert "mqar" in archlab(lab_dir, "tasks").stdout
+    (task,) = as_json(archlab(lab_dir, "tasks", "--json"))
+    assert task["name"] == "mqar" and task["spec"]["vocab_size"] == 64
+
+
+def test_bad_config_is_one_clear_line(lab_dir: Path) -> None:
+    (lab_dir / "archlab.toml").write_text("[run]\ntrails = 3\n")
+    proc = archlab(lab_dir, "runs", check=False)
+    assert proc.returncode == 2
+    assert "unknown key 'run.trails'" in proc.stderr and "archlab.toml" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_memory_is_one_clear_line(lab_dir: Path) -> None:
+    (lab_dir / "home").mkdir()
+    (lab_dir / "home" / "memory.duckdb").write_bytes(b"garbage" * 1000)
+    proc = archlab(lab_dir, "runs", check=False)
+    assert proc.returncode == 2 and "corrupt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_memory_is_one_clear_line(lab_dir: Path) -> None:
+    proc = archlab(lab_dir, "show", "nope", check=False)
+    assert proc.returncode == 2 and "no memory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_run_is_one_clear_line(lab_dir: Path) -> None:
+    archlab(lab_dir, "tasks")
+    (lab_dir / "home").mkdir()
+    from archlab.memory.store import Memory
+
+    Memory(lab_dir / "home" / "memory.duckdb")
+    proc = archlab(lab_dir, "show", "nope", check=False)
+    assert proc.returncode == 2 and "no run" in proc.stderr

@@ -1,0 +1,324 @@
+"""Tests for archlab.agents.heuristic: the offline evolutionary proposer."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+
+from archlab.agents.genome import Block, Genome, baseline_genome, count_params, render
+from archlab.agents.heuristic import (
+    MAX_PARAMS,
+    MAX_RELATIVE_COST,
+    SEARCH_D_MODELS,
+    SEARCH_MAX_BLOCKS,
+    HeuristicBrain,
+    PoolEntry,
+    Proposal,
+    relative_cost,
+    valid_heads,
+    within_budget,
+)
+
+_counter = itertools.count()
+
+
+def brain(seed: int = 0, **kw: Any) -> HeuristicBrain:
+    return HeuristicBrain(random.Random(seed), **kw)
+
+
+def make_pool(n: int, seed: int = 0) -> list[PoolEntry]:
+    """n evolvable entries with distinct random genomes and scores 0..n-1."""
+    b = brain(seed)
+    genomes: dict[str, Genome] = {}
+    while len(genomes) < n:
+        g = b.random_genome()
+        genomes.setdefault(g.key(), g)
+    return [PoolEntry(f"c{i}", float(i), g) for i, g in enumerate(genomes.values())]
+
+
+def as_tuple(p: Proposal) -> tuple[object, ...]:
+    return (p.genome.key(), p.parent_ids, p.operator, p.hypothesis, p.motivation, p.expected_effect)
+
+
+class SeesEverything:
+    def __contains__(self, key: object) -> bool:
+        return True
+
+
+# -- propose ---------------------------------------------------------------------------------
+
+
+def test_empty_pool_seeds_the_baseline() -> None:
+    p = brain().propose([], set())
+    assert p.operator == "seed" and p.parent_ids == []
+    assert p.genome == baseline_genome()
+    assert baseline_genome().describe() in p.hypothesis
+
+
+def test_hand_written_entries_count_as_empty_pool() -> None:
+    pool = [PoolEntry("hand", 99.0, None)]
+    assert brain().propose(pool, set()).operator == "seed"
+    seen = {baseline_genome().key()}
+    for seed in range(20):
+        p = brain(seed).propose(pool, seen)
+        assert p.operator in {"mutate", "random"}
+        assert p.genome.key() not in seen
+        assert p.parent_ids == []  # the baseline genome is not a pool candidate
+
+
+def test_propose_is_deterministic_given_seed() -> None:
+    pool = make_pool(6)
+    seen = {e.genome.key() for e in pool if e.genome is not None}
+    runs = [[as_tuple(brain(seed).propose(pool, seen)) for seed in range(25)] for _ in range(2)]
+    assert runs[0] == runs[1]
+    assert len({r[0] for r in runs[0]}) > 10  # and different seeds explore different genomes
+    b1, b2 = brain(3), brain(3)
+    assert [as_tuple(b1.propose(pool, seen)) for _ in range(10)] == [
+        as_tuple(b2.propose(pool, seen)) for _ in range(10)
+    ]
+
+
+def test_propose_is_novel_across_an_evolution_run() -> None:
+    b = brain(11)
+    pool: list[PoolEntry] = []
+    seen: set[str] = set()
+    operators: Counter[str] = Counter()
+    for step in range(80):
+        p = b.propose(pool, seen)
+        assert p.genome.key() not in seen
+        assert within_budget(p.genome)
+        seen.add(p.genome.key())
+        operators[p.operator] += 1
+        pool.append(PoolEntry(f"c{step}", -relative_cost(p.genome), p.genome))
+    assert operators["seed"] == 1
+    assert operators["mutate"] > operators["crossover"] > 0
+    assert operators["random"] > 0
+
+
+def test_propose_gives_up_after_bounded_retries() -> None:
+    pool = make_pool(4)
+    p = brain(max_attempts=5).propose(pool, SeesEverything())
+    assert isinstance(p, Proposal)
+    p = brain().propose([], SeesEverything())
+    assert isinstance(p, Proposal)
+
+
+def test_entries_without_genome_are_never_parents() -> None:
+    evolvable = make_pool(3)
+    hand = [PoolEntry(f"hand{i}", 100.0 + i, None) for i in range(5)]
+    pool = hand[:2] + evolvable + hand[2:]
+    ids = {e.candidate_id for e in evolvable}
+    seen = {e.genome.key() for e in evolvable if e.genome is not None}
+    parents: set[str] = set()
+    for seed in range(150):
+        b = brain(seed, crossover_rate=0.5)
+        p = b.propose(pool, seen)
+        parents |= set(p.parent_ids)
+        assert b.tournament(pool).genome is not None
+    assert parents and parents <= ids
+
+
+def test_operator_rates() -> None:
+    pool = make_pool(5)
+    seen = {e.genome.key() for e in pool if e.genome is not None}
+    for seed in range(10):
+        p = brain(seed, random_rate=1.0).propose(pool, seen)
+        assert p.operator == "random" and p.parent_ids == []
+        p = brain(seed, random_rate=0.0, crossover_rate=1.0).propose(pool, seen)
+        assert p.operator == "crossover" and len(set(p.parent_ids)) == 2
+        p = brain(seed, random_rate=0.0, crossover_rate=1.0).propose(pool[:1], seen)
+        assert p.operator == "mutate" and p.parent_ids == ["c0"]  # crossover needs two
+
+
+def test_plan_texts_are_specific() -> None:
+    pool = make_pool(5)
+    by_id = {e.candidate_id: e for e in pool}
+    seen = {e.genome.key() for e in pool if e.genome is not None}
+    kinds = set()
+    for seed in range(40):
+        p = brain(seed).propose(pool, seen)
+        kinds.add(p.operator)
+        assert p.hypothesis and p.motivation and p.expected_effect
+        assert p.hypothesis.endswith(".") and p.hypothesis.count(". ") == 0  # one sentence
+        for pid in p.parent_ids:
+            parent = by_id[pid].genome
+            assert parent is not None
+            assert parent.describe() in p.hypothesis + p.motivation
+            assert pid in p.motivation
+        if p.operator == "mutate":
+            assert p.hypothesis.startswith("Applying '")
+        assert "parameters" in p.expected_effect
+    assert {"mutate", "crossover"} <= kinds
+
+
+# -- operators -------------------------------------------------------------------------------
+
+
+def test_tournament_prefers_higher_scores() -> None:
+    pool = make_pool(10)
+    b = brain(5)
+    wins = Counter(b.tournament(pool).score for _ in range(3000))
+    # Size-3 tournaments without replacement: the two worst can never win, the best wins
+    # whenever drawn (3/10 of the time), and the mean winner is E[max of 3] = 870/120 = 7.25.
+    assert wins[0.0] == 0 and wins[1.0] == 0
+    assert 0.26 < wins[9.0] / 3000 < 0.34
+    mean = sum(score * n for score, n in wins.items()) / 3000
+    assert 7.0 < mean < 7.5
+    assert brain(tournament_size=100).tournament(pool).score == 9.0  # whole pool
+
+
+def test_tournament_ranks_failed_scores_last_and_needs_a_genome() -> None:
+    g = baseline_genome()
+    pool = [PoolEntry("nan", float("nan"), g), PoolEntry("ok", -5.0, g)]
+    assert all(brain(s, tournament_size=2).tournament(pool).candidate_id == "ok" for s in range(5))
+    with pytest.raises(ValueError):
+        brain().tournament([PoolEntry("hand", 1.0, None)])
+
+
+def test_random_genome_deterministic_and_in_search_space() -> None:
+    assert [brain(4).random_genome() for _ in range(3)] == [brain(4).random_genome()] * 3
+    b = brain(9)
+    genomes = [b.random_genome() for _ in range(200)]
+    assert len({g.key() for g in genomes}) > 150
+    for g in genomes:
+        assert g.d_model in SEARCH_D_MODELS and 1 <= len(g.blocks) <= SEARCH_MAX_BLOCKS
+        assert g.n_heads in valid_heads(g.d_model)
+        assert g == g.canonical()
+    mixers = Counter(blk.mixer for g in genomes for blk in g.blocks)
+    assert len(mixers) == 4 and min(mixers.values()) > 40
+
+
+_EDIT = re.compile(
+    r"^(block \d+ (mixer|channel) \w+ -> \w+"
+    r"|add block \d+ \w+\+\w+|remove block \d+ \w+\+\w+"
+    r"|d_model \d+ -> \d+( \(n_heads \d+ -> \d+\))?"
+    r"|(n_heads|mlp_ratio|conv_kernel) \d+ -> \d+"
+    r"|norm \w+ -> \w+|residual \w+ -> \w+)$"
+)
+
+
+def test_mutate_makes_one_or_two_valid_edits() -> None:
+    b = brain(2)
+    parents = [baseline_genome()] + [b.random_genome() for _ in range(60)]
+    n_edits: Counter[int] = Counter()
+    for parent in parents:
+        child, change = b.mutate(parent)
+        assert child.key() != parent.key()
+        assert within_budget(child)
+        edits = change.split("; ")
+        n_edits[len(edits)] += 1
+        for edit in edits:
+            assert _EDIT.match(edit), edit
+    assert set(n_edits) == {1, 2}
+    m1, m2 = brain(8).mutate(baseline_genome()), brain(8).mutate(baseline_genome())
+    assert m1 == m2
+
+
+def test_mutate_describes_the_change_precisely() -> None:
+    parent = baseline_genome()
+    for seed in range(40):
+        child, change = brain(seed).mutate(parent)
+        m = re.fullmatch(r"block (\d+) mixer (\w+) -> (\w+)", change)
+        if m:
+            i = int(m.group(1)) - 1
+            assert parent.blocks[i].mixer == m.group(2)
+            assert child.blocks[i].mixer == m.group(3)
+        m = re.fullmatch(r"norm (\w+) -> (\w+)", change)
+        if m:
+            assert (parent.norm, child.norm) == m.groups()
+
+
+def test_mutate_over_budget_parent_gets_cheaper() -> None:
+    big = Genome(
+        d_model=256,
+        n_heads=8,
+        blocks=(Block(mixer="softmax_attention", channel="gated_mlp"),) * 6,
+    )
+    assert not within_budget(big)
+    for seed in range(10):
+        child, _ = brain(seed).mutate(big)
+        assert relative_cost(child) < relative_cost(big)
+
+
+def test_crossover_mixes_parents() -> None:
+    pool = make_pool(12, seed=3)
+    b = brain(6)
+    for a, c in zip(pool[::2], pool[1::2], strict=True):
+        assert a.genome is not None and c.genome is not None
+        child = b.crossover(a.genome, c.genome)
+        assert within_budget(child)
+        assert child.key() not in {a.genome.key(), c.genome.key()}
+        assert set(child.blocks) <= set(a.genome.blocks) | set(c.genome.blocks)
+        assert child.blocks[0] == a.genome.blocks[0]  # a non-empty prefix of the first parent
+        assert child.d_model in {a.genome.d_model, c.genome.d_model}
+        assert child.norm in {a.genome.norm, c.genome.norm}
+    x, y = pool[0].genome, pool[1].genome
+    assert x is not None and y is not None
+    assert brain(1).crossover(x, y) == brain(1).crossover(x, y)
+
+
+# -- budget ----------------------------------------------------------------------------------
+
+
+def test_parameter_budget_holds_for_200_random_genomes(tmp_path: Path) -> None:
+    b = brain(2024)
+    for i in range(200):
+        g = b.random_genome()
+        assert relative_cost(g) <= MAX_RELATIVE_COST
+        n = count_params(g, 256, 128)
+        assert n <= MAX_PARAMS
+        if i % 20 == 0:  # the analytic count is exact: check it against real models
+            name = f"budget_{next(_counter)}"
+            path = tmp_path / f"{name}.py"
+            path.write_text(render(g))
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            model = module.build_model(SimpleNamespace(vocab_size=256, seq_len=128))
+            assert sum(p.numel() for p in model.parameters()) == n
+
+
+def test_budget_rejects_large_models() -> None:
+    assert within_budget(baseline_genome())
+    assert relative_cost(baseline_genome()) == pytest.approx(1.0)
+    wide = Genome(d_model=128, blocks=(Block(mixer="softmax_attention", channel="mlp"),) * 4)
+    assert relative_cost(wide) > MAX_RELATIVE_COST and not within_budget(wide)
+    huge = Genome(d_model=256, blocks=(Block(mixer="linear_attention", channel="gated_mlp"),) * 6)
+    assert count_params(huge, 256, 128) > MAX_PARAMS and not within_budget(huge)
+
+
+def test_budget_genome_trains_like_the_baseline() -> None:
+    """A quick sanity check that the budgeted models are real, trainable torch models."""
+    b = brain(0)
+    g = max((b.random_genome() for _ in range(30)), key=relative_cost)
+    name = f"train_{next(_counter)}"
+    namespace: dict[str, object] = {"__name__": name}
+    exec(compile(render(g), name, "exec"), namespace)
+    torch.manual_seed(0)
+    model = namespace["build_model"](SimpleNamespace(vocab_size=16, seq_len=12))  # type: ignore[operator]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = torch.arange(12).repeat(4, 1) % 16
+    losses = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threading only adds overhead
+    try:
+        for _ in range(30):
+            logits = model(x[:, :-1])
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), x[:, 1:].reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    finally:
+        torch.set_num_threads(threads)
+    assert losses[-1] < 0.5 * losses[0]
