@@ -99,6 +99,8 @@ def runs(
         _print_json(rows)
         return
     table = Table("run", "task", "status", "brain", "candidates", "best", "started")
+    for column in table.columns:
+        column.no_wrap = True
     for r in rows:
         table.add_row(
             r["run_id"],
@@ -140,23 +142,17 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
 
 def _show_leaderboard(memory: Memory, run_id: str) -> None:
     board = _leaderboard(memory, run_id)
-    table = Table(
-        "#",
-        "candidate",
-        "status",
-        "score",
-        "params",
-        "brain",
-        "what",
-        "parents",
-        title=f"run {board['run_id']} ({board['task']}, {board['status']})",
-    )
+    table = Table(title=f"run {board['run_id']} ({board['task']}, {board['status']})")
+    table.add_column("#", justify="right")
+    table.add_column("candidate", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("brain", no_wrap=True)
+    table.add_column("parents", no_wrap=True)
+    table.add_column("what", ratio=1, overflow="fold")
     for rank, c in enumerate(board["candidates"], 1):
-        what = (
-            c["summary"]
-            if c["status"] in ("ok", "duplicate")
-            else f"{c['error_class']}: {c['message']}"
-        )
+        ok = c["status"] in ("ok", "duplicate")
         table.add_row(
             str(rank),
             c["id"],
@@ -164,8 +160,8 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
             _fmt(c["score"]),
             f"{c['n_params']:,}" if c["n_params"] else "-",
             c["brain"],
-            what,
-            ", ".join(c["parents"]),
+            " ".join(p[:6] for p in c["parents"]),
+            c["summary"] if ok else f"{c['error_class']}: {c['message']}",
         )
     out.print(table)
 

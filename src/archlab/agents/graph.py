@@ -4,6 +4,10 @@ a partial update; the resources it needs come from the run context."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -12,6 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from archlab.agents import coder, critic, planner, trainer
 from archlab.agents.state import LabState, RunContext
 from archlab.eval.verify import ast_hash, source_hash, static_check
+from archlab.sandbox.launcher import LOG_FILE, read_tail
 
 
 def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:
@@ -69,7 +74,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
                     "duplicate_of": original["candidate_id"],
                 }
             }
-        with ctx.console.status(f"  smoke test {candidate['candidate_id']}"):
+        with _live_status(ctx, candidate["candidate_id"], "smoke"):
             smoke = trainer.run_stage(ctx, candidate["candidate_id"], source, "smoke")
         if smoke["status"] != "ok":
             return {"outcome": _rejected(smoke["error_class"], smoke["message"])}
@@ -77,7 +82,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
 
     def train(state: LabState) -> dict[str, Any]:
         candidate = state["candidate"] or {}
-        with ctx.console.status(f"  training {candidate['candidate_id']} (proxy stage)"):
+        with _live_status(ctx, candidate["candidate_id"], "proxy"):
             outcome = trainer.run_stage(
                 ctx, candidate["candidate_id"], candidate["source"], "proxy"
             )
@@ -131,6 +136,30 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         ["plan", END],
     )
     return graph.compile(checkpointer=checkpointer)
+
+
+@contextmanager
+def _live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[None]:
+    """A spinner that follows the trial's log: elapsed time and the latest step line."""
+    log = ctx.trial_dir(trainer.trial_id_for(ctx, candidate_id, stage)) / LOG_FILE
+    label = f"  {stage} {candidate_id}"
+    started = time.monotonic()
+    stop = threading.Event()
+    with ctx.console.status(label) as status:
+
+        def follow() -> None:
+            while not stop.wait(0.5):
+                lines = read_tail(log, 200).strip().splitlines()
+                last = lines[-1] if lines and lines[-1].startswith("step:") else ""
+                status.update(f"{label} {time.monotonic() - started:4.0f} s  {last}")
+
+        watcher = threading.Thread(target=follow, daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
 
 
 def _rejected(error_class: str | None, message: str | None) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def plan(ctx: RunContext, state: LabState) -> dict[str, Any]:
                 "hypothesis": f"the {ctx.task.name} baseline sets the bar every proposal must beat",
                 "motivation": "no baseline result for this task configuration in memory yet",
                 "expected_effect": "a reference score",
+                "summary": f"the {ctx.task.name} baseline",
             },
         }
     search = ctx.settings.search

@@ -16,7 +16,7 @@ KNOWN_ERRORS = {"syntax", "import", "contract", "build", "params", "shape", "nan
 def run_stage(ctx: RunContext, candidate_id: str, source: str, stage: str) -> dict[str, Any]:
     """Run one trial of `candidate_id` at `stage`; return its outcome as stored."""
     seed = ctx.proxy_seed
-    trial_id = f"{candidate_id}-{stage}-s{seed}"
+    trial_id = trial_id_for(ctx, candidate_id, stage)
     report = run_trial(
         launcher=ctx.launcher,
         trial_dir=ctx.trial_dir(trial_id),
@@ -53,6 +53,10 @@ def run_stage(ctx: RunContext, candidate_id: str, source: str, stage: str) -> di
     return outcome
 
 
+def trial_id_for(ctx: RunContext, candidate_id: str, stage: str) -> str:
+    return f"{candidate_id}-{stage}-s{ctx.proxy_seed}"
+
+
 def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
     outcome: dict[str, Any] = {
         "status": "ok",
@@ -71,7 +75,7 @@ def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
             else "runtime"
         )
         message = report.message or ""
-        if error == "crash" and report.log_tail:
+        if error == "crash" and report.log_tail.strip():
             message += "; log ends: " + report.log_tail.strip().splitlines()[-1][:300]
         return {**outcome, "status": "failed", "error_class": error, "message": message}
     if report.checkpoints:
