@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,44 @@ def test_unknown_run_is_one_clear_line(lab_dir: Path) -> None:
     Memory(lab_dir / "home" / "memory.duckdb")
     proc = archlab(lab_dir, "show", "nope", check=False)
     assert proc.returncode == 2 and "no run" in proc.stderr
+
+
+def _processes_in(directory: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(proc / "cwd")).is_relative_to(directory):
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    env["ARCHLAB_HOME"] = str(lab_dir / "home")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archlab", "run", "--trials", "20"],
+        cwd=lab_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    trials = lab_dir / "home" / "trials"
+    deadline = time.monotonic() + 120
+    while not list(trials.glob("*/*-proxy-*/log.txt")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no training started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert _processes_in(trials) == []
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert run["status"] == "interrupted"

@@ -122,16 +122,21 @@ class BasicLauncher:
             )
         timed_out = False
         deadline = started + limits.wall_s
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                timed_out = True
-                _kill_group(proc.pid)
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.02)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    _kill_group(proc.pid)
+                    _, status, usage = os.wait4(proc.pid, 0)
+                    break
+                time.sleep(0.02)
+        except BaseException:  # Ctrl-C or an error here: the trial must not outlive us
+            _kill_group(proc.pid)
+            os.waitpid(proc.pid, 0)
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
         _kill_group(proc.pid)  # whatever the candidate left behind in its session
         wall = time.monotonic() - started
