@@ -77,10 +77,10 @@ class MQAR(TokenTask):
         self,
         vocab_size: int = 256,
         seq_len: int = 64,
-        num_kv_pairs: int = 12,
+        num_kv_pairs: int = 8,
         train_examples: int = 20_000,
         eval_examples: int = 512,
-        proxy_steps: int = 800,
+        proxy_steps: int = 384,
     ) -> None:
         self.vocab_size = vocab_size
         self.seq_len = seq_len
@@ -91,7 +91,7 @@ class MQAR(TokenTask):
         self.budgets = {
             "smoke": Budget(steps=2, batch_size=4, eval_every=0, time_limit_s=60),
             "proxy": Budget(
-                steps=proxy_steps, batch_size=64, eval_every=proxy_steps // 8, time_limit_s=300
+                steps=proxy_steps, batch_size=64, eval_every=proxy_steps // 8, time_limit_s=180
             ),
         }
         self.max_params = 2_000_000
