@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import pytest
 
 from archlab.eval.tasks.base import Budget
 from archlab.eval.tasks.mqar import MQAR
+
+# No test can reach a real model: sockets connect to loopback only, in this process from
+# here on and, through PYTHONPATH (see _isolated_environment), in Python subprocesses.
+NETGUARD = Path(__file__).parent / "netguard"
+_spec = importlib.util.spec_from_file_location("netguard", NETGUARD / "sitecustomize.py")
+assert _spec is not None and _spec.loader is not None
+netguard = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netguard)
 
 #: a task small enough that a proxy trial takes a few seconds, mostly interpreter start-up
 TINY_MQAR = {
@@ -40,6 +49,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("ARCHLAB_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+    )
     monkeypatch.chdir(tmp_path)
 
 

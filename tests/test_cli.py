@@ -58,7 +58,10 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
         assert {"id", "status", "score", "metrics", "brain", "parents"} <= c.keys()
     baseline = next(c for c in candidates if c["brain"] == "baseline")
     assert baseline["status"] == "ok" and 0 <= baseline["score"] <= 1
-    assert {c["brain"] for c in candidates} == {"baseline", "heuristic"}
+    # the baseline, then the brain and a random sample of its space (the honest yardstick)
+    assert {c["brain"] for c in candidates} == {"baseline", "heuristic", "random"}
+    assert baseline["seeds"]["n"] == 3  # the baseline is always confirmed
+    assert board["summary"]["best"] is not None
 
     # A second run starts from what the first learned: the baseline is not trained again,
     # and the first run's candidates are eligible parents.
@@ -66,7 +69,7 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
     runs = as_json(archlab(lab_dir, "runs", "--json"))
     second = next(r for r in runs if r["run_id"] != run["run_id"])
     board2 = as_json(archlab(lab_dir, "show", second["run_id"][:17], "--json"))
-    assert all(c["brain"] == "heuristic" for c in board2["candidates"])
+    assert {c["brain"] for c in board2["candidates"]} <= {"heuristic", "random"}
     first_ids = {c["id"] for c in candidates}
     parents = {p for c in board2["candidates"] for p in c["parents"]}
     assert parents, "the second run proposed only from scratch"
@@ -80,9 +83,16 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
         (pending,) = con.execute(
             "SELECT count(*) FROM candidates WHERE status = 'pending'"
         ).fetchone()
+        ladders = con.execute(
+            "SELECT list(stage ORDER BY checked_at) FROM checks JOIN candidates USING "
+            "(candidate_id) WHERE candidates.status = 'ok' GROUP BY candidate_id"
+        ).fetchall()
     finally:
         con.close()
     assert n_candidates == 6 and n_verdicts == 6 and pending == 0
+    assert ladders
+    for (stages,) in ladders:
+        assert stages[:6] == ["static", "dedup", "smoke", "causality", "complexity", "proxy"]
     assert n_proxy == sum(1 for c in candidates + board2["candidates"] if c["status"] == "ok")
     assert (lab_dir / "home" / "checkpoints.sqlite").is_file()
 
@@ -97,6 +107,9 @@ def test_eval_of_a_broken_candidate_is_recorded(lab_dir: Path) -> None:
     assert report["status"] == "rejected" and report["error_class"] == "shape"
     assert "logits must have shape" in report["message"]
     assert report["score"] is None and report["metrics"] is None
+    assert [(s["stage"], s["status"]) for s in report["stages"]] == [
+        ("static", "passed"), ("dedup", "passed"), ("smoke", "failed")
+    ]  # fmt: skip
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
     board = as_json(archlab(lab_dir, "show", run["run_id"], "--json"))
     assert board["candidates"][0]["id"] == report["candidate_id"]
@@ -115,14 +128,52 @@ def test_eval_of_a_good_candidate_then_its_duplicate(lab_dir: Path) -> None:
     path.write_text(
         "# the same model, reformatted\n" + MQAR().baseline_source().replace("\n\n", "\n\n\n")
     )
+    assert [s["stage"] for s in report["stages"]][:6] == [
+        "static", "dedup", "smoke", "causality", "complexity", "proxy"
+    ]  # fmt: skip
     again = as_json(archlab(lab_dir, "eval", str(path), "--json"))
     assert again["status"] == "duplicate" and again["score"] == report["score"]
+    assert [(s["stage"], s["status"]) for s in again["stages"]] == [
+        ("static", "passed"), ("dedup", "failed")
+    ]  # fmt: skip
+
+
+NON_CAUSAL = """
+import torch
+from torch import nn
+
+class Bidirectional(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.embed = nn.Embedding(spec.vocab_size, 16)
+        self.attn = nn.MultiheadAttention(16, 1, batch_first=True)  # no mask: sees the future
+        self.head = nn.Linear(16, spec.vocab_size)
+
+    def forward(self, x):
+        h = self.embed(x)
+        return self.head(h + self.attn(h, h, h, need_weights=False)[0])
+
+def build_model(spec):
+    return Bidirectional(spec)
+"""
+
+
+@pytest.mark.slow
+def test_eval_rejects_a_model_that_sees_the_future(lab_dir: Path) -> None:
+    path = lab_dir / "leaky.py"
+    path.write_text(NON_CAUSAL)
+    proc = archlab(lab_dir, "eval", str(path), "--json", check=False)
+    report = as_json(proc)
+    assert proc.returncode == 1
+    assert (report["status"], report["error_class"]) == ("rejected", "causality")
+    assert report["stages"][-1]["stage"] == "causality"
+    assert report["stages"][-1]["status"] == "failed"
 
 
 def test_tasks_lists_mqar(lab_dir: Path) -> None:
     assert "mqar" in archlab(lab_dir, "tasks").stdout
-    (task,) = as_json(archlab(lab_dir, "tasks", "--json"))
-    assert task["name"] == "mqar" and task["spec"]["vocab_size"] == 64
+    tasks = {t["name"]: t for t in as_json(archlab(lab_dir, "tasks", "--json"))}
+    assert tasks["mqar"]["spec"]["vocab_size"] == 64  # the [tasks.mqar] options apply
 
 
 def test_bad_config_is_one_clear_line(lab_dir: Path) -> None:

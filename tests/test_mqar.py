@@ -31,13 +31,15 @@ def test_train_and_heldout_differ() -> None:
 
 def test_score_is_area_under_the_accuracy_curve() -> None:
     task = MQAR(vocab_size=64, seq_len=32, num_kv_pairs=4, train_examples=64, eval_examples=32)
-    eval_y = task.data(0).eval_y
+    data = task.data(0)
+    eval_y = data.eval_y
     perfect = np.where(eval_y == IGNORE_INDEX, 0, eval_y)
     wrong = np.zeros_like(eval_y)
-    score = task.score([(10, wrong), (20, perfect)], eval_y)
-    assert score.metrics["accuracy"] == 1.0
-    assert score.score == pytest.approx(0.5)
-    assert [p["step"] for p in score.curve] == [10, 20]
+    result = task.metrics([(10, wrong), (20, perfect)], data)
+    assert result.values["accuracy"] == 1.0
+    assert result.values["accuracy_auc"] == pytest.approx(0.5)
+    assert [p["step"] for p in result.curve] == [10, 20]
+    assert task.metric == "accuracy_auc" and task.higher_is_better
     assert answer_accuracy(wrong, eval_y) == 0.0
 
 

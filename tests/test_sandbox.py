@@ -167,8 +167,8 @@ def test_forged_result_cannot_fake_a_score(tiny_task: MQAR, tmp_path: Path) -> N
     """)
     report = _trial(tiny_task, tmp_path, source)
     assert report.status == "ok"
-    score = tiny_task.score(report.checkpoints, tiny_task.data(0).eval_y)
-    assert score.score < 0.5
+    metrics = tiny_task.metrics(report.checkpoints, tiny_task.data(0))
+    assert metrics.values["accuracy_auc"] < 0.5
 
 
 def test_symlinked_result_is_refused(tiny_task: MQAR, tmp_path: Path) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from archlab.config import Settings, load_settings
@@ -47,8 +50,11 @@ def _settings(**flags: Any) -> Settings:
     for dotted, value in flags.items():
         if value is None:
             continue
-        section, _, key = dotted.partition(".")
-        nested.setdefault(section, {})[key] = value
+        *sections, key = dotted.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
     if _Global.home is not None:
         nested["home"] = _Global.home
     return load_settings(_Global.config, nested)
@@ -66,6 +72,20 @@ def _fmt(score: float | None) -> str:
     return "-" if score is None else f"{score:.4f}"
 
 
+# `--brain llm` uses the [llm.default] profile; these flags fill it in.
+_LLM_BASE_URL = typer.Option(help="OpenAI-compatible base URL of the llm.default profile")
+_LLM_MODEL = typer.Option(help="model of the llm.default profile")
+_LLM_STRUCTURED = typer.Option(help="json_schema, json_object or prompt")
+
+
+def _llm_flags(base_url: str | None, model: str | None, structured: str | None) -> dict[str, Any]:
+    return {
+        "llm.default.base_url": base_url,
+        "llm.default.model": model,
+        "llm.default.structured_output": structured,
+    }
+
+
 @app.command()
 def run(
     task: Annotated[str | None, typer.Option(help="task to discover architectures for")] = None,
@@ -74,12 +94,38 @@ def run(
     ] = None,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget in minutes")] = None,
     seed: Annotated[int | None, typer.Option(help="search seed")] = None,
+    brain: Annotated[
+        str | None,
+        typer.Option(help="every role's brain: heuristic, llm, llm:PROFILE or replay:RUN"),
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="compose (genomes) or design (free-form code)")
+    ] = None,
+    llm_base_url: Annotated[str | None, _LLM_BASE_URL] = None,
+    llm_model: Annotated[str | None, _LLM_MODEL] = None,
+    llm_structured_output: Annotated[str | None, _LLM_STRUCTURED] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="stop once the LLM calls used this many tokens")
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(help="stop once the LLM calls cost this many dollars")
+    ] = None,
 ) -> None:
     """Run an autonomous discovery until its budget is spent."""
     from archlab.lab import discover  # torch and langgraph load only for commands that need them
 
     settings = _settings(
-        **{"run.task": task, "run.trials": trials, "run.minutes": minutes, "run.seed": seed}
+        **{
+            "run.task": task,
+            "run.trials": trials,
+            "run.minutes": minutes,
+            "run.seed": seed,
+            "run.brain": brain,
+            "run.mode": mode,
+            "run.max_tokens": max_tokens,
+            "run.max_usd": max_usd,
+            **_llm_flags(llm_base_url, llm_model, llm_structured_output),
+        }
     )
     try:
         run_id = discover(settings, progress)
@@ -129,6 +175,10 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "summary": c["plan"].get("summary") or c["plan"].get("hypothesis"),
             "error_class": c["error_class"],
             "message": c["message"],
+            "seeds": c["seeds"],
+            "scale_score": c["scale_score"],
+            "audit": c["audit"],
+            "verdict": (memory.verdict(c["candidate_id"]) or {}).get("verdict"),
         }
         for c in memory.candidates(run_row["run_id"])
     ]
@@ -136,34 +186,79 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
         "run_id": run_row["run_id"],
         "task": run_row["task"],
         "status": run_row["status"],
+        "message": run_row["message"],
+        "summary": run_row["summary"],
         "candidates": candidates,
     }
 
 
 def _show_leaderboard(memory: Memory, run_id: str) -> None:
     board = _leaderboard(memory, run_id)
-    table = Table(title=f"run {board['run_id']} ({board['task']}, {board['status']})")
-    table.add_column("#", justify="right")
-    table.add_column("candidate", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("score", justify="right", no_wrap=True)
-    table.add_column("params", justify="right", no_wrap=True)
-    table.add_column("brain", no_wrap=True)
-    table.add_column("parents", no_wrap=True)
+    table = Table(
+        title=f"run {board['run_id']} ({board['task']}, {board['status']})",
+        box=box.SIMPLE_HEAD,
+        caption="ids are shortened; any unique prefix works",
+    )
+    wide = out.width >= 110  # on a narrow terminal, room for "what" matters more
+    columns = (
+        "#", "id", "status", "score", "verdict",
+        *(("seeds", "params", "brain", "parents") if wide else ()),
+    )  # fmt: skip
+    for name in columns:
+        numeric = name in ("#", "score", "params")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
     table.add_column("what", ratio=1, overflow="fold")
     for rank, c in enumerate(board["candidates"], 1):
         ok = c["status"] in ("ok", "duplicate")
-        table.add_row(
+        cells = [
             str(rank),
-            c["id"],
+            c["id"][:8],
             c["status"],
             _fmt(c["score"]),
-            f"{c['n_params']:,}" if c["n_params"] else "-",
-            c["brain"],
-            " ".join(p[:6] for p in c["parents"]),
-            c["summary"] if ok else f"{c['error_class']}: {c['message']}",
-        )
+            c["verdict"] or "-",
+        ]
+        if wide:
+            cells += [
+                str(c["seeds"]["n"]) if c["seeds"] else "1" if c["score"] is not None else "-",
+                f"{c['n_params'] / 1000:,.0f}k" if c["n_params"] else "-",
+                c["brain"],
+                " ".join(p[:6] for p in c["parents"]),
+            ]
+        what = c["summary"] if ok else f"{c['error_class']}: {c['message']}"
+        table.add_row(*cells, escape(what))
     out.print(table)
+    for line in _conclusion(board.get("summary")):
+        out.print(line, highlight=False)
+
+
+def _interval(d: dict[str, float]) -> str:
+    return f"{d['estimate']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
+
+
+def _conclusion(summary: dict[str, Any] | None) -> list[str]:
+    """The run's honest comparison, in words."""
+    if not summary or not summary.get("best"):
+        return []
+    best = summary["best"]
+    kind = "accepted" if best["accepted"] else "best scored (none accepted)"
+    lines = [
+        f"{kind}: {best['candidate_id']} score {best['score']:.4f} over {best['seeds']} seed(s)"
+    ]
+    if "vs_baseline" in summary:
+        lines.append(f"  vs the baseline: {_interval(summary['vs_baseline'])}")
+    if "vs_random" in summary:
+        r = summary["vs_random"]
+        lines.append(
+            f"  vs random sampling ({r['random_samples']} architectures, mean "
+            f"{r['random_mean']:.4f}): {_interval(r)}"
+        )
+    scale = summary.get("scale") or {}
+    if scale.get("status") == "done":
+        holds = "holds" if scale["ranking_holds"] else "does NOT hold"
+        lines.append(f"  scale stage: the proxy ranking {holds} at the larger budget")
+    elif scale:
+        lines.append(f"  scale stage skipped: {scale.get('reason')}")
+    return lines
 
 
 @app.command()
@@ -198,12 +293,17 @@ def eval_(
         "score",
         "metrics",
         "n_params",
+        "seeds",
         "verdict",
+        "stages",
     )
     report = {k: result.get(k) for k in keys}
     if as_json:
         _print_json(report)
     else:
+        for stage in report["stages"]:
+            note = stage["message"] or ""
+            out.print(f"  {stage['stage']:<11} {stage['status']:<8} {escape(note)}")
         out.print(
             f"candidate {report['candidate_id']}: {report['status']}"
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
@@ -227,7 +327,7 @@ def tasks(
                 "name": name,
                 "description": task.description,
                 "spec": task.spec,
-                "score": task.score_name,
+                "score": task.metric,
                 "fingerprint": task.fingerprint(),
                 "proxy_steps": task.budgets["proxy"].steps,
             }
@@ -240,6 +340,101 @@ def tasks(
         spec = ", ".join(f"{k}={v}" for k, v in r["spec"].items())
         table.add_row(r["name"], r["description"], spec, r["score"], str(r["proxy_steps"]))
     out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Say which sandbox level candidate code gets here, and what a stronger one lacks."""
+    from archlab.doctor import diagnose, render
+
+    report = diagnose(_settings().sandbox.level)
+    if as_json:
+        _print_json(report)
+    else:
+        out.print(render(report), highlight=False, markup=False, soft_wrap=True)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="short trials, one repeat")] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="also write the results to this file")
+    ] = None,
+) -> None:
+    """Measure what the sandbox costs a trial (and more, as measurements are added)."""
+    from archlab.eval.bench import run_benchmarks
+
+    results = run_benchmarks(quick)
+    if json_file:
+        json_file.write_text(json.dumps(results, indent=2) + "\n")
+    table = Table("measurement", "value")
+    for key, value in results.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+
+
+llm_app = typer.Typer(help="LLM profiles: check that an endpoint works.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("check")
+def llm_check(
+    profile: Annotated[
+        str | None, typer.Argument(help="profile to check (default: those the roles use)")
+    ] = None,
+    llm_base_url: Annotated[str | None, _LLM_BASE_URL] = None,
+    llm_model: Annotated[str | None, _LLM_MODEL] = None,
+    llm_structured_output: Annotated[str | None, _LLM_STRUCTURED] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Send one small structured request per profile; report latency and what is wrong."""
+    from archlab.agents.brains import profiles_in_use
+    from archlab.agents.llm import LLM, LLMError, check
+    from archlab.prompts import Prompts
+
+    settings = _settings(**_llm_flags(llm_base_url, llm_model, llm_structured_output))
+    names = [profile] if profile else profiles_in_use(settings)
+    unknown = [n for n in names if n not in settings.llm]
+    if unknown or not names:
+        raise ArchlabError(
+            f"no [llm.{unknown[0]}] profile in the configuration"
+            if unknown
+            else "no LLM profile configured: add [llm.NAME] or give --llm-base-url and --llm-model"
+        )
+    prompts = Prompts(settings.prompts_dir)
+    reports: list[dict[str, Any]] = []
+    for name in names:
+        p = settings.llm[name]
+        report: dict[str, Any] = {"profile": name, "model": p.model, "base_url": p.base_url}
+        try:
+            result = check(LLM(name, p, prompts))
+            report.update(ok=result.problem is None, **asdict(result))
+        except LLMError as e:
+            report.update(ok=False, problem=str(e))
+        reports.append(report)
+    if as_json:
+        _print_json(reports)
+    else:
+        for r in reports:
+            head = f"{r['profile']}: {r['model']} at {r['base_url']}"
+            if "latency_s" not in r:
+                out.print(f"{head}: [red]failed[/]: {r['problem']}", highlight=False)
+                continue
+            mode = settings.llm[r["profile"]].structured_output
+            out.print(
+                f"{head}: answered in {r['latency_s']:.2f} s "
+                f"({r['prompt_tokens']} tokens in, {r['completion_tokens']} out)\n"
+                f"  structured output ({mode}): {r['structured']}\n"
+                f"  reasoning kept apart: {r['reasoning_chars']:,} characters"
+                + (f"\n  [red]problem[/]: {r['problem']}" if r["problem"] else ""),
+                highlight=False,
+            )
+    if not all(r["ok"] for r in reports):
+        raise typer.Exit(1)
 
 
 def main() -> None:

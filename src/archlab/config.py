@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from archlab.errors import ConfigError
 
@@ -29,13 +29,33 @@ class RunSettings(_Section):
     trials: int = Field(default=12, ge=1, description="candidates to evaluate, baseline included")
     minutes: float = Field(default=0.0, ge=0, description="wall-clock budget; 0 means none")
     seed: int = 0
-    brain: Literal["heuristic"] = "heuristic"
+    brain: str = Field(
+        default="heuristic",
+        description="every role's brain unless [roles] says otherwise: heuristic, "
+        "llm (the [llm.default] profile), llm:PROFILE (or just PROFILE) or replay:RUN",
+    )
+    mode: Literal["compose", "design"] = Field(
+        default="compose",
+        description="compose: candidates are genomes rendered by templates; "
+        "design: the coder writes free-form PyTorch",
+    )
+    max_repairs: int = Field(
+        default=2, ge=0, description="design mode: failures sent back to the coder per idea"
+    )
+    max_tokens: int = Field(default=0, ge=0, description="LLM token budget; 0 means none")
+    max_usd: float = Field(default=0.0, ge=0, description="LLM dollar budget; 0 means none")
 
 
 class SandboxSettings(_Section):
-    level: Literal["basic"] = Field(default="basic", description="minimum isolation level")
+    level: Literal["basic", "strict"] = Field(
+        default="basic",
+        description="minimum isolation level; the strongest available is used, and a run "
+        "refuses to start where this one cannot be had",
+    )
     threads: int = Field(default=1, ge=1, le=64, description="CPU threads per trial")
-    memory_gb: float = Field(default=8.0, gt=0, description="address-space limit per trial")
+    memory_gb: float = Field(
+        default=8.0, gt=0, description="memory per trial (strict: cgroup; basic: address space)"
+    )
     log_tail_bytes: int = Field(default=4000, ge=0)
 
 
@@ -43,15 +63,127 @@ class SearchSettings(_Section):
     tournament_size: int = Field(default=3, ge=1)
     crossover_rate: float = Field(default=0.25, ge=0, le=1)
     random_rate: float = Field(default=0.1, ge=0, le=1)
+    random_samples: int = Field(
+        default=3, ge=0, description="random architectures per task: the search's yardstick"
+    )
+
+
+class FitnessSettings(_Section):
+    """What candidates are ranked by: the task's metric unless set, minus penalties."""
+
+    metric: str | None = Field(default=None, description="a metric the task reports")
+    direction: Literal["max", "min"] | None = Field(default=None, description="task default")
+    param_penalty: float = Field(default=0.0, ge=0, description="per million parameters")
+    latency_penalty: float = Field(default=0.0, ge=0, description="per second of trial time")
+    audit_ratio: float = Field(
+        default=3.0, gt=0, description="flag a gain over the baseline above this ratio for audit"
+    )
+
+
+class LadderSettings(_Section):
+    """The verification ladder's costlier stages."""
+
+    confirm_seeds: int = Field(default=3, ge=1, description="seeds for the confirm stage")
+    scale_top: int = Field(
+        default=1, ge=0, description="best candidates trained at the scale stage; 0 skips it"
+    )
+    causality_pairs: int = Field(default=8, ge=1, description="probe pairs per candidate")
+
+
+class RoleSettings(_Section):
+    """A brain per role; a role left out uses [run] brain."""
+
+    planner: str | None = None
+    coder: str | None = None
+    critic: str | None = None
+
+
+Preset = Literal["openai", "openrouter", "anthropic", "ollama", "vllm", "llamacpp", "lmstudio"]
+
+
+class LLMProfile(_Section):
+    """One OpenAI-compatible endpoint and how to talk to it. The key itself is never
+    stored: only the name of the environment variable that holds it."""
+
+    preset: Preset | None = Field(default=None, description="fill unset keys from a preset")
+    base_url: str
+    model: str
+    api_key_env: str | None = Field(
+        default="OPENAI_API_KEY", description="environment variable holding the API key"
+    )
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    structured_output: Literal["json_schema", "json_object", "prompt"] = "json_schema"
+    reasoning: Literal["auto", "reasoning_content", "reasoning", "think_tags", "none"] = Field(
+        default="auto", description="where the model's reasoning arrives, to keep it apart"
+    )
+    max_output_tokens: int = Field(default=8192, ge=16)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    timeout_s: float = Field(default=180.0, gt=0, description="per request")
+    max_retries: int = Field(default=4, ge=0, description="on rate limits, 5xx and timeouts")
+    max_attempts: int = Field(default=3, ge=1, description="answers re-asked when unusable")
+    usd_per_m_input: float = Field(default=0.0, ge=0, description="price per million tokens")
+    usd_per_m_output: float = Field(default=0.0, ge=0, description="price per million tokens")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="provider-specific request fields"
+    )
+
+
+#: Profiles users recognise; `[llm.NAME]` with a preset's name (or `preset = NAME`) starts
+#: from it, so `[llm.ollama] model = "qwen3:8b"` is a complete profile.
+LLM_PRESETS: dict[Preset, dict[str, Any]] = {
+    "openai": {
+        "base_url": "https://api.openai.com/v1",
+        "api_key_env": "OPENAI_API_KEY",
+        "token_limit_field": "max_completion_tokens",
+        "reasoning": "none",
+    },
+    "openrouter": {
+        "base_url": "https://openrouter.ai/api/v1",
+        "api_key_env": "OPENROUTER_API_KEY",
+        "reasoning": "reasoning",
+    },
+    # Anthropic's OpenAI-compatible API ignores response_format: the schema goes in the prompt.
+    "anthropic": {
+        "base_url": "https://api.anthropic.com/v1/",
+        "api_key_env": "ANTHROPIC_API_KEY",
+        "structured_output": "prompt",
+        "reasoning": "none",
+    },
+    # local servers need no key
+    "ollama": {"base_url": "http://localhost:11434/v1", "api_key_env": None},
+    "vllm": {"base_url": "http://localhost:8000/v1", "api_key_env": None},
+    "llamacpp": {"base_url": "http://localhost:8080/v1", "api_key_env": None},
+    "lmstudio": {"base_url": "http://localhost:1234/v1", "api_key_env": None},
+}
 
 
 class Settings(_Section):
     home: Path | None = None
+    #: templates here override the built-in prompts of the same name
+    prompts_dir: Path | None = None
     run: RunSettings = RunSettings()
     sandbox: SandboxSettings = SandboxSettings()
     search: SearchSettings = SearchSettings()
+    fitness: FitnessSettings = FitnessSettings()
+    ladder: LadderSettings = LadderSettings()
+    roles: RoleSettings = RoleSettings()
+    llm: dict[str, LLMProfile] = Field(default_factory=dict)
     #: per-task options, e.g. [tasks.mqar] num_kv_pairs = 16; each task validates its own
     tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_presets(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("llm"), dict):
+            return data
+        profiles = {}
+        for name, table in data["llm"].items():
+            if isinstance(table, dict):
+                # an unknown preset name is left for the `preset` field to reject
+                preset = LLM_PRESETS.get(table.get("preset", name), {})
+                table = {**preset, **table}
+            profiles[name] = table
+        return {**data, "llm": profiles}
 
     @property
     def home_dir(self) -> Path:

@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
+from archlab.agents.brains import build_brains
 from archlab.agents.graph import build_graph
 from archlab.agents.state import LabState, RunContext
 from archlab.config import Settings
@@ -34,17 +35,22 @@ def open_memory(home: Path) -> Memory:
 
 
 @contextmanager
-def _run(settings: Settings, console: Console, brain: str) -> Iterator[RunContext]:
-    """Register a run, yield its context, and close it with the right status whatever happens."""
+def _run(settings: Settings, console: Console, brain: str | None = None) -> Iterator[RunContext]:
+    """Register a run, yield its context, and close it with the right status whatever happens.
+
+    `brain` names what proposes the candidates when it is not the configured roles."""
     home = settings.home_dir
     task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
     memory = open_memory(home)
+    run_id = new_run_id()
+    brains = build_brains(settings, memory, run_id)
     ctx = RunContext(
-        run_id=new_run_id(),
+        run_id=run_id,
         settings=settings,
         task=task,
         memory=memory,
         launcher=make_launcher(settings.sandbox.level, settings.sandbox.log_tail_bytes),
+        brains=brains,
         home=home,
         console=console,
     )
@@ -52,7 +58,7 @@ def _run(settings: Settings, console: Console, brain: str) -> Iterator[RunContex
         run_id=ctx.run_id,
         task=task.name,
         task_fingerprint=ctx.task_fingerprint,
-        brain=brain,
+        brain=brain or brains.describe(),
         seed=settings.run.seed,
         config=settings.model_dump(mode="json"),
     )
@@ -64,7 +70,7 @@ def _run(settings: Settings, console: Console, brain: str) -> Iterator[RunContex
     except Exception as e:
         memory.finish_run(ctx.run_id, "failed", f"{type(e).__name__}: {e}")
         raise
-    memory.finish_run(ctx.run_id, "finished")
+    memory.finish_run(ctx.run_id, "finished", ctx.stopped)
 
 
 def _invoke(ctx: RunContext, state: LabState) -> LabState:
@@ -84,16 +90,18 @@ def _invoke(ctx: RunContext, state: LabState) -> LabState:
 
 def discover(settings: Settings, console: Console) -> str:
     """Run a discovery until its budget is spent; return the run id."""
-    with _run(settings, console, brain=settings.run.brain) as ctx:
+    with _run(settings, console) as ctx:
         console.print(
             f"run [bold]{ctx.run_id}[/] on task [bold]{ctx.task.name}[/]: "
             f"{settings.run.trials} candidates"
             + (f" or {settings.run.minutes:g} minutes" if settings.run.minutes else "")
-            + f", {settings.run.brain} brain, sandbox {ctx.launcher.level}, home {ctx.home}"
+            + f", {ctx.brains.describe()} brain ({settings.run.mode} mode), "
+            f"sandbox {ctx.launcher.level}, home {ctx.home}"
         )
-        _invoke(
+        result = _invoke(
             ctx, {"run_id": ctx.run_id, "evaluated": 0, "started_at": time.time(), "history": []}
         )
+        ctx.stopped = result.get("stopped")
         return ctx.run_id
 
 
@@ -129,9 +137,14 @@ def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str,
                 "history": [],
             },
         )
+        stages = [
+            {k: check[k] for k in ("stage", "status", "error_class", "message", "details")}
+            for check in ctx.memory.checks(candidate["candidate_id"])
+        ]
         return {
             "run_id": ctx.run_id,
             "candidate_id": candidate["candidate_id"],
             **state["outcome"],
             "verdict": state["verdict"],
+            "stages": stages,
         }

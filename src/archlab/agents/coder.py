@@ -1,24 +1,135 @@
 """The coder: turns a plan into the candidate module that is stored and run.
 
 In compose mode the code is always the genome rendered through the templates, so what
-is stored is exactly what ran."""
+is stored is exactly what ran. In design mode a model writes the module, as edits on the
+parent's code or in full, and repairs it when verification or training fails."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from pydantic import BaseModel
+
 from archlab.agents.genome import Genome, render
+from archlab.agents.llm import Question, Unusable, fenced_blocks
+from archlab.agents.planner import new_candidate_id
 from archlab.agents.state import RunContext
+from archlab.errors import ArchlabError
+from archlab.prompts import task_brief
+
+#: one search/replace edit: the SEARCH lines, then what replaces them
+_EDIT = re.compile(
+    r"^<{7} ?SEARCH[^\n]*\n(.*?)^={7}[^\n]*\n(.*?)^>{7} ?REPLACE[^\n]*$", re.DOTALL | re.MULTILINE
+)
+LOG_LINES = 30
 
 
-def write_code(ctx: RunContext, candidate: dict[str, Any]) -> str:
+class CodeAnswer(BaseModel):
+    source: str
+    #: how many search/replace edits made it; 0 for a whole module
+    edits: int = 0
+
+
+def write_code(
+    ctx: RunContext, candidate: dict[str, Any], failed: dict[str, Any] | None = None
+) -> str:
+    """The candidate's module. `failed` (candidate_id, source, problem) asks for a repair."""
     if candidate.get("source") is not None:  # hand-written (archlab eval)
         return str(candidate["source"])
     if candidate["origin"] == "baseline":
         return ctx.task.baseline_source()
-    return render(Genome.model_validate(candidate["genome"]))
+    if candidate["genome"] is not None:
+        return render(Genome.model_validate(candidate["genome"]))
+    return _ask_model(ctx, candidate, failed)
 
 
 def genome_key(candidate: dict[str, Any]) -> str | None:
     genome = candidate.get("genome")
     return Genome.model_validate(genome).key() if genome else None
+
+
+def next_attempt(candidate: dict[str, Any]) -> dict[str, Any]:
+    """A failed candidate's idea, tried again: a new candidate with the same plan."""
+    fresh = {k: v for k, v in candidate.items() if k != "source"}
+    return {
+        **fresh,
+        "candidate_id": new_candidate_id(),
+        "repair": candidate["repair"] + 1,
+        "plan": {**candidate["plan"], "repair_of": candidate["candidate_id"]},
+    }
+
+
+def read_code(text: str, base: str | None) -> CodeAnswer:
+    """The module an answer gives: `base` with its search/replace edits applied, or the
+    whole module from a fenced block. What cannot be used says why, for the re-ask."""
+    edits = _EDIT.findall(text)
+    if edits:
+        if base is None:
+            raise Unusable("there is no code to edit: send the whole module in a ```python block")
+        source = base
+        for i, (search, replace) in enumerate(edits, 1):
+            where = f"edit {i} of {len(edits)}"
+            if not search.strip():
+                raise Unusable(f"{where} has an empty SEARCH section")
+            found = source.count(search)
+            if found == 0:
+                raise Unusable(
+                    f"the SEARCH lines of {where} are not in the code (after the edits before "
+                    "it): copy them exactly, whitespace included, or send the whole module"
+                )
+            if found > 1:
+                raise Unusable(
+                    f"the SEARCH lines of {where} occur {found} times: add lines around them "
+                    "so that they match one place"
+                )
+            source = source.replace(search, replace, 1)
+    else:
+        blocks = [body for lang, body in fenced_blocks(text) if lang in ("python", "py", "")]
+        if not blocks:
+            raise Unusable("found neither SEARCH/REPLACE edits nor a ```python block")
+        source = max(blocks, key=len).strip("\n") + "\n"
+    if base is not None and source.strip() == base.strip():
+        raise Unusable("the code is unchanged: change it as the plan says")
+    return CodeAnswer(source=source, edits=len(edits))
+
+
+def _ask_model(ctx: RunContext, candidate: dict[str, Any], failed: dict[str, Any] | None) -> str:
+    asker = ctx.brains.asker("coder")
+    if asker is None:
+        raise ArchlabError("design mode needs a model for the coder (see [roles])")
+    prompts = ctx.brains.prompts
+    task = task_brief(ctx.task)
+    if failed is not None:
+        base = failed["source"]
+        trials = ctx.memory.trials(failed["candidate_id"])
+        log = trials[-1]["log_tail"] if trials else ""
+        prompt = prompts.render(
+            "coder_repair.j2",
+            task=task,
+            plan=candidate["plan"],
+            code=base,
+            problem=failed["problem"],
+            log="\n".join((log or "").strip().splitlines()[-LOG_LINES:]),
+        )
+    else:
+        parents = [ctx.memory.get_candidate(p) for p in candidate["parents"]]
+        base = parents[0]["source"] if parents else None
+        shown = [
+            {"id": p["candidate_id"], "score": p["score"], "code": p["source"]} for p in parents
+        ]
+        prompt = prompts.render("coder_write.j2", task=task, plan=candidate["plan"], parents=shown)
+    question = Question(
+        role="coder",
+        purpose="repair" if failed else "write",
+        messages=[
+            {"role": "system", "content": prompts.render("coder_system.j2")},
+            {"role": "user", "content": prompt},
+        ],
+        answer=CodeAnswer,
+        parse=lambda text: read_code(text, base),
+        candidate_id=candidate["candidate_id"],
+        step=candidate["step"],
+        repair=candidate["repair"],
+    )
+    return asker.ask(question).source

@@ -1,56 +1,199 @@
 """The critic: judges a trained candidate against its parents and the baseline, and
 leaves an insight for later proposals.
 
-This offline critic compares single proxy scores; seed-aware intervals come with the
-confirm stage."""
+Whether a trained candidate is accepted is decided by the verification ladder's seed
+statistics (agents/ladder.py), never by the critic: the critic explains that decision. A
+critic model also reads the curve and the code (a diff against the parent), checks that
+the code does what the plan said, and leaves an insight for later proposals. A failed
+candidate is never accepted: it is rejected, or, in design mode while repairs remain, sent
+back to the coder with its error."""
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
+
+from archlab.agents.brains import HEURISTIC, Asker
+from archlab.agents.llm import NoAnswer, Question
 from archlab.agents.state import RunContext
+from archlab.eval.stats import Judgement
+from archlab.memory.queries import CODE_CHARS, clip
+from archlab.prompts import task_brief
+
+#: failures that another coding attempt cannot fix
+_NOT_REPAIRABLE = {"duplicate", "answer"}
 
 
-def critique(ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+class Critique(BaseModel):
+    analysis: str = Field(
+        description="the result against the parents and the baseline: is the difference "
+        "larger than one seed's noise, what does the curve add, what did it cost?"
+    )
+    implements_plan: bool = Field(description="whether the code does what the plan says")
+    verdict: Literal["accept", "reject", "repair"]
+    reason: str = Field(description="the verdict's reason, in one line")
+    insight: str = Field(description="one sentence that later proposals should know")
+
+
+def can_repair(ctx: RunContext, candidate: dict[str, Any]) -> bool:
+    """Design mode sends a model-written candidate back to its coder a bounded number of times."""
+    return (
+        ctx.settings.run.mode == "design"
+        and candidate.get("origin") == "proposed"
+        and candidate.get("genome") is None
+        and ctx.brains.asker("coder") is not None
+        and candidate.get("repair", 0) < ctx.settings.run.max_repairs
+    )
+
+
+def critique(
+    ctx: RunContext,
+    candidate: dict[str, Any],
+    outcome: dict[str, Any],
+    decision: Judgement | None = None,
+) -> dict[str, Any]:
+    """The verdict on a candidate; for a trained one, `decision` is the ladder's."""
+    repairable = can_repair(ctx, candidate)
+    problem = _repairable_failure(ctx, outcome)
+    if problem and repairable:
+        return {"verdict": "repair", "reason": problem, "insight": None, "brain": HEURISTIC}
+    asker = ctx.brains.asker("critic")
+    if outcome["status"] != "ok" or decision is None:
+        return _failed(candidate, outcome)
+    if asker is None:
+        return _heuristic(candidate, decision)
+    try:
+        return _ask_model(ctx, asker, candidate, outcome, repairable, decision)
+    except NoAnswer as e:
+        verdict = _heuristic(candidate, decision)
+        return {**verdict, "analysis": f"the critic model gave no usable answer: {e}"}
+
+
+def _repairable_failure(ctx: RunContext, outcome: dict[str, Any]) -> str | None:
+    """What went wrong, if another coding attempt might fix it; a duplicate of code that
+    failed before counts as that failure."""
+    if outcome["status"] in ("failed", "rejected"):
+        if outcome["error_class"] in _NOT_REPAIRABLE:
+            return None
+        return f"{outcome['error_class']}: {outcome['message']}"
+    if outcome["status"] == "duplicate" and outcome.get("score") is None:
+        original = ctx.memory.get_candidate(outcome["duplicate_of"])
+        if original["error_class"]:
+            return (
+                f"{original['error_class']}: {original['message']} (this code already failed "
+                f"as {original['candidate_id']})"
+            )
+    return None
+
+
+def _failed(candidate: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
     plan = candidate["plan"]
-    if outcome["status"] != "ok":
-        return {
-            "verdict": "reject",
-            "reason": f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}",
-            "insight": f"{plan['operator']} '{plan.get('summary', plan['hypothesis'])}' "
-            f"failed with {outcome['error_class']}",
-        }
-    score = outcome["score"]
-    references = _reference_scores(ctx, candidate)
-    if not references:
-        return {
-            "verdict": "accept",
-            "reason": f"first scored candidate: {score:.4f}",
-            "insight": None,
-        }
-    name, best = max(references, key=lambda r: r[1])
-    delta = score - best
-    verdict = "accept" if delta > 0 else "reject"
-    relation = "beats" if delta > 0 else "does not beat"
     return {
-        "verdict": verdict,
-        "reason": f"{score:.4f} {relation} {name} ({best:.4f}, {delta:+.4f})",
-        "insight": f"{plan['hypothesis']} -> {ctx.task.score_name} {delta:+.4f} vs {name}",
+        "verdict": "reject",
+        "reason": f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}",
+        "insight": f"{plan['operator']} '{plan.get('summary', plan['hypothesis'])}' "
+        f"failed with {outcome['error_class']}",
+        "brain": HEURISTIC,
     }
 
 
-def _reference_scores(ctx: RunContext, candidate: dict[str, Any]) -> list[tuple[str, float]]:
+def _heuristic(candidate: dict[str, Any], decision: Judgement) -> dict[str, Any]:
+    plan = candidate["plan"]
+    return {
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "insight": f"{plan['operator']} '{plan.get('summary', plan['hypothesis'])}': "
+        f"{decision.verdict}, {decision.reason}",
+        "brain": HEURISTIC,
+    }
+
+
+def _references(ctx: RunContext, candidate: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scored parents, then the baseline (unless it is the candidate itself)."""
     refs = []
     for parent_id in candidate["parents"]:
         parent = ctx.memory.get_candidate(parent_id)
         if parent["score"] is not None:
-            refs.append((f"parent {parent_id}", float(parent["score"])))
-    if not refs:
-        baseline = ctx.memory.baseline(ctx.task_fingerprint)
-        if (
-            baseline
-            and baseline["score"] is not None
-            and baseline["candidate_id"] != candidate["candidate_id"]
-        ):
-            refs.append(("the baseline", float(baseline["score"])))
+            refs.append(
+                {"kind": "parent", "name": f"parent {parent_id}", "id": parent_id, **parent}
+            )
+    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    if (
+        baseline
+        and baseline["score"] is not None
+        and baseline["candidate_id"] not in {candidate["candidate_id"], *candidate["parents"]}
+    ):
+        refs.append(
+            {"kind": "baseline", "name": "the baseline", "id": baseline["candidate_id"], **baseline}
+        )
     return refs
+
+
+def _ask_model(
+    ctx: RunContext,
+    asker: Asker,
+    candidate: dict[str, Any],
+    outcome: dict[str, Any],
+    repairable: bool,
+    decision: Judgement,
+) -> dict[str, Any]:
+    prompts = ctx.brains.prompts
+    references = _references(ctx, candidate)
+    parents = [r for r in references if r["kind"] == "parent"]
+    source = candidate["source"]
+    if parents:
+        diff = difflib.unified_diff(
+            parents[0]["source"].splitlines(),
+            source.splitlines(),
+            f"parent {parents[0]['id']}",
+            f"candidate {candidate['candidate_id']}",
+            lineterm="",
+        )
+        code = "\n".join(diff)
+    else:
+        code = source
+    proxy = [t for t in ctx.memory.trials(candidate["candidate_id"]) if t["stage"] == "proxy"]
+    curve = [
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in p.items())
+        for p in ((proxy[-1]["curve"] or []) if proxy else [])
+    ]
+    plan = candidate["plan"]
+    prompt = prompts.render(
+        "critic.j2",
+        task=task_brief(ctx.task),
+        plan=plan,
+        summary=plan.get("summary") or plan["hypothesis"],
+        outcome=outcome,
+        curve=curve,
+        references=references,
+        code=clip(code, CODE_CHARS),
+        diff_against=bool(parents),
+        can_repair=repairable,
+        decision=decision,
+    )
+    answer = asker.ask(
+        Question(
+            role="critic",
+            purpose="critique",
+            messages=[
+                {"role": "system", "content": prompts.render("critic_system.j2")},
+                {"role": "user", "content": prompt},
+            ],
+            answer=Critique,
+            candidate_id=candidate["candidate_id"],
+            step=candidate.get("step", 0),
+            repair=candidate.get("repair", 0),
+        )
+    )
+    # The model's own verdict is advice: the ladder's seed statistics decide.
+    return {
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "insight": answer.insight,
+        "analysis": f"{answer.analysis}\nThe critic model's verdict: {answer.verdict} "
+        f"({answer.reason})."
+        + ("" if answer.implements_plan else "\nThe code does not implement the plan."),
+        "brain": asker.brain,
+    }

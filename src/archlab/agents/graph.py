@@ -1,6 +1,7 @@
 """The LangGraph graph: plan -> code -> verify -> train -> critique -> record, looping
-until the run's budget is spent. Each node is a small function of the state that returns
-a partial update; the resources it needs come from the run context."""
+until the run's budget is spent; in design mode a failed candidate goes from record back
+to code for a bounded number of repairs. Each node is a small function of the state that
+returns a partial update; the resources it needs come from the run context."""
 
 from __future__ import annotations
 
@@ -8,26 +9,69 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from rich.markup import escape
 
-from archlab.agents import coder, critic, planner, trainer
+from archlab.agents import coder, critic, ladder, planner, trainer
+from archlab.agents.brains import ReplayExhausted
+from archlab.agents.llm import NoAnswer
 from archlab.agents.state import LabState, RunContext
-from archlab.eval.verify import ast_hash, source_hash, static_check
+from archlab.eval.verify import ast_hash, source_hash
 from archlab.sandbox.launcher import LOG_FILE, read_tail
 
 
 def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:
     def plan(state: LabState) -> dict[str, Any]:
-        if not ctx.budget_left(state):
-            return {"candidate": None}
-        return {"candidate": planner.plan(ctx, state), "outcome": {}, "verdict": {}}
+        stopped = ctx.stop_reason(state)
+        if stopped is None:
+            # Steps count the brain's ideas (the baseline is step 0), so that a replay of
+            # this run into a memory that already holds the baseline finds its answers.
+            step = state.get("step", 0) + 1
+            try:
+                candidate = planner.plan(ctx, state, step)
+            except ReplayExhausted as e:
+                stopped = f"replay complete: {e}"
+            else:
+                step = 0 if candidate["origin"] == "baseline" else step
+                return {
+                    "candidate": {**candidate, "step": step, "repair": 0},
+                    "step": max(step, state.get("step", 0)),
+                    "outcome": {},
+                    "verdict": {},
+                }
+        ctx.console.print(f"stopped: {escape(str(stopped))}")
+        return {"candidate": None, "stopped": stopped}
+
+    def conclude(state: LabState) -> dict[str, Any]:
+        time_left = not ctx.settings.run.minutes or (
+            ctx.clock() - state["started_at"] < ctx.settings.run.minutes * 60
+        )
+        with _live_status(ctx, "the best", "scale"):
+            scaled = ladder.scale(ctx, time_left)
+        summary = ladder.summary(ctx, scaled)
+        ctx.memory.set_run_summary(ctx.run_id, summary)
+        return {"summary": summary}
 
     def code(state: LabState) -> dict[str, Any]:
         candidate = dict(state["candidate"] or {})
-        source = coder.write_code(ctx, candidate)
+        verdict = state.get("verdict") or {}
+        failed = None
+        if verdict.get("verdict") == "repair":
+            failed = {
+                "candidate_id": candidate["candidate_id"],
+                "source": candidate["source"],
+                "problem": verdict["reason"],
+            }
+            candidate = coder.next_attempt(candidate)
+        outcome: dict[str, Any] = {}
+        try:
+            source = coder.write_code(ctx, candidate, failed)
+        except NoAnswer as e:
+            source, outcome = "", ladder.rejected("answer", str(e))
         candidate["source"] = source
         ctx.memory.save_candidate(
             candidate_id=candidate["candidate_id"],
@@ -48,48 +92,39 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         n = state.get("evaluated", 0) + 1
         plan = candidate["plan"]
         what = plan.get("summary") or plan["hypothesis"]
+        if failed is not None:
+            what = f"repair {candidate['repair']} of {failed['candidate_id']}: {what}"
         ctx.console.print(
-            f"[bold]#{n}[/] {candidate['candidate_id']} [cyan]{plan['operator']}[/] {what}"
+            f"[bold]#{n}[/] {candidate['candidate_id']} [cyan]{plan['operator']}[/] {escape(what)}"
         )
-        return {"candidate": candidate, "outcome": {}}
+        return {"candidate": candidate, "outcome": outcome, "verdict": {}}
 
     def verify(state: LabState) -> dict[str, Any]:
         candidate = state["candidate"] or {}
-        source = candidate["source"]
-        check = static_check(source)
-        if not check.ok:
-            return {"outcome": _rejected(check.error_class, check.message)}
-        original = ctx.memory.find_duplicate(
-            ctx.task_fingerprint, source_hash(source), ast_hash(source)
-        )
-        if original is not None:
-            return {
-                "outcome": {
-                    "status": "duplicate",
-                    "error_class": "duplicate",
-                    "message": f"same code as {original['candidate_id']}; its result is reused",
-                    "score": original["score"],
-                    "metrics": original["metrics"],
-                    "n_params": original["n_params"],
-                    "duplicate_of": original["candidate_id"],
-                }
-            }
-        with _live_status(ctx, candidate["candidate_id"], "smoke"):
-            smoke = trainer.run_stage(ctx, candidate["candidate_id"], source, "smoke")
-        if smoke["status"] != "ok":
-            return {"outcome": _rejected(smoke["error_class"], smoke["message"])}
-        return {"outcome": {"status": "verified", "n_params": smoke["n_params"]}}
+        with _live_status(ctx, candidate["candidate_id"], "verify"):
+            return {"outcome": ladder.verify(ctx, candidate), "stage": "proxy"}
 
     def train(state: LabState) -> dict[str, Any]:
-        candidate = state["candidate"] or {}
-        with _live_status(ctx, candidate["candidate_id"], "proxy"):
-            outcome = trainer.run_stage(
-                ctx, candidate["candidate_id"], candidate["source"], "proxy"
-            )
+        candidate, stage = state["candidate"] or {}, state.get("stage", "proxy")
+        cid = candidate["candidate_id"]
+        with _live_status(ctx, cid, stage):
+            if stage == "confirm":
+                return {"outcome": {**state["outcome"], **ladder.confirm(ctx, candidate)}}
+            outcome = trainer.run_stage(ctx, cid, candidate["source"], "proxy")
+        ladder.record_proxy(ctx, cid, outcome)
         return {"outcome": outcome}
 
     def critique(state: LabState) -> dict[str, Any]:
-        return {"verdict": critic.critique(ctx, state["candidate"] or {}, state["outcome"])}
+        candidate, outcome = state["candidate"] or {}, state["outcome"]
+        if outcome["status"] != "ok":
+            return {"verdict": critic.critique(ctx, candidate, outcome), "stage": "proxy"}
+        if state.get("stage") == "proxy":
+            why = ladder.worth_confirming(ctx, candidate, outcome["score"])
+            if why is not None:
+                ctx.console.print(f"  [cyan]promote[/] to confirm: {escape(why)}")
+                return {"verdict": {"verdict": "promote", "reason": why}, "stage": "confirm"}
+        decision = ladder.decide(ctx, candidate, outcome)
+        return {"verdict": critic.critique(ctx, candidate, outcome, decision), "stage": "proxy"}
 
     def record(state: LabState) -> dict[str, Any]:
         candidate, outcome, verdict = state["candidate"] or {}, state["outcome"], state["verdict"]
@@ -102,6 +137,9 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
             metrics=outcome.get("metrics"),
             n_params=outcome.get("n_params"),
             duplicate_of=outcome.get("duplicate_of"),
+            seeds=outcome.get("seeds"),
+            fitness=trainer.fitness_of(ctx).definition() if outcome.get("score") else None,
+            audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
         )
         ctx.memory.save_verdict(
             candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
@@ -114,34 +152,48 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         }
 
     graph = StateGraph(LabState)
-    for node in (plan, code, verify, train, critique, record):
+    for node in (plan, code, verify, train, critique, record, conclude):
         graph.add_node(node.__name__, node)
     graph.add_conditional_edges(
         START, lambda s: "code" if s.get("candidate") else "plan", ["code", "plan"]
     )
     graph.add_conditional_edges(
-        "plan", lambda s: "code" if s.get("candidate") else END, ["code", END]
+        "plan", lambda s: "code" if s.get("candidate") else "conclude", ["code", "conclude"]
     )
-    graph.add_edge("code", "verify")
+    graph.add_edge("conclude", END)
+    graph.add_conditional_edges(
+        "code",
+        lambda s: "critique" if s["outcome"].get("status") == "rejected" else "verify",
+        ["verify", "critique"],
+    )
     graph.add_conditional_edges(
         "verify",
         lambda s: "train" if s["outcome"]["status"] == "verified" else "critique",
         ["train", "critique"],
     )
     graph.add_edge("train", "critique")
-    graph.add_edge("critique", "record")
     graph.add_conditional_edges(
-        "record",
-        lambda s: END if s.get("single") or not ctx.budget_left(s) else "plan",
-        ["plan", END],
+        "critique",
+        lambda s: "train" if s["verdict"]["verdict"] == "promote" else "record",
+        ["train", "record"],
     )
+
+    def after_record(s: LabState) -> str:
+        if s.get("single"):
+            return END
+        if s["verdict"]["verdict"] == "repair" and ctx.stop_reason(s) is None:
+            return "code"
+        return "plan"  # which stops the run once a budget is spent
+
+    graph.add_conditional_edges("record", after_record, ["code", "plan", END])
     return graph.compile(checkpointer=checkpointer)
 
 
 @contextmanager
 def _live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[None]:
-    """A spinner that follows the trial's log: elapsed time and the latest step line."""
-    log = ctx.trial_dir(trainer.trial_id_for(ctx, candidate_id, stage)) / LOG_FILE
+    """A spinner that follows the newest trial log of the candidate: elapsed time and the
+    latest step line."""
+    trials = ctx.home / "trials" / ctx.run_id
     label = f"  {stage} {candidate_id}"
     started = time.monotonic()
     stop = threading.Event()
@@ -149,7 +201,8 @@ def _live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[Non
 
         def follow() -> None:
             while not stop.wait(0.5):
-                lines = read_tail(log, 200).strip().splitlines()
+                logs = sorted(trials.glob(f"*/{LOG_FILE}"), key=_mtime)
+                lines = read_tail(logs[-1], 200).strip().splitlines() if logs else []
                 last = lines[-1] if lines and lines[-1].startswith("step:") else ""
                 status.update(f"{label} {time.monotonic() - started:4.0f} s  {last}")
 
@@ -162,8 +215,11 @@ def _live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[Non
             watcher.join()
 
 
-def _rejected(error_class: str | None, message: str | None) -> dict[str, Any]:
-    return {"status": "rejected", "error_class": error_class, "message": message}
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # a trial directory removed meanwhile
+        return 0.0
 
 
 def _summary(candidate: dict[str, Any], outcome: dict[str, Any], verdict: dict[str, Any]) -> str:
@@ -172,7 +228,9 @@ def _summary(candidate: dict[str, Any], outcome: dict[str, Any], verdict: dict[s
         wall = outcome.get("wall_time_s") or 0.0
         return (
             f"[green]ok[/] score {outcome['score']:.4f} in {wall:.0f} s, "
-            f"{outcome['n_params']:,} params: {verdict['verdict']} ({verdict['reason']})"
+            f"{outcome['n_params']:,} params: {verdict['verdict']} ({escape(verdict['reason'])})"
         )
     color = "yellow" if status == "duplicate" else "red"
-    return f"[{color}]{status}[/] {outcome.get('error_class')}: {outcome.get('message')}"
+    message = escape(str(outcome.get("message")))
+    line = f"[{color}]{status}[/] {outcome.get('error_class')}: {message}"
+    return line + (" [yellow]-> repair[/]" if verdict["verdict"] == "repair" else "")

@@ -248,7 +248,7 @@ class HeuristicBrain:
         for _ in range(self.max_attempts):
             if proposal.genome.key() not in seen:
                 return proposal
-            proposal = self._random_proposal(
+            proposal = self.random_proposal(
                 "Mutation and crossover of the pool kept producing architectures already in "
                 "memory, so a random restart is the cheapest way to find something new."
             )
@@ -271,14 +271,14 @@ class HeuristicBrain:
                     expected_effect=f"A reference score; {_cost_note(base)}.",
                 )
             if self.rng.random() < self.random_rate:
-                return self._random_proposal(
+                return self.random_proposal(
                     "The memory holds no evolvable candidate besides the already-evaluated "
                     "baseline; a random restart explores away from it."
                 )
             return self._mutation_proposal(None, base)
         r = self.rng.random()
         if r < self.random_rate:
-            return self._random_proposal(
+            return self.random_proposal(
                 f"Random restarts (rate {self.random_rate:g}) keep the search from collapsing "
                 "onto the family of the current best candidates."
             )
@@ -288,7 +288,7 @@ class HeuristicBrain:
             return self._crossover_proposal(a, b)
         return self._mutation_proposal(self.tournament(entries), None)
 
-    def _random_proposal(self, motivation: str) -> Proposal:
+    def random_proposal(self, motivation: str) -> Proposal:
         g = self.random_genome()
         return Proposal(
             genome=g,

@@ -1,25 +1,73 @@
 """The planner: decides what to try next from what the memory holds.
 
 The first candidate of a task is its baseline; after that the brain proposes children
-of the best candidates of this task across every run, never one the memory already holds.
+of the best candidates of this task across every run, never one the memory already holds:
+the heuristic brain by evolving genomes, a model from a bounded summary of the memory.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from archlab.agents.genome import Genome
-from archlab.agents.heuristic import HeuristicBrain, PoolEntry
+from pydantic import BaseModel, Field, model_validator
+
+from archlab.agents.brains import Asker, ReplayExhausted
+from archlab.agents.genome import CHANNELS, MIXERS, Genome, count_params
+from archlab.agents.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.agents.llm import LLMError, NoAnswer, Question
 from archlab.agents.state import LabState, RunContext
+from archlab.memory import queries
+from archlab.prompts import task_brief
+
+_PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
+
+
+class PlanAnswer(BaseModel):
+    """What a model proposes; the fields come in the order worth thinking them through."""
+
+    motivation: str = Field(min_length=1, description="what in the memory led to this idea")
+    hypothesis: str = Field(
+        min_length=1, description="one or two sentences: what changes, and why it should help"
+    )
+    operator: Literal["mutate", "crossover", "new"] = Field(
+        description="mutate: change one parent; crossover: combine two; new: from scratch"
+    )
+    parents: list[str] = Field(
+        default_factory=list,
+        description="ids of the candidates this builds on: 1 for mutate, 2 for crossover, "
+        "none for new",
+    )
+    expected_effect: str = Field(
+        min_length=1, description="the score and cost you expect, against the parents"
+    )
+
+    @model_validator(mode="after")
+    def _parents_fit_operator(self) -> PlanAnswer:
+        wanted = _PARENTS[self.operator]
+        if len(self.parents) != wanted:
+            raise ValueError(f"{self.operator} takes {wanted} parent id(s), not {self.parents}")
+        return self
+
+
+class DesignPlan(PlanAnswer):
+    summary: str = Field(
+        min_length=1,
+        max_length=120,
+        description="a short name for the architecture, unlike any candidate in memory",
+    )
+
+
+class ComposePlan(PlanAnswer):
+    genome: Genome
 
 
 def new_candidate_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def plan(ctx: RunContext, state: LabState) -> dict[str, Any]:
+def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
     if ctx.memory.baseline(ctx.task_fingerprint) is None:
         return {
             "candidate_id": new_candidate_id(),
@@ -45,6 +93,18 @@ def plan(ctx: RunContext, state: LabState) -> dict[str, Any]:
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
     )
+    sampled = len(ctx.memory.random_sample_scores(ctx.task_fingerprint))
+    if sampled < search.random_samples and step % 2 == 0:
+        # The honest yardstick, whatever the brain: the average architecture sampled at
+        # random from the same space, trained by the same script (every other step, so
+        # that a short run still shows the brain at work).
+        sample = brain.random_proposal(
+            "random samples of the genome space are the yardstick any search must beat"
+        )
+        return _candidate(sample, origin="random", brain="random")
+    asker = ctx.brains.asker("planner")
+    if asker is not None:
+        return _ask_model(ctx, asker, step)
     pool = [
         PoolEntry(
             candidate_id=row["candidate_id"],
@@ -54,10 +114,14 @@ def plan(ctx: RunContext, state: LabState) -> dict[str, Any]:
         for row in ctx.memory.parent_pool(ctx.task_fingerprint)
     ]
     proposal = brain.propose(pool, ctx.memory.genome_keys(ctx.task_fingerprint))
+    return _candidate(proposal, origin="proposed", brain="heuristic")
+
+
+def _candidate(proposal: Proposal, origin: str, brain: str) -> dict[str, Any]:
     return {
         "candidate_id": new_candidate_id(),
-        "origin": "proposed",
-        "brain": "heuristic",
+        "origin": origin,
+        "brain": brain,
         "parents": list(proposal.parent_ids),
         "genome": proposal.genome.model_dump(mode="json"),
         "plan": {
@@ -68,3 +132,79 @@ def plan(ctx: RunContext, state: LabState) -> dict[str, Any]:
             "summary": proposal.genome.describe(),
         },
     }
+
+
+def _ask_model(ctx: RunContext, asker: Asker, step: int) -> dict[str, Any]:
+    mode = ctx.settings.run.mode
+    prompts = ctx.brains.prompts
+    context = queries.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")
+    question = Question(
+        role="planner",
+        purpose="plan",
+        messages=[
+            {"role": "system", "content": prompts.render("planner_system.j2", mode=mode)},
+            {
+                "role": "user",
+                "content": prompts.render(
+                    "planner.j2",
+                    task=task_brief(ctx.task),
+                    mode=mode,
+                    mixers=MIXERS,
+                    channels=CHANNELS,
+                    **context,
+                ),
+            },
+        ],
+        answer=ComposePlan if mode == "compose" else DesignPlan,
+        check=lambda answer: _problem(ctx, answer),
+        step=step,
+    )
+    try:
+        answer = asker.ask(question)
+    except ReplayExhausted:
+        raise
+    except NoAnswer as e:
+        raise LLMError(f"{e} (every answer is in the memory's llm_calls table)") from None
+    genome = answer.genome.canonical() if isinstance(answer, ComposePlan) else None
+    summary = genome.describe() if genome else getattr(answer, "summary", "")
+    return {
+        "candidate_id": new_candidate_id(),
+        "origin": "proposed",
+        "brain": asker.brain,
+        # an answer kept after failing its checks may name ids that do not exist
+        "parents": sorted(
+            queries.known_ids(ctx.memory, ctx.task_fingerprint, answer.parents),
+            key=answer.parents.index,
+        ),
+        "genome": genome.model_dump(mode="json") if genome else None,
+        "plan": {
+            "operator": answer.operator,
+            "hypothesis": answer.hypothesis,
+            "motivation": answer.motivation,
+            "expected_effect": answer.expected_effect,
+            "summary": summary,
+        },
+    }
+
+
+def _problem(ctx: RunContext, answer: PlanAnswer) -> str | None:
+    """Why a valid proposal should be reconsidered: unknown parents, or not novel."""
+    fp = ctx.task_fingerprint
+    unknown = set(answer.parents) - queries.known_ids(ctx.memory, fp, answer.parents)
+    if unknown:
+        return f"no candidate has the id(s) {sorted(unknown)}: use ids shown in the memory"
+    if isinstance(answer, ComposePlan):
+        genome = answer.genome.canonical()
+        same = queries.with_genome(ctx.memory, fp, genome.key())
+        if same:
+            return f"candidate {same} already has this genome: propose an architecture not tried"
+        spec = ctx.task.spec
+        params = count_params(genome, spec["vocab_size"], spec["seq_len"])
+        limit = ctx.task.max_params
+        if params > limit:
+            return f"this genome has {params:,} parameters, over the limit of {limit:,}"
+    elif isinstance(answer, DesignPlan):
+        same = queries.same_summary(ctx.memory, fp, answer.summary)
+        if same:
+            return f"candidate {same} already has this summary: propose something not tried"
+    return None

@@ -7,16 +7,43 @@ from dataclasses import asdict
 from typing import Any
 
 from archlab.agents.state import RunContext
+from archlab.eval.fitness import Fitness
+from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
 from archlab.sandbox.trial import TrialReport, run_trial
 
 #: error classes the harness may report; anything else a child claims becomes "runtime"
 KNOWN_ERRORS = {"syntax", "import", "contract", "build", "params", "shape", "nan", "oom", "runtime"}
+#: error classes the trusted side itself decides
+TRUSTED_ERRORS = {"timeout", "crash", "pids", "policy"}
+#: stages trained with another stage's budget: confirm repeats the proxy on other seeds
+BUDGET_OF = {"confirm": "proxy"}
 
 
-def run_stage(ctx: RunContext, candidate_id: str, source: str, stage: str) -> dict[str, Any]:
-    """Run one trial of `candidate_id` at `stage`; return its outcome as stored."""
-    seed = ctx.proxy_seed
-    trial_id = trial_id_for(ctx, candidate_id, stage)
+def fitness_of(ctx: RunContext) -> Fitness:
+    f = ctx.settings.fitness
+    return Fitness.for_task(ctx.task, f.metric, f.direction, f.param_penalty, f.latency_penalty)
+
+
+def trial_id_for(candidate_id: str, stage: str, seed: int) -> str:
+    return f"{candidate_id}-{stage}-s{seed}"
+
+
+def run_stage(
+    ctx: RunContext,
+    candidate_id: str,
+    source: str,
+    stage: str,
+    seed: int | None = None,
+    probe: CausalityProbe | None = None,
+    complexity: bool = False,
+) -> dict[str, Any]:
+    """Run one trial of `candidate_id` at `stage`; return its outcome as stored.
+
+    With `probe`, the outcome holds the causality check; with `complexity`, the time-growth
+    check (both judged here, on the trusted side)."""
+    seed = ctx.proxy_seed if seed is None else seed
+    budget = ctx.task.budgets[BUDGET_OF.get(stage, stage)]
+    trial_id = trial_id_for(candidate_id, stage, seed)
     report = run_trial(
         launcher=ctx.launcher,
         trial_dir=ctx.trial_dir(trial_id),
@@ -27,15 +54,24 @@ def run_stage(ctx: RunContext, candidate_id: str, source: str, stage: str) -> di
         seed=seed,
         threads=ctx.settings.sandbox.threads,
         memory_bytes=int(ctx.settings.sandbox.memory_gb * 2**30),
+        budget=budget,
+        probe_x=None if probe is None else probe.inputs,
+        complexity=complexity,
     )
     outcome = _outcome(ctx, report)
+    if report.status == "ok" and probe is not None and report.probe is not None:
+        outcome["causality"] = asdict(causality_check(probe, report.probe))
+    if report.status == "ok" and report.complexity and ctx.task.max_time_exponent:
+        check = complexity_check(report.complexity, ctx.task.max_time_exponent)
+        outcome["complexity"] = {**asdict(check), "points": report.complexity}
+    fitness = fitness_of(ctx)
     ctx.memory.save_trial(
         trial_id=trial_id,
         candidate_id=candidate_id,
         run_id=ctx.run_id,
         stage=stage,
         seed=seed,
-        budget=asdict(ctx.task.budgets[stage]),
+        budget=asdict(budget),
         status=report.status,
         error_class=outcome["error_class"],
         message=outcome["message"],
@@ -49,12 +85,9 @@ def run_stage(ctx: RunContext, candidate_id: str, source: str, stage: str) -> di
         curve=outcome.pop("curve"),
         loss_curve=report.loss_curve,
         log_tail=report.log_tail,
+        fitness=fitness.definition() if outcome["score"] is not None else None,
     )
     return outcome
-
-
-def trial_id_for(ctx: RunContext, candidate_id: str, stage: str) -> str:
-    return f"{candidate_id}-{stage}-s{ctx.proxy_seed}"
 
 
 def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
@@ -69,16 +102,15 @@ def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
         "wall_time_s": report.wall_time_s,
     }
     if report.status != "ok":
-        error = (
-            report.error_class
-            if report.error_class in KNOWN_ERRORS | {"timeout", "crash"}
-            else "runtime"
-        )
+        error = report.error_class
+        if error not in KNOWN_ERRORS | TRUSTED_ERRORS:
+            error = "runtime"
         message = report.message or ""
         if error == "crash" and report.log_tail.strip():
             message += "; log ends: " + report.log_tail.strip().splitlines()[-1][:300]
         return {**outcome, "status": "failed", "error_class": error, "message": message}
     if report.checkpoints:
-        scored = ctx.task.score(report.checkpoints, ctx.data.eval_y)
-        outcome.update(score=scored.score, metrics=scored.metrics, curve=scored.curve)
+        metrics = ctx.task.metrics(report.checkpoints, ctx.data)
+        score = fitness_of(ctx).score(metrics.values, report.n_params or 0, report.wall_time_s)
+        outcome.update(score=score, metrics=metrics.values, curve=metrics.curve)
     return outcome

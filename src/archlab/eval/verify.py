@@ -9,6 +9,8 @@ import io
 import tokenize
 from dataclasses import dataclass
 
+import numpy as np
+
 _SKIPPED_TOKENS = {
     tokenize.COMMENT,
     tokenize.NL,
@@ -78,3 +80,81 @@ def ast_hash(source: str) -> str | None:
         return None
     tree = _Anonymize().visit(tree)
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:32]
+
+
+# --- causality: judged on the trusted side from the model's own logits -----------------
+
+
+@dataclass(frozen=True)
+class CausalityProbe:
+    """Inputs sent into the sandbox, and which of them form pairs that differ only after
+    position t; unpaired inputs are mixed in so the pairs do not stand out."""
+
+    inputs: np.ndarray
+    pairs: list[tuple[int, int, int]]  # (row a, row b, last shared position t)
+
+
+def causality_probe(
+    source_rows: np.ndarray, vocab_size: int, n_pairs: int, seed: int
+) -> CausalityProbe:
+    rng = np.random.default_rng(seed)
+    n, length = source_rows.shape
+    picks = rng.choice(n, size=min(2 * n_pairs, n), replace=False)
+    rows: list[np.ndarray] = []
+    shared: list[tuple[int, int, int]] = []
+    for k, pick in enumerate(picks):
+        row = source_rows[pick].copy()
+        rows.append(row)
+        if k < n_pairs:
+            t = int(rng.integers(0, length - 1))
+            twin = row.copy()
+            twin[t + 1 :] = (
+                row[t + 1 :] + rng.integers(1, vocab_size, length - t - 1)
+            ) % vocab_size
+            rows.append(twin)
+            shared.append((len(rows) - 2, len(rows) - 1, t))
+    order = rng.permutation(len(rows))
+    where = {old: new for new, old in enumerate(order)}
+    pairs = [(where[a], where[b], t) for a, b, t in shared]
+    return CausalityProbe(np.stack(rows)[order], pairs)
+
+
+def causality_check(probe: CausalityProbe, logits: np.ndarray, rtol: float = 1e-3) -> StaticCheck:
+    """Outputs up to t must not move when only inputs after t change."""
+    worst = 0.0
+    for a, b, t in probe.pairs:
+        head_a, head_b = logits[a, : t + 1], logits[b, : t + 1]
+        scale = max(1.0, float(np.abs(head_a).max()))
+        worst = max(worst, float(np.abs(head_a - head_b).max()) / scale)
+    if worst > rtol:
+        return StaticCheck(
+            False,
+            "causality",
+            f"outputs at position t change when only inputs after t change (relative change "
+            f"{worst:.2g}): the model sees the future; mask attention and pad convolutions on "
+            "the left only",
+        )
+    return StaticCheck(True)
+
+
+# --- complexity: time growth with sequence length ---------------------------------------
+
+
+def time_exponent(points: list[dict[str, float]]) -> float:
+    """The least-squares slope of log(time) against log(length): time ~ length^slope."""
+    xs = np.log([p["length"] for p in points])
+    ys = np.log([max(p["seconds"], 1e-9) for p in points])
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+def complexity_check(points: list[dict[str, float]], max_exponent: float) -> StaticCheck:
+    exponent = time_exponent(points)
+    if exponent > max_exponent:
+        lengths = ", ".join(f"{p['length']:.0f}: {p['seconds'] * 1e3:.1f} ms" for p in points)
+        return StaticCheck(
+            False,
+            "complexity",
+            f"forward time grows like length^{exponent:.2f}, above the task's limit of "
+            f"{max_exponent:g} ({lengths})",
+        )
+    return StaticCheck(True, message=f"time ~ length^{exponent:.2f}")

@@ -23,6 +23,8 @@ from archlab.errors import ArchlabError, MemoryCorruptError
 MEMORY_FILE = "memory.duckdb"
 _LOCK_RETRY_S = 30.0
 _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "curve", "loss_curve"}
+_JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
+_JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
 
 
 def now() -> datetime:
@@ -131,7 +133,8 @@ class Memory:
         }
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c != key)
+        keys = {k.strip() for k in key.split(",")}  # one key column, or several
+        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keys)
         with self.connect() as con:
             con.execute(
                 f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
@@ -249,3 +252,86 @@ class Memory:
     def verdict(self, candidate_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM verdicts WHERE candidate_id = ?", [candidate_id])
         return rows[0] if rows else None
+
+    # --- the verification ladder ------------------------------------------------
+    def save_check(
+        self,
+        candidate_id: str,
+        stage: str,
+        status: str,
+        error_class: str | None = None,
+        message: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record one ladder stage's outcome (passed, failed or skipped), replacing any earlier."""
+        self._upsert(
+            "checks",
+            "candidate_id, stage",
+            {
+                "candidate_id": candidate_id,
+                "stage": stage,
+                "status": status,
+                "error_class": error_class,
+                "message": message,
+                "details": details,
+                "checked_at": now(),
+            },
+        )
+
+    def checks(self, candidate_id: str) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT * FROM checks WHERE candidate_id = ? ORDER BY checked_at", [candidate_id]
+        )
+
+    def seed_scores(self, candidate_id: str) -> list[float]:
+        """Scores of the candidate's proxy-budget trials, one per seed (proxy and confirm)."""
+        rows = self._query(
+            "SELECT score FROM trials WHERE candidate_id = ? AND stage IN ('proxy', 'confirm') "
+            "AND status = 'ok' AND score IS NOT NULL ORDER BY seed",
+            [candidate_id],
+        )
+        return [float(r["score"]) for r in rows]
+
+    def random_sample_scores(self, task_fingerprint: str) -> list[float]:
+        """Proxy scores of randomly sampled architectures: the search's honest baseline."""
+        rows = self._query(
+            "SELECT score FROM candidates WHERE task_fingerprint = ? AND status = 'ok' "
+            "AND score IS NOT NULL AND plan->>'operator' = 'random' ORDER BY created_at",
+            [task_fingerprint],
+        )
+        return [float(r["score"]) for r in rows]
+
+    def set_run_summary(self, run_id: str, summary: dict[str, Any]) -> None:
+        self._update("runs", "run_id", run_id, {"summary": summary})
+
+    # --- LLM calls and read-only queries ---------------------------------------
+    def save_llm_call(self, **call: Any) -> None:
+        self._upsert("llm_calls", "call_id", {**call, "created_at": now()})
+
+    def llm_calls(self, run_id: str) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT * FROM llm_calls WHERE run_id = ? ORDER BY created_at, attempt, retry",
+            [run_id],
+        )
+
+    def llm_usage(self, run_id: str) -> tuple[int, float]:
+        """Tokens and dollars the run's LLM calls have used so far."""
+        rows = self._query(
+            "SELECT coalesce(sum(prompt_tokens + completion_tokens), 0) AS tokens, "
+            "coalesce(sum(cost_usd), 0) AS usd FROM llm_calls WHERE run_id = ?",
+            [run_id],
+        )
+        return int(rows[0]["tokens"]), float(rows[0]["usd"])
+
+    def accepted_answers(self, run_id: str) -> dict[tuple[str, int, int], Any]:
+        """The answers a run's roles acted on, by (role, step, repair): what replay re-plays."""
+        rows = self._query(
+            "SELECT role, step, repair, answer FROM llm_calls "
+            "WHERE run_id = ? AND status = 'ok' ORDER BY created_at",
+            [run_id],
+        )
+        return {(r["role"], r["step"], r["repair"]): r["answer"] for r in rows}
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """A read-only query for callers that own their SQL (memory.queries)."""
+        return self._query(sql, params)

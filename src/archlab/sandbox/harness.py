@@ -2,10 +2,10 @@
 
 Run as `python -I -m archlab.sandbox.harness` with the trial directory as working
 directory. It reads trial.json, data.npz (training pairs and held-out inputs only) and
-candidate.py, trains with the task's fixed recipe, and writes result.json holding
-held-out predictions. Nothing it writes is trusted: the orchestrator validates it and
-computes every metric itself. It shares a process with the candidate, so it imports only
-what it needs and reports failures as error classes the coder can act on.
+candidate.py, trains with the task's fixed recipe, and writes result.json holding the
+model's outputs on the held-out inputs. Nothing it writes is trusted: the orchestrator
+validates it and computes every metric itself. It shares a process with the candidate, so
+it reports failures as error classes the coder can act on.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import importlib.util
 import json
 import math
 import os
+import resource
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 RESULT_FILE = "result.json"
+_EVAL_BATCH = 256
 
 
 class CandidateError(Exception):
@@ -30,15 +32,19 @@ class CandidateError(Exception):
         self.error_class = error_class
 
 
-def _encode(array: Any) -> dict[str, Any]:
+def encode(array: Any, dtype: str) -> dict[str, Any]:
     import numpy as np
 
-    array = np.ascontiguousarray(array, dtype=np.int32)
+    array = np.ascontiguousarray(array, dtype=dtype)
     return {
-        "dtype": "int32",
+        "dtype": dtype,
         "shape": list(array.shape),
         "b64": base64.b64encode(array.tobytes()).decode(),
     }
+
+
+def _describe(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
 
 
 def _load_candidate(path: str) -> Any:
@@ -58,45 +64,9 @@ def _load_candidate(path: str) -> Any:
     return module
 
 
-def _describe(e: BaseException) -> str:
-    return f"{type(e).__name__}: {e}"
-
-
-def _check_output(out: Any, batch: int, spec: SimpleNamespace) -> None:
+def _build(module: Any, spec: SimpleNamespace, max_params: int) -> Any:
     import torch
 
-    want = (batch, spec.seq_len, spec.vocab_size)
-    if not isinstance(out, torch.Tensor):
-        raise CandidateError("shape", f"forward must return a Tensor, got {type(out).__name__}")
-    if tuple(out.shape) != want:
-        raise CandidateError("shape", f"logits must have shape {want}, got {tuple(out.shape)}")
-    if not out.is_floating_point():
-        raise CandidateError("shape", f"logits must be floating point, got {out.dtype}")
-
-
-def _predict(model: Any, inputs: Any, batch_size: int) -> Any:
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        preds = [
-            model(inputs[i : i + batch_size]).argmax(dim=-1)
-            for i in range(0, len(inputs), batch_size)
-        ]
-    model.train()
-    return torch.cat(preds).numpy()
-
-
-def run(trial: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(trial["threads"])
-    torch.manual_seed(trial["seed"])
-    spec = SimpleNamespace(**trial["spec"])
-    budget, recipe = trial["budget"], trial["recipe"]
-
-    module = _load_candidate("candidate.py")
     try:
         model = module.build_model(spec)
     except MemoryError as e:
@@ -110,15 +80,98 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if n_params == 0:
         raise CandidateError("contract", "the model has no trainable parameters")
-    if n_params > trial["max_params"]:
+    if n_params > max_params:
         raise CandidateError(
-            "params", f"{n_params:,} parameters exceed the budget of {trial['max_params']:,}"
+            "params", f"{n_params:,} parameters exceed the budget of {max_params:,}"
         )
+    return model
+
+
+def _check_output(out: Any, batch: int, spec: SimpleNamespace, kind: str) -> None:
+    import torch
+
+    if kind == "classification":
+        want: tuple[int, ...] = (batch, spec.num_classes)
+    else:
+        want = (batch, spec.seq_len, spec.vocab_size)
+    if not isinstance(out, torch.Tensor):
+        raise CandidateError("shape", f"forward must return a Tensor, got {type(out).__name__}")
+    if tuple(out.shape) != want:
+        raise CandidateError("shape", f"logits must have shape {want}, got {tuple(out.shape)}")
+    if not out.is_floating_point():
+        raise CandidateError("shape", f"logits must be floating point, got {out.dtype}")
+
+
+def _forward_all(model: Any, inputs: Any) -> Any:
+    """Logits for every input, in evaluation mode and without gradients."""
+    import torch
+
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat(
+                [
+                    model(inputs[i : i + _EVAL_BATCH]).float()
+                    for i in range(0, len(inputs), _EVAL_BATCH)
+                ]
+            )
+    finally:
+        model.train()
+
+
+def _outputs(model: Any, trial: dict[str, Any], eval_x: Any, positions: Any) -> dict[str, Any]:
+    """What the task asked for on the held-out inputs: argmax classes or log-probabilities."""
+    import torch
+
+    logits = _forward_all(model, eval_x)
+    if trial["output"] == "argmax":
+        return encode(logits.argmax(dim=-1).numpy(), "int32")
+    logprobs = torch.log_softmax(logits, dim=-1)
+    if trial["kind"] == "sequence":
+        logprobs = logprobs[positions[:, 0], positions[:, 1]]
+    return encode(logprobs.numpy(), "float16")
+
+
+def _time_lengths(module: Any, trial: dict[str, Any]) -> list[dict[str, float]]:
+    """Forward time and peak memory at growing sequence lengths (batch 1, no gradients).
+
+    Measured in here, so a hostile candidate could bend it; it guards against honest
+    mistakes in claims of sub-quadratic cost, not against forgery."""
+    import torch
+
+    points = []
+    for length in trial["complexity_lengths"]:
+        spec = SimpleNamespace(**{**trial["spec"], "seq_len": length})
+        model = _build(module, spec, sys.maxsize).eval()
+        tokens = torch.randint(0, spec.vocab_size, (1, length))
+        with torch.no_grad():
+            model(tokens)  # warm-up
+            best = math.inf
+            for _ in range(3):
+                started = time.perf_counter()
+                model(tokens)
+                best = min(best, time.perf_counter() - started)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        points.append({"length": length, "seconds": best, "peak_rss_mb": peak_mb})
+    return points
+
+
+def run(trial: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(trial["threads"])
+    torch.manual_seed(trial["seed"])
+    spec = SimpleNamespace(**trial["spec"])
+    budget, recipe, kind = trial["budget"], trial["recipe"], trial["kind"]
+
+    module = _load_candidate("candidate.py")
+    model = _build(module, spec, trial["max_params"])
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     with np.load("data.npz", allow_pickle=False) as data:
-        train_x = torch.from_numpy(data["train_x"].astype(np.int64))
-        train_y = torch.from_numpy(data["train_y"].astype(np.int64))
-        eval_x = torch.from_numpy(data["eval_x"].astype(np.int64))
+        arrays = {name: torch.from_numpy(data[name].astype(np.int64)) for name in data.files}
+    train_x, train_y, eval_x = arrays["train_x"], arrays["train_y"], arrays["eval_x"]
 
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"]
@@ -144,7 +197,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
         try:
             logits = model(x)
             if step == 1:
-                _check_output(logits, batch_size, spec)
+                _check_output(logits, batch_size, spec, kind)
             loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100
             )
@@ -166,19 +219,32 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
             print(f"step: {step}/{steps} loss: {value:.4f}", flush=True)
         if budget["eval_every"] and (step % budget["eval_every"] == 0 or step == steps):
             try:
-                preds = _predict(model, eval_x, 256)
+                outputs = _outputs(model, trial, eval_x, arrays.get("eval_positions"))
             except Exception as e:
                 raise CandidateError(
                     "runtime", f"evaluation at step {step} raised {_describe(e)}"
                 ) from e
-            checkpoints.append({"step": step, "predictions": _encode(preds)})
-    return {
+            checkpoints.append({"step": step, "outputs": outputs})
+    result: dict[str, Any] = {
         "status": "ok",
         "n_params": n_params,
         "train_seconds": time.perf_counter() - started,
         "loss_curve": loss_curve,
         "checkpoints": checkpoints,
     }
+    if "probe_x" in arrays:
+        try:
+            result["probe"] = encode(_forward_all(model, arrays["probe_x"]).numpy(), "float32")
+        except Exception as e:
+            raise CandidateError("runtime", f"the causality probe raised {_describe(e)}") from e
+    if trial.get("complexity_lengths"):
+        try:
+            result["complexity"] = _time_lengths(module, trial)
+        except CandidateError:
+            raise
+        except Exception as e:
+            raise CandidateError("runtime", f"timing longer sequences raised {_describe(e)}") from e
+    return result
 
 
 def _write_result(result: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ MAX_RESULT_BYTES = 64 * 2**20
 
 @dataclass
 class TrialReport:
-    """What a trial produced. `checkpoints` are held-out predictions, not yet scored."""
+    """What a trial produced. `checkpoints` hold held-out outputs, not yet scored."""
 
     status: str  # ok | error
     error_class: str | None = None
@@ -35,6 +36,10 @@ class TrialReport:
     n_params: int | None = None
     loss_curve: list[dict[str, float]] = field(default_factory=list)
     checkpoints: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    #: logits on the causality probe's inputs, if one was sent
+    probe: np.ndarray | None = None
+    #: forward time and memory by sequence length, if the complexity stage asked
+    complexity: list[dict[str, float]] | None = None
     log_tail: str = ""
 
 
@@ -45,7 +50,8 @@ class ResultError(ValueError):
 def read_result(trial_dir: Path) -> dict[str, Any]:
     path = trial_dir / RESULT_FILE
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        # O_NONBLOCK: a FIFO planted as the result must not hang the orchestrator
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ResultError("the trial wrote no result") from None
     except OSError as e:
@@ -66,33 +72,73 @@ def read_result(trial_dir: Path) -> dict[str, Any]:
     return result
 
 
-def decode_predictions(obj: Any, shape: tuple[int, ...]) -> np.ndarray:
-    if not isinstance(obj, dict) or obj.get("dtype") != "int32" or obj.get("shape") != list(shape):
-        raise ResultError(f"predictions must be int32 of shape {list(shape)}")
+def decode_array(obj: Any, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if not isinstance(obj, dict) or obj.get("dtype") != dtype or obj.get("shape") != list(shape):
+        raise ResultError(f"outputs must be {dtype} of shape {list(shape)}")
     try:
         raw = base64.b64decode(obj["b64"], validate=True)
-        return np.frombuffer(raw, dtype=np.int32).reshape(shape)
+        array = np.frombuffer(raw, dtype=dtype).reshape(shape)
     except (ValueError, TypeError) as e:
-        raise ResultError(f"predictions do not decode: {e}") from None
+        raise ResultError(f"outputs do not decode: {e}") from None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ResultError("outputs hold NaN or infinite values")
+    return array
 
 
-def _parse_ok(result: dict[str, Any], eval_shape: tuple[int, ...], budget: Budget) -> TrialReport:
+@dataclass(frozen=True)
+class _Expected:
+    """The shapes a valid result has; anything else is refused."""
+
+    output_dtype: str
+    output_shape: tuple[int, ...]
+    budget: Budget
+    probe_shape: tuple[int, ...] | None
+    complexity_lengths: tuple[int, ...] | None
+
+
+def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
     try:
         n_params = int(result["n_params"])
         loss_curve = [
             {"step": int(p["step"]), "loss": float(p["loss"])} for p in result["loss_curve"]
         ]
-        raw_checkpoints = [(int(c["step"]), c["predictions"]) for c in result["checkpoints"]]
+        raw_checkpoints = [(int(c["step"]), c["outputs"]) for c in result["checkpoints"]]
+        complexity = (
+            [
+                {k: float(point[k]) for k in ("length", "seconds", "peak_rss_mb")}
+                for point in result["complexity"]
+            ]
+            if expected.complexity_lengths
+            else None
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ResultError(f"the result lacks a field or has a wrong type: {e!r}") from None
+    budget = expected.budget
     steps = [s for s, _ in raw_checkpoints]
     if budget.eval_every and (
         not steps or steps != sorted(set(steps)) or steps[-1] != budget.steps
     ):
         raise ResultError("the result's checkpoints do not cover the budget")
-    checkpoints = [(s, decode_predictions(p, eval_shape)) for s, p in raw_checkpoints]
+    if complexity is not None and [p["length"] for p in complexity] != list(
+        expected.complexity_lengths or ()
+    ):
+        raise ResultError("the complexity timings do not match the lengths asked for")
+    checkpoints = [
+        (s, decode_array(o, expected.output_dtype, expected.output_shape))
+        for s, o in raw_checkpoints
+    ]
+    probe = (
+        decode_array(result.get("probe"), "float32", expected.probe_shape)
+        if expected.probe_shape
+        else None
+    )
     return TrialReport(
-        status="ok", n_params=n_params, loss_curve=loss_curve, checkpoints=checkpoints
+        status="ok",
+        n_params=n_params,
+        loss_curve=loss_curve,
+        checkpoints=checkpoints,
+        probe=probe,
+        complexity=complexity,
     )
 
 
@@ -107,32 +153,60 @@ def run_trial(
     seed: int,
     threads: int,
     memory_bytes: int,
+    budget: Budget | None = None,
+    probe_x: np.ndarray | None = None,
+    complexity: bool = False,
 ) -> TrialReport:
-    budget = task.budgets[stage]
-    trial_dir.mkdir(parents=True, exist_ok=True)
+    """Run `source` at `stage` (with that stage's budget unless one is given).
+
+    `probe_x` asks for logits on those inputs after training (the causality check);
+    `complexity` asks for forward timings at the task's complexity lengths."""
+    budget = budget or task.budgets[stage]
+    # A fresh directory every time: a re-run (after a crash, say) must not write through
+    # links an earlier attempt planted. rmtree removes links without following them.
+    if trial_dir.exists():
+        shutil.rmtree(trial_dir)
+    trial_dir.mkdir(parents=True)
     (trial_dir / "candidate.py").write_text(source)
-    eval_x = data.eval_x if budget.eval_every else data.eval_x[:0]
-    np.savez(
-        trial_dir / "data.npz",
-        train_x=data.train_x.astype(np.int16),
-        train_y=data.train_y.astype(np.int16),
-        eval_x=eval_x.astype(np.int16),
-    )
+    evaluated = data if budget.eval_every else _without_heldout(data)
+    arrays = {
+        "train_x": data.train_x,
+        "train_y": data.train_y,
+        "eval_x": evaluated.eval_x,
+    }
+    if task.output == "logprobs" and evaluated.eval_positions is not None:
+        arrays["eval_positions"] = evaluated.eval_positions
+    if probe_x is not None:
+        arrays["probe_x"] = probe_x
+    compact: dict[str, Any] = {k: _compact(v) for k, v in arrays.items()}
+    np.savez(trial_dir / "data.npz", **compact)
+    lengths = task.complexity_lengths if complexity else None
     trial = {
         "stage": stage,
         "seed": seed,
         "threads": threads,
+        "kind": task.kind,
+        "output": task.output,
         "spec": task.spec,
         "budget": asdict(budget),
         "recipe": asdict(task.recipe),
         "max_params": task.max_params,
+        "complexity_lengths": list(lengths) if lengths else None,
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
     limits = Limits(wall_s=budget.time_limit_s, memory_bytes=memory_bytes, threads=threads)
     execution = launcher.run(harness_argv(), trial_dir, limits)
     (trial_dir / "data.npz").unlink(missing_ok=True)
 
-    report = _interpret(execution.exit_reason, trial_dir, eval_x.shape, budget)
+    dtype, shape = task.output_shape(evaluated)
+    expected = _Expected(
+        output_dtype=dtype,
+        output_shape=shape,
+        budget=budget,
+        probe_shape=None if probe_x is None else (*probe_x.shape, task.spec["vocab_size"]),
+        complexity_lengths=lengths,
+    )
+    report = _interpret(execution.exit_reason, trial_dir, expected)
     report.exit_reason = execution.exit_reason
     report.wall_time_s = execution.wall_s
     report.cpu_time_s = execution.cpu_s
@@ -142,23 +216,43 @@ def run_trial(
     return report
 
 
-def _interpret(
-    exit_reason: str, trial_dir: Path, eval_shape: tuple[int, ...], budget: Budget
-) -> TrialReport:
+def _without_heldout(data: TokenData) -> TokenData:
+    """Stages that evaluate nothing get no held-out inputs at all."""
+    positions = None if data.eval_positions is None else data.eval_positions[:0]
+    return TokenData(data.train_x, data.train_y, data.eval_x[:0], data.eval_y[:0], positions)
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    """Token ids and labels travel as int16 when they fit: a third of the bytes to write."""
+    if array.dtype.kind in "iu" and array.size and array.min() >= -32768 and array.max() < 32768:
+        return array.astype(np.int16)
+    return array
+
+
+_MESSAGES = {
+    "oom": "killed: out of memory",
+    "pids": "killed: too many processes or threads",
+    "policy": "killed: a forbidden system call (sandbox policy)",
+}
+
+
+def _interpret(exit_reason: str, trial_dir: Path, expected: _Expected) -> TrialReport:
     if exit_reason == "timeout":
+        limit = expected.budget.time_limit_s
         return TrialReport(
             status="error",
             error_class="timeout",
-            message=f"the trial ran past its {budget.time_limit_s:.0f} s limit and was killed",
+            message=f"the trial ran past its {limit:.0f} s limit and was killed",
         )
-    if exit_reason == "oom":
-        return TrialReport(status="error", error_class="oom", message="killed: out of memory")
+    if exit_reason not in ("ok", "crash"):
+        message = _MESSAGES.get(exit_reason, f"the trial ended abnormally ({exit_reason})")
+        return TrialReport(status="error", error_class=exit_reason, message=message)
     try:
         result = read_result(trial_dir)
         if exit_reason != "ok":
             raise ResultError(f"the trial process exited abnormally ({exit_reason})")
         if result.get("status") == "ok":
-            return _parse_ok(result, eval_shape, budget)
+            return _parse_ok(result, expected)
         return TrialReport(
             status="error",
             error_class=str(result.get("error_class", "runtime"))[:32],

@@ -1,7 +1,13 @@
 """The task API: what candidates are judged on.
 
-A task owns its data, the model contract, a fixed training recipe, per-stage budgets
-and the scoring. Data is generated on the trusted side; held-out targets never leave it.
+A task owns its data, the model contract, a fixed training recipe, per-stage budgets and
+its metrics. Data is generated on the trusted side; held-out targets never leave it: the
+sandbox returns outputs on held-out inputs and the task computes metrics from them.
+
+Two kinds of task share one input contract, a LongTensor of token ids (batch, seq_len):
+- `sequence`: logits (batch, seq_len, vocab_size), a label per position (IGNORE_INDEX
+  where no loss is taken);
+- `classification`: logits (batch, num_classes), one label per sequence.
 """
 
 from __future__ import annotations
@@ -10,11 +16,16 @@ import abc
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 IGNORE_INDEX = -100
+
+TaskKind = Literal["sequence", "classification"]
+#: what a trial returns on the held-out inputs: the argmax class, or log-probabilities
+#: (at the positions in TokenData.eval_positions for sequence tasks)
+OutputKind = Literal["argmax", "logprobs"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,10 @@ class Budget:
     batch_size: int
     eval_every: int
     time_limit_s: float
+
+
+#: build, a forward and a backward pass on a tiny batch: enough to reject what cannot train
+SMOKE_BUDGET = Budget(steps=2, batch_size=4, eval_every=0, time_limit_s=60)
 
 
 @dataclass(frozen=True)
@@ -45,48 +60,80 @@ class TokenData:
     train_y: np.ndarray
     eval_x: np.ndarray
     eval_y: np.ndarray
+    #: (n, 2) rows of (example, position) whose log-probabilities a `logprobs` task scores
+    eval_positions: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
-class Score:
-    score: float
-    metrics: dict[str, float]
+class Metrics:
+    """A trial's metrics, computed on the trusted side, and the held-out curve behind them."""
+
+    values: dict[str, float]
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
 class TokenTask(abc.ABC):
-    """A sequence task: models map token ids (batch, seq_len) to logits (batch, seq_len, vocab)."""
+    """A task whose candidates read token ids. Subclasses set the class attributes."""
 
     name: str
     description: str
+    kind: TaskKind = "sequence"
+    output: OutputKind = "argmax"
+    #: outputs at position t may depend only on inputs up to t (checked by the ladder)
+    causal: bool = True
+    #: the metric that is the default fitness, and whether higher is better
+    metric: str
+    higher_is_better: bool = True
     recipe: Recipe
     budgets: dict[str, Budget]
     max_params: int
-    #: the metric the score is, and its direction (higher is better for every built-in)
-    score_name: str
+    #: sequence lengths at which the complexity stage times the model; None skips it
+    complexity_lengths: tuple[int, ...] | None = None
+    #: the largest time-growth exponent (time ~ length^e) the complexity stage accepts
+    max_time_exponent: float | None = None
 
     @property
     @abc.abstractmethod
     def spec(self) -> dict[str, Any]:
-        """What `build_model(spec)` sees: at least vocab_size and seq_len."""
+        """What `build_model(spec)` sees: vocab_size and seq_len (and num_classes)."""
 
     @abc.abstractmethod
     def data(self, data_seed: int) -> TokenData:
         """Generate (deterministically) the training and held-out data."""
 
     @abc.abstractmethod
-    def score(self, checkpoints: list[tuple[int, np.ndarray]], eval_y: np.ndarray) -> Score:
-        """Score from held-out predictions (argmax token ids) taken at training checkpoints."""
+    def evaluate(self, outputs: np.ndarray, data: TokenData) -> dict[str, float]:
+        """Metrics of one checkpoint's held-out outputs."""
 
     @abc.abstractmethod
     def baseline_source(self) -> str:
         """Source of the baseline seed candidate."""
+
+    def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
+        """Metrics of the last checkpoint, plus the curve over every checkpoint.
+
+        Tasks whose metric jumps suddenly override this to score the whole curve."""
+        curve = [{"step": step, **self.evaluate(out, data)} for step, out in checkpoints]
+        final = {k: v for k, v in curve[-1].items() if k != "step"}
+        return Metrics(values=final, curve=curve)
+
+    def output_shape(self, data: TokenData) -> tuple[str, tuple[int, ...]]:
+        """The dtype and shape of the outputs a trial must return for `data.eval_x`."""
+        n = len(data.eval_x)
+        classes = self.spec["num_classes"] if self.kind == "classification" else None
+        if self.output == "argmax":
+            return "int32", (n,) if classes else (n, self.spec["seq_len"])
+        if classes:
+            return "float16", (n, classes)
+        assert data.eval_positions is not None, "logprobs tasks must choose eval positions"
+        return "float16", (len(data.eval_positions), self.spec["vocab_size"])
 
     def fingerprint(self) -> str:
         """Identifies the task's exact configuration; stored beside every score."""
         blob = json.dumps(
             {
                 "name": self.name,
+                "kind": self.kind,
                 "spec": self.spec,
                 "recipe": asdict(self.recipe),
                 "budgets": {k: asdict(v) for k, v in sorted(self.budgets.items())},

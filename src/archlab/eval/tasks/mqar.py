@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, validate_call
 
-from archlab.eval.tasks.base import IGNORE_INDEX, Budget, Recipe, Score, TokenData, TokenTask
+from archlab.eval.tasks.base import (
+    IGNORE_INDEX,
+    SMOKE_BUDGET,
+    Budget,
+    Metrics,
+    Recipe,
+    TokenData,
+    TokenTask,
+)
 
 
 def _sample_without_replacement(
@@ -70,7 +78,7 @@ def answer_accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 class MQAR(TokenTask):
     name = "mqar"
     description = "multi-query associative recall: recall the value of each queried key"
-    score_name = "accuracy_auc"
+    metric = "accuracy_auc"
 
     @validate_call(config=ConfigDict(strict=False))
     def __init__(
@@ -89,9 +97,13 @@ class MQAR(TokenTask):
         self.eval_examples = eval_examples
         self.recipe = Recipe()
         self.budgets = {
-            "smoke": Budget(steps=2, batch_size=4, eval_every=0, time_limit_s=60),
+            "smoke": SMOKE_BUDGET,
             "proxy": Budget(
                 steps=proxy_steps, batch_size=64, eval_every=proxy_steps // 8, time_limit_s=180
+            ),
+            # twice the training: does the proxy's ranking hold?
+            "scale": Budget(
+                steps=2 * proxy_steps, batch_size=64, eval_every=proxy_steps // 4, time_limit_s=360
             ),
         }
         self.max_params = 2_000_000
@@ -115,17 +127,20 @@ class MQAR(TokenTask):
         eval_x, eval_y = generate_mqar(self.eval_examples, seed=2 * data_seed + 1, **common)
         return TokenData(train_x, train_y, eval_x, eval_y)
 
-    def score(self, checkpoints: list[tuple[int, np.ndarray]], eval_y: np.ndarray) -> Score:
+    def evaluate(self, outputs: np.ndarray, data: TokenData) -> dict[str, float]:
+        return {"accuracy": answer_accuracy(outputs, data.eval_y)}
+
+    def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
         # The jump from chance to solved is sudden, so a single final value ranks badly:
         # the score is the area under the held-out accuracy curve.
-        curve = [{"step": step, "accuracy": answer_accuracy(p, eval_y)} for step, p in checkpoints]
-        accs = [point["accuracy"] for point in curve]
-        metrics = {
+        result = super().metrics(checkpoints, data)
+        accs = [point["accuracy"] for point in result.curve]
+        values = {
             "accuracy": accs[-1],
             "best_accuracy": max(accs),
             "accuracy_auc": float(np.mean(accs)),
         }
-        return Score(score=metrics["accuracy_auc"], metrics=metrics, curve=curve)
+        return Metrics(values=values, curve=result.curve)
 
     def baseline_source(self) -> str:
         files = resources.files("archlab.eval.tasks.baselines")

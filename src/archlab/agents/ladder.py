@@ -1,0 +1,257 @@
+"""The verification ladder, cheap stages first, each stage's outcome recorded per candidate:
+
+static -> dedup -> smoke (+ causality) -> complexity -> proxy -> confirm -> scale
+
+Everything here runs on the trusted side and decides by statistics, never by a model: a
+candidate is accepted only when its confirmed seeds beat the reference's, whoever its
+critic is. The critic explains; the ladder decides.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict
+from typing import Any
+
+from archlab.agents import trainer
+from archlab.agents.state import RunContext
+from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
+from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
+
+#: every stage, in the order a candidate climbs them
+STAGES = ("static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "scale")
+
+
+def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check: Any) -> None:
+    ctx.memory.save_check(candidate_id, stage, status, **check)
+
+
+def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
+    """Static, dedup, smoke, causality and complexity; the outcome says how far it got."""
+    cid, source = candidate["candidate_id"], candidate["source"]
+    check = static_check(source)
+    if not check.ok:
+        record(ctx, cid, "static", "failed", error_class=check.error_class, message=check.message)
+        return rejected(check.error_class, check.message)
+    record(ctx, cid, "static", "passed")
+
+    fp = ctx.task_fingerprint
+    original = ctx.memory.find_duplicate(fp, source_hash(source), ast_hash(source))
+    if original is not None:
+        message = f"same code as {original['candidate_id']}; its result is reused"
+        record(ctx, cid, "dedup", "failed", error_class="duplicate", message=message,
+               details={"duplicate_of": original["candidate_id"]})  # fmt: skip
+        return {
+            "status": "duplicate",
+            "error_class": "duplicate",
+            "message": message,
+            "score": original["score"],
+            "metrics": original["metrics"],
+            "n_params": original["n_params"],
+            "duplicate_of": original["candidate_id"],
+        }
+    record(ctx, cid, "dedup", "passed")
+
+    probe = None
+    if ctx.task.causal and ctx.task.kind == "sequence":
+        probe = causality_probe(
+            ctx.data.train_x, ctx.task.spec["vocab_size"], ctx.settings.ladder.causality_pairs,
+            seed=zlib.crc32(cid.encode()),
+        )  # fmt: skip
+    smoke = trainer.run_stage(ctx, cid, source, "smoke", probe=probe)
+    if smoke["status"] != "ok":
+        record(ctx, cid, "smoke", "failed", error_class=smoke["error_class"],
+               message=smoke["message"])  # fmt: skip
+        return rejected(smoke["error_class"], smoke["message"])
+    record(ctx, cid, "smoke", "passed", details={"n_params": smoke["n_params"]})
+
+    if probe is None:
+        record(ctx, cid, "causality", "skipped", message="the task is not autoregressive")
+    else:
+        causal = smoke.get("causality") or {"ok": False, "message": "no probe outputs"}
+        if not causal["ok"]:
+            record(ctx, cid, "causality", "failed", error_class="causality",
+                   message=causal["message"])  # fmt: skip
+            return rejected("causality", causal["message"])
+        record(ctx, cid, "causality", "passed", details={"pairs": len(probe.pairs)})
+
+    if not (ctx.task.complexity_lengths and ctx.task.max_time_exponent):
+        record(ctx, cid, "complexity", "skipped", message="the task sets no complexity limit")
+    else:
+        timed = trainer.run_stage(ctx, cid, source, "smoke", complexity=True, seed=1)
+        result = timed.get("complexity")
+        if timed["status"] != "ok" or result is None:
+            message = timed["message"] or "no timings came back"
+            record(ctx, cid, "complexity", "failed", error_class=timed["error_class"],
+                   message=message)  # fmt: skip
+            return rejected(timed["error_class"] or "complexity", message)
+        status = "passed" if result["ok"] else "failed"
+        record(ctx, cid, "complexity", status, error_class=result["error_class"],
+               message=result["message"], details={"points": result["points"]})  # fmt: skip
+        if not result["ok"]:
+            return rejected("complexity", result["message"])
+    return {"status": "verified", "n_params": smoke["n_params"]}
+
+
+def rejected(error_class: str | None, message: str | None) -> dict[str, Any]:
+    return {"status": "rejected", "error_class": error_class, "message": message}
+
+
+def record_proxy(ctx: RunContext, candidate_id: str, outcome: dict[str, Any]) -> None:
+    if outcome["status"] == "ok":
+        record(ctx, candidate_id, "proxy", "passed", details={"score": outcome["score"]})
+    else:
+        record(ctx, candidate_id, "proxy", "failed", error_class=outcome["error_class"],
+               message=outcome["message"])  # fmt: skip
+
+
+# --- seed-aware decisions ------------------------------------------------------------
+
+
+def reference(ctx: RunContext, candidate: dict[str, Any]) -> tuple[str, list[float]] | None:
+    """What a candidate must beat: its best confirmed parent, else the baseline."""
+    best: tuple[str, list[float]] | None = None
+    for parent_id in candidate["parents"]:
+        seeds = ctx.memory.seed_scores(parent_id)
+        if len(seeds) >= 2 and (best is None or _mean(seeds) > _mean(best[1])):
+            best = (f"parent {parent_id}", seeds)
+    if best is not None:
+        return best
+    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    if baseline is None or baseline["candidate_id"] == candidate["candidate_id"]:
+        return None
+    seeds = ctx.memory.seed_scores(baseline["candidate_id"])
+    return ("the baseline", seeds) if seeds else None
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def worth_confirming(ctx: RunContext, candidate: dict[str, Any], score: float) -> str | None:
+    """Why the candidate earns the confirm stage's extra seeds, or None."""
+    if ctx.settings.ladder.confirm_seeds < 2:
+        return None
+    if candidate["origin"] == "baseline":
+        return "the baseline's seeds are every later comparison's reference"
+    ref = reference(ctx, candidate)
+    if ref is None:
+        return "nothing to compare with yet"
+    name, seeds = ref
+    if score > _mean(seeds):
+        return f"proxy {score:.4f} is above {name}'s mean {_mean(seeds):.4f}"
+    return None
+
+
+def confirm(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
+    """Train on the remaining seeds at the proxy budget; the outcome's score becomes the mean."""
+    cid, source = candidate["candidate_id"], candidate["source"]
+    for seed in range(1, ctx.settings.ladder.confirm_seeds):
+        outcome = trainer.run_stage(ctx, cid, source, "confirm", seed=seed)
+        if outcome["status"] != "ok":
+            message = f"seed {seed}: {outcome['message']}"
+            record(ctx, cid, "confirm", "failed", error_class=outcome["error_class"],
+                   message=message)  # fmt: skip
+            return {**outcome, "message": message}
+    stats = summarize(ctx.memory.seed_scores(cid))
+    record(ctx, cid, "confirm", "passed", details=stats.to_dict())
+    return {"seeds": stats.to_dict(), "score": stats.mean}
+
+
+def decide(ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any]) -> Judgement:
+    """Accept, reject or flag for audit, from the candidate's seeds against its reference."""
+    ref = reference(ctx, candidate)
+    if candidate["origin"] == "baseline" or ref is None:
+        return Judgement("accept", "the reference point for this task", _no_difference())
+    if "seeds" not in outcome:
+        name, seeds = ref
+        return Judgement(
+            "reject",
+            f"proxy {outcome['score']:.4f} is not above {name}'s mean {_mean(seeds):.4f}; "
+            "not confirmed",
+            _no_difference(),
+        )
+    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    baseline_seeds = ctx.memory.seed_scores(baseline["candidate_id"]) if baseline else []
+    name, seeds = ref
+    return judge(
+        ctx.memory.seed_scores(candidate["candidate_id"]),
+        seeds,
+        name,
+        _mean(baseline_seeds) if baseline_seeds else None,
+        ctx.settings.fitness.audit_ratio,
+    )
+
+
+def _no_difference() -> Interval:
+    return Interval(0.0, -math.inf, math.inf)
+
+
+# --- the end of a run: scale, and the honest comparison ------------------------------
+
+
+def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
+    """Train the run's best confirmed candidates and the baseline at the larger budget, and
+    say whether their ranking holds."""
+    top = ctx.settings.ladder.scale_top
+    if not top or "scale" not in ctx.task.budgets:
+        return {"status": "skipped", "reason": "scale stage switched off"}
+    if not time_left:
+        return {"status": "skipped", "reason": "the run's time budget is spent"}
+    confirmed = [
+        c
+        for c in ctx.memory.candidates(ctx.run_id)
+        if c["seeds"] and c["origin"] != "baseline" and c["status"] == "ok"
+    ][:top]
+    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    if not confirmed or baseline is None or baseline["status"] != "ok":
+        return {"status": "skipped", "reason": "no confirmed candidate and baseline to rank"}
+    ranked = []
+    for c in [*confirmed, baseline]:
+        outcome = trainer.run_stage(ctx, c["candidate_id"], c["source"], "scale")
+        status = "passed" if outcome["status"] == "ok" else "failed"
+        record(ctx, c["candidate_id"], "scale", status, error_class=outcome["error_class"],
+               message=outcome["message"], details={"score": outcome["score"]})  # fmt: skip
+        if outcome["score"] is not None:
+            ctx.memory.set_outcome(c["candidate_id"], scale_score=outcome["score"])
+            ranked.append((c["candidate_id"], c["score"], outcome["score"]))
+    proxy_order = [cid for cid, _, _ in sorted(ranked, key=lambda r: -r[1])]
+    scale_order = [cid for cid, _, _ in sorted(ranked, key=lambda r: -r[2])]
+    return {
+        "status": "done",
+        "proxy_order": proxy_order,
+        "scale_order": scale_order,
+        "ranking_holds": proxy_order == scale_order,
+        "scores": {cid: {"proxy": p, "scale": s} for cid, p, s in ranked},
+    }
+
+
+def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
+    """The run's best candidate against the baseline and against random sampling of the
+    same space ("NAS evaluation is frustratingly hard"), each with a 95% interval."""
+    fp = ctx.task_fingerprint
+    baseline = ctx.memory.baseline(fp)
+    ranked = [c for c in ctx.memory.candidates(ctx.run_id) if c["status"] == "ok"]
+    accepted = [c for c in ranked if (ctx.memory.verdict(c["candidate_id"]) or {}).get("verdict")
+                in ("accept", "audit") and c["origin"] != "baseline"]  # fmt: skip
+    best = accepted[0] if accepted else (ranked[0] if ranked else None)
+    result: dict[str, Any] = {"scale": scaled, "best": None}
+    if best is None:
+        return result
+    best_seeds = ctx.memory.seed_scores(best["candidate_id"])
+    result["best"] = {
+        "candidate_id": best["candidate_id"],
+        "score": best["score"],
+        "seeds": len(best_seeds),
+        "accepted": best in accepted,
+    }
+    baseline_seeds = ctx.memory.seed_scores(baseline["candidate_id"]) if baseline else []
+    if best_seeds and baseline_seeds:
+        result["vs_baseline"] = asdict(difference(best_seeds, baseline_seeds))
+    random_scores = ctx.memory.random_sample_scores(fp)
+    if best_seeds and random_scores:
+        diff = difference(best_seeds, random_scores)
+        result["vs_random"] = {**asdict(diff), "random_samples": len(random_scores),
+                               "random_mean": _mean(random_scores)}  # fmt: skip
+    return result
