@@ -344,3 +344,11 @@ def test_count_params_matches_built_model(tmp_path: Path) -> None:
     )
     model = build(g, tmp_path, vocab=256, seq=128)
     assert sum(p.numel() for p in model.parameters()) == count_params(g, 256, 128)
+
+
+def test_rendered_model_classifies_when_the_spec_has_classes(tmp_path: Path) -> None:
+    module = load(render(baseline_genome()), tmp_path)
+    model = module.build_model(SimpleNamespace(vocab_size=17, seq_len=64, num_classes=10))
+    logits = model(torch.randint(0, 17, (3, 64)))
+    assert logits.shape == (3, 10)
+    logits.sum().backward()

@@ -301,7 +301,7 @@ def eval_(
     if as_json:
         _print_json(report)
     else:
-        for stage in report["stages"]:
+        for stage in result["stages"]:
             note = stage["message"] or ""
             out.print(f"  {stage['stage']:<11} {stage['status']:<8} {escape(note)}")
         out.print(
