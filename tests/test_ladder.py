@@ -1,0 +1,71 @@
+"""The verification ladder end to end, through the real CLI: a lucky seed does not make a
+discovery, and a result too good to be true is flagged for audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_cli import archlab, as_json
+
+pytestmark = pytest.mark.slow
+
+# An exact associative-recall model: each position answers with the token that followed the
+# first earlier occurrence of its own token. Causal, and right from the first step.
+RECALL = """
+import torch
+from torch import nn
+
+class Recall(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.vocab_size = spec.vocab_size
+        self.scale = nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, x):
+        length = x.shape[1]
+        earlier = torch.ones(length, length, dtype=torch.bool).tril(-1)
+        same = (x[:, :, None] == x[:, None, :]) & earlier
+        first = same.float().argmax(dim=-1)
+        answer = x.gather(1, (first + 1).clamp(max=length - 1))
+        logits = nn.functional.one_hot(answer, self.vocab_size).float() * self.scale
+        return logits * same.any(dim=-1, keepdim=True)
+
+class Constant(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(spec.vocab_size))
+
+    def forward(self, x):
+        return self.bias.expand(*x.shape, -1)
+
+def build_model(spec):
+    lucky = LUCKY_SEEDS is None or torch.initial_seed() in LUCKY_SEEDS
+    return Recall(spec) if lucky else Constant(spec)
+"""
+
+
+def _candidate(lab_dir: Path, name: str, lucky_seeds: str) -> Path:
+    path = lab_dir / f"{name}.py"
+    path.write_text(f"LUCKY_SEEDS = {lucky_seeds}\n" + RECALL)
+    return path
+
+
+def test_one_lucky_seed_is_not_a_discovery_and_a_too_good_result_is_audited(
+    lab_dir: Path,
+) -> None:
+    archlab(lab_dir, "run", "--trials", "1")  # the baseline, confirmed on 3 seeds
+
+    lucky = as_json(archlab(lab_dir, "eval", str(_candidate(lab_dir, "lucky", "{0}")), "--json"))
+    stages = {s["stage"]: s for s in lucky["stages"]}
+    assert stages["causality"]["status"] == "passed"
+    assert stages["proxy"]["details"]["score"] > 0.9  # the proxy seed looks like a discovery
+    assert stages["confirm"]["details"]["n"] == 3  # so it earned more seeds
+    assert lucky["verdict"]["verdict"] == "reject"
+    assert "not shown better" in lucky["verdict"]["reason"]
+
+    solid = as_json(archlab(lab_dir, "eval", str(_candidate(lab_dir, "solid", "None")), "--json"))
+    assert solid["seeds"]["n"] == 3 and solid["seeds"]["mean"] > 0.9
+    assert solid["verdict"]["verdict"] == "audit"
+    assert "leakage" in solid["verdict"]["reason"]
