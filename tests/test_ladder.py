@@ -69,3 +69,19 @@ def test_one_lucky_seed_is_not_a_discovery_and_a_too_good_result_is_audited(
     assert solid["seeds"]["n"] == 3 and solid["seeds"]["mean"] > 0.9
     assert solid["verdict"]["verdict"] == "audit"
     assert "leakage" in solid["verdict"]["reason"]
+
+
+def test_the_complexity_stage_measures_a_claim_of_cheap_attention(lab_dir: Path) -> None:
+    """With a limit on time growth, softmax attention's cost is measured, not believed."""
+    config = lab_dir / "archlab.toml"
+    config.write_text(config.read_text() + "max_time_exponent = 0.5\n")
+    from archlab.eval.tasks.mqar import MQAR
+
+    path = lab_dir / "attention.py"
+    path.write_text(MQAR().baseline_source())
+    report = as_json(archlab(lab_dir, "eval", str(path), "--json", check=False))
+    assert (report["status"], report["error_class"]) == ("rejected", "complexity")
+    complexity = report["stages"][-1]
+    assert complexity["stage"] == "complexity" and complexity["status"] == "failed"
+    assert [p["length"] for p in complexity["details"]["points"]] == [256, 1024, 4096]
+    assert "grows like length^" in complexity["message"]

@@ -89,7 +89,11 @@ class MQAR(TokenTask):
         train_examples: int = 20_000,
         eval_examples: int = 512,
         proxy_steps: int = 384,
+        max_time_exponent: float | None = None,
+        complexity_lengths: tuple[int, ...] = (256, 1024, 4096),
     ) -> None:
+        """`max_time_exponent` (e.g. 1.5) turns on the complexity stage: a candidate whose
+        forward time grows faster than length^max_time_exponent is rejected."""
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.num_kv_pairs = num_kv_pairs
@@ -107,6 +111,8 @@ class MQAR(TokenTask):
             ),
         }
         self.max_params = 2_000_000
+        self.max_time_exponent = max_time_exponent
+        self.complexity_lengths = complexity_lengths if max_time_exponent else None
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -117,6 +123,8 @@ class MQAR(TokenTask):
             "num_kv_pairs": self.num_kv_pairs,
             "train_examples": self.train_examples,
             "eval_examples": self.eval_examples,
+            "max_time_exponent": self.max_time_exponent,
+            "complexity_lengths": self.complexity_lengths,
         }
 
     def data(self, data_seed: int) -> TokenData:
