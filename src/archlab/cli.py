@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -127,12 +128,31 @@ def run(
             **_llm_flags(llm_base_url, llm_model, llm_structured_output),
         }
     )
+    _until_done(lambda: discover(settings, progress), settings)
+
+
+def _until_done(start: Callable[[], str], settings: Settings) -> None:
+    """Run to the end and show the leaderboard; Ctrl-C leaves the run resumable."""
     try:
-        run_id = discover(settings, progress)
+        run_id = start()
     except KeyboardInterrupt:
-        progress.print("[yellow]interrupted[/]: the memory keeps everything finished so far")
+        progress.print(
+            "[yellow]interrupted[/]: everything finished so far is kept; "
+            "`archlab resume RUN_ID` continues the run"
+        )
         raise typer.Exit(130) from None
     _show_leaderboard(_memory(settings), run_id)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+) -> None:
+    """Continue a killed or interrupted run from its last checkpoint, with its own settings."""
+    from archlab.lab import resume as resume_run
+
+    settings = _settings()
+    _until_done(lambda: resume_run(settings.home_dir, run_id, progress), settings)
 
 
 @app.command()
@@ -435,6 +455,156 @@ def llm_check(
             )
     if not all(r["ok"] for r in reports):
         raise typer.Exit(1)
+
+
+# --- reviewing runs -------------------------------------------------------------
+_FOLD = 400  # characters of a prompt or answer that `trace` shows unless --full
+
+
+def _fold(text: str, full: bool) -> str:
+    return text if full or len(text) <= _FOLD else f"{text[:_FOLD]} [... {len(text):,} chars]"
+
+
+def _show_span(span: dict[str, Any], full: bool) -> None:
+    child = span["parent_id"] is not None
+    color = "green" if span["status"] == "ok" else "red"
+    seconds = (span["end"] - span["start"]).total_seconds()
+    out.print(
+        f"{'    ' if child else ''}{span['start']:%H:%M:%S} [bold]{span['kind']}[/] "
+        f"{escape(span['name'])} {span['role']} {(span['candidate_id'] or '-')[:8]} "
+        f"[{color}]{span['status']}[/] {seconds:.2f} s",
+        highlight=False,
+        soft_wrap=True,  # whole lines: easier to grep and to copy
+    )
+    pad = "        " if child else "    "
+    if span["error"]:
+        out.print(
+            pad + f"[red]error[/]: {escape(_fold(span['error'], full))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    for message in span.get("input", []):
+        text = _fold(str(message.get("content")), full)
+        out.print(
+            f"{pad}[dim]{message.get('role')}>[/] {escape(text)}", highlight=False, soft_wrap=True
+        )
+    if span.get("output"):
+        out.print(
+            f"{pad}[dim]answer>[/] {escape(_fold(span['output'], full))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if span["kind"] == "trial" and span["attributes"]["archlab.score"] is not None:
+        out.print(
+            f"{pad}score {span['attributes']['archlab.score']:.4f}", highlight=False, soft_wrap=True
+        )
+
+
+@app.command()
+def trace(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    candidate: Annotated[str | None, typer.Option(help="only this candidate (id prefix)")] = None,
+    role: Annotated[str | None, typer.Option(help="planner, coder, trainer, critic or lab")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="only spans that failed")] = False,
+    full: Annotated[bool, typer.Option("--full", help="prompts and answers unfolded")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The agents' steps in order: graph nodes, with their LLM calls and trials."""
+    from archlab.memory.spans import spans_of
+
+    memory = _memory(_settings())
+    spans = [
+        s
+        for s in spans_of(memory, memory.get_run(run_id)["run_id"])
+        if (candidate is None or (s["candidate_id"] or "").startswith(candidate))
+        and (role is None or s["role"] == role)
+        and (not failed or s["status"] != "ok")
+    ]
+    if as_json:
+        _print_json(spans)
+        return
+    for span in spans:
+        _show_span(span, full)
+
+
+@app.command()
+def diff(
+    a: Annotated[str, typer.Argument(help="candidate id or unique prefix")],
+    b: Annotated[str, typer.Argument(help="candidate id or unique prefix")],
+) -> None:
+    """The unified diff between two candidates' code."""
+    from archlab.report import code_diff
+
+    memory = _memory(_settings())
+    sys.stdout.write(code_diff(memory.get_candidate(a), memory.get_candidate(b)))
+
+
+@app.command()
+def lineage(run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")]) -> None:
+    """The run's family tree: each candidate under its first parent."""
+    from archlab.report import lineage_tree
+
+    memory = _memory(_settings())
+    run_row = memory.get_run(run_id)
+    out.print(lineage_tree(run_row["run_id"], memory.candidates(run_row["run_id"])))
+
+
+@app.command()
+def export(
+    candidate: Annotated[str, typer.Argument(help="candidate id or unique prefix")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="module to write")],
+) -> None:
+    """Write a candidate as a standalone module that needs only torch."""
+    from archlab.report import standalone
+
+    memory = _memory(_settings())
+    row = memory.get_candidate(candidate)
+    output.write_text(standalone(row, memory.get_run(row["run_id"])))
+    progress.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; the memory is opened read-only")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Query the memory with SQL (read-only; the schema is in the README)."""
+    columns, rows = _memory(_settings()).read_only_sql(query)
+    if as_json:
+        _print_json([dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    table = Table(*columns, box=box.SIMPLE_HEAD)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    out.print(table)
+
+
+@app.command("export-otel")
+def export_otel(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OTLP JSON file to write")],
+) -> None:
+    """Write the run's spans as OTLP JSON, for any OpenTelemetry backend."""
+    from archlab.memory.spans import spans_of, to_otlp
+
+    memory = _memory(_settings())
+    run_row = memory.get_run(run_id)
+    otlp = to_otlp(run_row["run_id"], spans_of(memory, run_row["run_id"]))
+    output.write_text(json.dumps(otlp, indent=1) + "\n")
+    n = len(otlp["resourceSpans"][0]["scopeSpans"][0]["spans"])
+    progress.print(f"wrote {n} spans to {output}", highlight=False)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
+) -> None:
+    """Write a self-contained HTML report of a run (opens offline)."""
+    from archlab.report import html_report
+
+    output.write_text(html_report(_memory(_settings()), run_id))
+    progress.print(f"wrote {output}", highlight=False)
 
 
 def main() -> None:

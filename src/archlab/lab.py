@@ -35,14 +35,17 @@ def open_memory(home: Path) -> Memory:
 
 
 @contextmanager
-def _run(settings: Settings, console: Console, brain: str | None = None) -> Iterator[RunContext]:
-    """Register a run, yield its context, and close it with the right status whatever happens.
+def _run(
+    settings: Settings, console: Console, brain: str | None = None, resumed: str | None = None
+) -> Iterator[RunContext]:
+    """Register a run (or take up `resumed`), yield its context, and close it with the right
+    status whatever happens.
 
     `brain` names what proposes the candidates when it is not the configured roles."""
     home = settings.home_dir
     task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
     memory = open_memory(home)
-    run_id = new_run_id()
+    run_id = resumed or new_run_id()
     brains = build_brains(settings, memory, run_id)
     ctx = RunContext(
         run_id=run_id,
@@ -54,14 +57,17 @@ def _run(settings: Settings, console: Console, brain: str | None = None) -> Iter
         home=home,
         console=console,
     )
-    memory.start_run(
-        run_id=ctx.run_id,
-        task=task.name,
-        task_fingerprint=ctx.task_fingerprint,
-        brain=brain or brains.describe(),
-        seed=settings.run.seed,
-        config=settings.model_dump(mode="json"),
-    )
+    if resumed:
+        memory.resume_run(run_id)
+    else:
+        memory.start_run(
+            run_id=ctx.run_id,
+            task=task.name,
+            task_fingerprint=ctx.task_fingerprint,
+            brain=brain or brains.describe(),
+            seed=settings.run.seed,
+            config=settings.model_dump(mode="json"),
+        )
     try:
         yield ctx
     except KeyboardInterrupt:
@@ -73,15 +79,20 @@ def _run(settings: Settings, console: Console, brain: str | None = None) -> Iter
     memory.finish_run(ctx.run_id, "finished", ctx.stopped)
 
 
-def _invoke(ctx: RunContext, state: LabState) -> LabState:
+def _invoke(ctx: RunContext, state: LabState | None) -> LabState:
+    """Run the graph from `state`, or with None from the run's last checkpoint: the node
+    that was interrupted runs again, everything before it is kept."""
     # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
     conn = sqlite3.connect(ctx.home / CHECKPOINT_FILE, check_same_thread=False)
     try:
-        graph = build_graph(ctx, SqliteSaver(conn))
+        saver = SqliteSaver(conn)
+        graph = build_graph(ctx, saver)
         config: Any = {
             "configurable": {"thread_id": ctx.run_id},
             "recursion_limit": 10 * ctx.settings.run.trials + 20,
         }
+        if state is None and saver.get_tuple(config) is None:
+            raise ArchlabError(f"run {ctx.run_id} left no checkpoint to resume from")
         result: LabState = graph.invoke(state, config=config, durability="sync")
         return result
     finally:
@@ -101,6 +112,19 @@ def discover(settings: Settings, console: Console) -> str:
         result = _invoke(
             ctx, {"run_id": ctx.run_id, "evaluated": 0, "started_at": time.time(), "history": []}
         )
+        ctx.stopped = result.get("stopped")
+        return ctx.run_id
+
+
+def resume(home: Path, run_id: str, console: Console) -> str:
+    """Continue a run that was killed or interrupted, with the settings it started with."""
+    run = open_memory(home).get_run(run_id)
+    if run["status"] == "finished":
+        raise ArchlabError(f"run {run['run_id']} already finished")
+    settings = Settings.model_validate({**run["config"], "home": str(home)})
+    with _run(settings, console, resumed=run["run_id"]) as ctx:
+        console.print(f"resuming run [bold]{ctx.run_id}[/] ({run['status']}) from its checkpoint")
+        result = _invoke(ctx, None)
         ctx.stopped = result.get("stopped")
         return ctx.run_id
 

@@ -71,12 +71,12 @@ class Memory:
         return cls(path)
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + _LOCK_RETRY_S
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path))
+                con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.Error as e:
                 if _is_lock_error(e) and time.monotonic() < deadline:
@@ -154,6 +154,9 @@ class Memory:
     # --- runs -----------------------------------------------------------------
     def start_run(self, **run: Any) -> None:
         self._upsert("runs", "run_id", {**run, "status": "running", "started_at": now()})
+
+    def resume_run(self, run_id: str) -> None:
+        self._update("runs", "run_id", run_id, {"status": "running", "message": None})
 
     def finish_run(self, run_id: str, status: str, message: str | None = None) -> None:
         self._update(
@@ -335,3 +338,21 @@ class Memory:
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """A read-only query for callers that own their SQL (memory.queries)."""
         return self._query(sql, params)
+
+    # --- spans and ad-hoc SQL ---------------------------------------------------
+    def save_span(self, **span: Any) -> None:
+        self._upsert("spans", "span_id", span)
+
+    def spans(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's graph-node spans (memory.spans derives the LLM and trial spans)."""
+        return self._query("SELECT * FROM spans WHERE run_id = ? ORDER BY started_at", [run_id])
+
+    def read_only_sql(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Anyone's SQL, on a read-only connection: DuckDB itself refuses writes."""
+        with self.connect(read_only=True) as con:
+            try:
+                cursor = con.execute(sql)
+            except duckdb.Error as e:
+                raise ArchlabError(f"query failed: {e}") from None
+            columns = [d[0] for d in cursor.description or []]
+            return columns, cursor.fetchall()
