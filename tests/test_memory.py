@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from archlab.errors import ArchlabError, MemoryCorruptError
+from archlab.memory.queries import KnownGenomes
 from archlab.memory.store import Memory, _migrations
 
 
@@ -57,7 +58,8 @@ def test_round_trip_and_ranking(tmp_path: Path) -> None:
     assert ranked == ["b", "a", "c"]
     assert memory.get_candidate("b")["genome"] == {"d_model": 64}
     assert [p["candidate_id"] for p in memory.parent_pool("fp")] == ["b", "a"]
-    assert memory.genome_keys("fp") == {"k-b"}
+    known = KnownGenomes(memory, "fp")
+    assert "k-b" in known and "k-a" not in known and None not in known
     (run,) = memory.runs()
     assert run["status"] == "finished" and run["n_candidates"] == 3 and run["best_score"] == 0.5
     assert memory.get_run("r")["config"] == {"a": 1}

@@ -105,15 +105,17 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
     asker = ctx.brains.asker("planner")
     if asker is not None:
         return _ask_model(ctx, asker, step)
-    pool = [
-        PoolEntry(
-            candidate_id=row["candidate_id"],
-            score=row["score"],
-            genome=Genome.model_validate(row["genome"]) if row["genome"] else None,
-        )
-        for row in ctx.memory.parent_pool(ctx.task_fingerprint)
-    ]
-    proposal = brain.propose(pool, ctx.memory.genome_keys(ctx.task_fingerprint))
+    with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
+        pool = [
+            PoolEntry(
+                candidate_id=row["candidate_id"],
+                score=row["score"],
+                genome=Genome.model_validate(row["genome"]) if row["genome"] else None,
+            )
+            for row in ctx.memory.parent_pool(ctx.task_fingerprint)
+        ]
+        known = queries.KnownGenomes(ctx.memory, ctx.task_fingerprint)
+        proposal = brain.propose(pool, known)
     return _candidate(proposal, origin="proposed", brain="heuristic")
 
 

@@ -5,6 +5,7 @@ flat JSON-ready keys. Timings are measurements to track, never assertions in tes
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
 import subprocess
 import sys
@@ -15,7 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from archlab.agents.genome import baseline_genome
 from archlab.eval.tasks.mqar import MQAR
+from archlab.memory import queries
+from archlab.memory.store import Memory
 from archlab.sandbox import harness
 from archlab.sandbox.launcher import (
     BasicLauncher,
@@ -122,8 +126,78 @@ def launch_overhead(quick: bool) -> dict[str, Any]:
     }
 
 
+def _fill_memory(memory: Memory, start: int, stop: int, task_fingerprint: str) -> None:
+    """Scored candidates start..stop with genomes, inserted in one statement (the benchmark
+    measures reading a large memory, not filling it)."""
+    genome = json.dumps(baseline_genome().model_dump(mode="json"))
+    with memory.connect() as con:
+        con.execute(
+            "INSERT INTO candidates (candidate_id, run_id, task, task_fingerprint, source, "
+            "source_hash, parents, plan, genome, genome_key, brain, origin, status, score, "
+            "metrics, created_at, updated_at) "
+            "SELECT 'c' || i, 'bench', 'mqar', ?, 'def build_model(spec): ...', 'h' || i, "
+            "'[]', json_object('operator', 'mutate', 'hypothesis', 'h' || i), ?, 'k' || i, "
+            "'heuristic', 'proposed', 'ok', random(), '{}', now(), now() FROM range(?, ?) t(i)",
+            [task_fingerprint, genome, start, stop],
+        )
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def _heuristic_planning_reads(memory: Memory, fp: str) -> None:
+    """What the heuristic planner reads per proposal: the parent pool and a few novelty checks."""
+    with memory.connect():
+        memory.parent_pool(fp)
+        known = queries.KnownGenomes(memory, fp)
+        for i in range(5):
+            _ = f"k{i}" in known
+
+
+def memory_queries(quick: bool) -> dict[str, Any]:
+    """What planning reads from the memory, at 10k and 100k candidates: the model planner's
+    bounded context, and the heuristic planner's parent pool and novelty keys; and how many
+    candidates a second one connection per write can record."""
+    results: dict[str, Any] = {}
+    fp = "bench"
+    with tempfile.TemporaryDirectory(prefix="archlab-bench-") as folder:
+        memory = Memory(Path(folder) / "memory.duckdb")
+        started = time.perf_counter()
+        inserts = 20 if quick else 100
+        for i in range(inserts):
+            memory.save_candidate(
+                candidate_id=f"w{i}", run_id="bench", task="mqar", task_fingerprint=fp,
+                source="def build_model(spec): ...", source_hash=f"w{i}", ast_hash=None,
+                parents=[], plan={"operator": "mutate", "hypothesis": "h"}, genome=None,
+                genome_key=None, brain="heuristic", origin="proposed", status="pending",
+            )  # fmt: skip
+        results["memory_insert_per_s"] = inserts / (time.perf_counter() - started)
+        filled = 0
+        for n, label in ((10_000, "10k"), (100_000, "100k")):
+            _fill_memory(memory, filled, n, fp)
+            filled = n
+            repeats = 3 if quick else 10
+            results[f"memory_query_ms_{label}"] = _median_ms(
+                lambda: queries.planner_context(memory, fp, with_code=True), repeats
+            )
+            results[f"memory_heuristic_plan_ms_{label}"] = _median_ms(
+                lambda: _heuristic_planning_reads(memory, fp), repeats
+            )
+    return results
+
+
 #: every measurement `archlab bench` runs, in order; each gets the --quick flag
-MEASUREMENTS: list[Callable[[bool], dict[str, Any]]] = [sandbox_overhead, launch_overhead]
+MEASUREMENTS: list[Callable[[bool], dict[str, Any]]] = [
+    sandbox_overhead,
+    launch_overhead,
+    memory_queries,
+]
 
 
 def run_benchmarks(quick: bool) -> dict[str, Any]:

@@ -166,6 +166,20 @@ def with_genome(memory: Memory, task_fingerprint: str, genome_key: str) -> str |
     return rows[0]["candidate_id"] if rows else None
 
 
+class KnownGenomes:
+    """`key in known`: whether the memory holds a candidate with that genome, asked one key
+    at a time, so a novelty check costs the same with 10 candidates or 100,000."""
+
+    def __init__(self, memory: Memory, task_fingerprint: str) -> None:
+        self.memory, self.task_fingerprint = memory, task_fingerprint
+
+    def __contains__(self, key: object) -> bool:
+        return (
+            isinstance(key, str)
+            and with_genome(self.memory, self.task_fingerprint, key) is not None
+        )
+
+
 def same_summary(memory: Memory, task_fingerprint: str, text: str) -> str | None:
     """The id of a candidate whose plan summary matches `text` up to case and punctuation."""
     key = normalize(text)
@@ -183,12 +197,13 @@ def normalize(text: str) -> str:
 
 
 def planner_context(memory: Memory, task_fingerprint: str, with_code: bool) -> dict[str, Any]:
-    top = best(memory, task_fingerprint, with_code)
-    return {
-        "totals": totals(memory, task_fingerprint),
-        "best": top,
-        "diverse": diverse(memory, task_fingerprint, top),
-        "failures": failures(memory, task_fingerprint),
-        "insights": insights(memory, task_fingerprint),
-        "lineage": lineage(memory, top[0]["id"])[1:] if top else [],
-    }
+    with memory.connect():  # one open of the file for all the queries below
+        top = best(memory, task_fingerprint, with_code)
+        return {
+            "totals": totals(memory, task_fingerprint),
+            "best": top,
+            "diverse": diverse(memory, task_fingerprint, top),
+            "failures": failures(memory, task_fingerprint),
+            "insights": insights(memory, task_fingerprint),
+            "lineage": lineage(memory, top[0]["id"])[1:] if top else [],
+        }

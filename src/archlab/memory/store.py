@@ -8,6 +8,7 @@ another process holds the lock, so runs, the CLI and the UI can share one file.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,7 @@ def _row_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 class Memory:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._held = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -72,12 +74,29 @@ class Memory:
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one operation. Nested uses in the same thread share the outer
+        one, so a caller can batch several queries under one open (`with memory.connect():`)
+        and pay the file's open and lock once."""
+        held = getattr(self._held, "con", None)
+        if held is not None and not read_only:
+            yield held
+            return
+        con = self._open(read_only)
+        if not read_only:
+            self._held.con = con
+        try:
+            yield con
+        finally:
+            if not read_only:
+                self._held.con = None
+            con.close()
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + _LOCK_RETRY_S
         delay = 0.01
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
-                break
+                return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as e:
                 if _is_lock_error(e) and time.monotonic() < deadline:
                     time.sleep(delay)
@@ -91,10 +110,6 @@ class Memory:
                     f"cannot open memory {self.path}: {e}. It is corrupt or not a DuckDB "
                     "database; move it aside to start a fresh memory."
                 ) from None
-        try:
-            yield con
-        finally:
-            con.close()
 
     def _migrate(self) -> None:
         with self.connect() as con:
@@ -223,14 +238,6 @@ class Memory:
             "ORDER BY score DESC LIMIT ?",
             [task_fingerprint, limit],
         )
-
-    def genome_keys(self, task_fingerprint: str) -> set[str]:
-        rows = self._query(
-            "SELECT DISTINCT genome_key FROM candidates "
-            "WHERE task_fingerprint = ? AND genome_key IS NOT NULL",
-            [task_fingerprint],
-        )
-        return {r["genome_key"] for r in rows}
 
     def baseline(self, task_fingerprint: str) -> dict[str, Any] | None:
         rows = self._query(
