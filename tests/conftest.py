@@ -43,6 +43,27 @@ proxy_steps = 16
 """
 
 
+#: a model whose attention has no mask: its outputs depend on future tokens
+NON_CAUSAL = """
+import torch
+from torch import nn
+
+class Bidirectional(nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.embed = nn.Embedding(spec.vocab_size, 16)
+        self.attn = nn.MultiheadAttention(16, 1, batch_first=True)  # no mask: sees the future
+        self.head = nn.Linear(16, spec.vocab_size)
+
+    def forward(self, x):
+        h = self.embed(x)
+        return self.head(h + self.attn(h, h, h, need_weights=False)[0])
+
+def build_model(spec):
+    return Bidirectional(spec)
+"""
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):

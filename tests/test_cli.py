@@ -14,6 +14,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from conftest import NON_CAUSAL
+
 BROKEN_SHAPE = """
 import torch
 
@@ -136,26 +138,6 @@ def test_eval_of_a_good_candidate_then_its_duplicate(lab_dir: Path) -> None:
     assert [(s["stage"], s["status"]) for s in again["stages"]] == [
         ("static", "passed"), ("dedup", "failed")
     ]  # fmt: skip
-
-
-NON_CAUSAL = """
-import torch
-from torch import nn
-
-class Bidirectional(nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = nn.Embedding(spec.vocab_size, 16)
-        self.attn = nn.MultiheadAttention(16, 1, batch_first=True)  # no mask: sees the future
-        self.head = nn.Linear(16, spec.vocab_size)
-
-    def forward(self, x):
-        h = self.embed(x)
-        return self.head(h + self.attn(h, h, h, need_weights=False)[0])
-
-def build_model(spec):
-    return Bidirectional(spec)
-"""
 
 
 @pytest.mark.slow

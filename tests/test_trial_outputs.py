@@ -14,27 +14,10 @@ from archlab.eval.tasks.mqar import MQAR
 from archlab.eval.verify import causality_check, causality_probe
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
+from conftest import NON_CAUSAL
 
 pytestmark = pytest.mark.slow
 
-NON_CAUSAL = """
-import torch
-from torch import nn
-
-class Bidirectional(nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = nn.Embedding(spec.vocab_size, 16)
-        self.attn = nn.MultiheadAttention(16, 1, batch_first=True)  # no mask: sees the future
-        self.head = nn.Linear(16, spec.vocab_size)
-
-    def forward(self, x):
-        h = self.embed(x)
-        return self.head(h + self.attn(h, h, h, need_weights=False)[0])
-
-def build_model(spec):
-    return Bidirectional(spec)
-"""
 
 CLASSIFIER = """
 import torch
