@@ -125,15 +125,16 @@ def main() -> None:
                 if r.status != "ok":
                     print(f"{name:<9}{'':>9}{seed:>5}  {r.error_class}: {r.message}")
                     continue
-                score = task.score(r.checkpoints, data.eval_y)
+                score = task.metrics(r.checkpoints, data)
                 train_cpu = r.cpu_time_s - startup.cpu_time_s
                 curve = " ".join(f"{p['accuracy']:.2f}" for p in score.curve)
+                values = score.values
                 print(
                     f"{name:<9}{r.n_params:>9,}{seed:>5}{budget.steps:>6}{r.wall_time_s:>8.1f}"
                     f"{r.cpu_time_s:>7.1f}{train_cpu:>12.1f}"
                     f"{1000 * train_cpu / budget.steps:>8.1f}"
-                    f"{score.metrics['accuracy']:>7.3f}{score.metrics['best_accuracy']:>7.3f}"
-                    f"{score.score:>7.3f}  {curve}",
+                    f"{values['accuracy']:>7.3f}{values['best_accuracy']:>7.3f}"
+                    f"{values['accuracy_auc']:>7.3f}  {curve}",
                     flush=True,
                 )
 

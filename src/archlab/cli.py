@@ -17,7 +17,7 @@ from rich.table import Table
 
 from archlab.config import Settings, load_settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks import BUILTIN_TASKS, get_task
+from archlab.eval.tasks import get_task, task_names
 from archlab.memory.store import MEMORY_FILE, Memory
 
 app = typer.Typer(
@@ -340,14 +340,21 @@ def tasks(
     """List the tasks candidates can be evaluated on."""
     options = _settings().tasks
     rows: list[dict[str, Any]] = []
-    for name in sorted(BUILTIN_TASKS):
-        task = get_task(name, options.get(name))
+    for name in task_names():
+        try:
+            task = get_task(name, options.get(name))
+        except ArchlabError as e:  # e.g. an optional extra that is not installed
+            rows.append({"name": name, "available": False, "problem": str(e)})
+            continue
         rows.append(
             {
                 "name": name,
+                "available": True,
                 "description": task.description,
+                "kind": task.kind,
                 "spec": task.spec,
                 "score": task.metric,
+                "higher_is_better": task.higher_is_better,
                 "fingerprint": task.fingerprint(),
                 "proxy_steps": task.budgets["proxy"].steps,
             }
@@ -356,9 +363,14 @@ def tasks(
         _print_json(rows)
         return
     table = Table("task", "description", "spec", "score", "proxy steps")
+    table.columns[0].no_wrap = True
     for r in rows:
+        if not r["available"]:
+            table.add_row(r["name"], f"[red]unavailable[/]: {escape(r['problem'])}", "", "", "")
+            continue
         spec = ", ".join(f"{k}={v}" for k, v in r["spec"].items())
-        table.add_row(r["name"], r["description"], spec, r["score"], str(r["proxy_steps"]))
+        metric = f"{r['score']} ({'higher' if r['higher_is_better'] else 'lower'} is better)"
+        table.add_row(r["name"], r["description"], spec, metric, str(r["proxy_steps"]))
     out.print(table)
 
 
@@ -467,37 +479,27 @@ def _fold(text: str, full: bool) -> str:
 
 def _show_span(span: dict[str, Any], full: bool) -> None:
     child = span["parent_id"] is not None
+    pad = "    " if child else ""
+
+    def say(line: str) -> None:  # whole lines: easier to grep and to copy
+        out.print(pad + line, highlight=False, soft_wrap=True)
+
     color = "green" if span["status"] == "ok" else "red"
     seconds = (span["end"] - span["start"]).total_seconds()
-    out.print(
-        f"{'    ' if child else ''}{span['start']:%H:%M:%S} [bold]{span['kind']}[/] "
-        f"{escape(span['name'])} {span['role']} {(span['candidate_id'] or '-')[:8]} "
-        f"[{color}]{span['status']}[/] {seconds:.2f} s",
-        highlight=False,
-        soft_wrap=True,  # whole lines: easier to grep and to copy
+    say(
+        f"{span['start']:%H:%M:%S} [bold]{span['kind']}[/] {escape(span['name'])} "
+        f"{span['role']} {(span['candidate_id'] or '-')[:8]} [{color}]{span['status']}[/] "
+        f"{seconds:.2f} s"
     )
-    pad = "        " if child else "    "
+    pad += "    "
     if span["error"]:
-        out.print(
-            pad + f"[red]error[/]: {escape(_fold(span['error'], full))}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"[red]error[/]: {escape(_fold(span['error'], full))}")
     for message in span.get("input", []):
-        text = _fold(str(message.get("content")), full)
-        out.print(
-            f"{pad}[dim]{message.get('role')}>[/] {escape(text)}", highlight=False, soft_wrap=True
-        )
+        say(f"[dim]{message.get('role')}>[/] {escape(_fold(str(message.get('content')), full))}")
     if span.get("output"):
-        out.print(
-            f"{pad}[dim]answer>[/] {escape(_fold(span['output'], full))}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"[dim]answer>[/] {escape(_fold(span['output'], full))}")
     if span["kind"] == "trial" and span["attributes"]["archlab.score"] is not None:
-        out.print(
-            f"{pad}score {span['attributes']['archlab.score']:.4f}", highlight=False, soft_wrap=True
-        )
+        say(f"score {span['attributes']['archlab.score']:.4f}")
 
 
 @app.command()

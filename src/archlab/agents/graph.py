@@ -21,6 +21,7 @@ from archlab.agents.brains import ReplayExhausted
 from archlab.agents.llm import NoAnswer
 from archlab.agents.state import LabState, RunContext
 from archlab.eval.verify import ast_hash, source_hash
+from archlab.memory.spans import traced
 from archlab.sandbox.launcher import LOG_FILE, read_tail
 
 
@@ -153,7 +154,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
 
     graph = StateGraph(LabState)
     for node in (plan, code, verify, train, critique, record, conclude):
-        graph.add_node(node.__name__, node)
+        graph.add_node(node.__name__, traced(ctx, node.__name__, node))
     graph.add_conditional_edges(
         START, lambda s: "code" if s.get("candidate") else "plan", ["code", "plan"]
     )

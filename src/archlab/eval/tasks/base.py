@@ -72,6 +72,14 @@ class Metrics:
     curve: list[dict[str, float]] = field(default_factory=list)
 
 
+def accuracy_curve_metrics(
+    curve: list[dict[str, float]], key: str = "accuracy"
+) -> dict[str, float]:
+    """The final, best and mean (area under the curve) of one metric over checkpoints."""
+    values = [point[key] for point in curve]
+    return {key: values[-1], f"best_{key}": max(values), f"{key}_auc": float(np.mean(values))}
+
+
 class TokenTask(abc.ABC):
     """A task whose candidates read token ids. Subclasses set the class attributes."""
 

@@ -22,6 +22,7 @@ from archlab.eval.tasks.base import (
     Recipe,
     TokenData,
     TokenTask,
+    accuracy_curve_metrics,
 )
 
 
@@ -141,14 +142,8 @@ class MQAR(TokenTask):
     def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
         # The jump from chance to solved is sudden, so a single final value ranks badly:
         # the score is the area under the held-out accuracy curve.
-        result = super().metrics(checkpoints, data)
-        accs = [point["accuracy"] for point in result.curve]
-        values = {
-            "accuracy": accs[-1],
-            "best_accuracy": max(accs),
-            "accuracy_auc": float(np.mean(accs)),
-        }
-        return Metrics(values=values, curve=result.curve)
+        curve = super().metrics(checkpoints, data).curve
+        return Metrics(values=accuracy_curve_metrics(curve), curve=curve)
 
     def baseline_source(self) -> str:
         files = resources.files("archlab.eval.tasks.baselines")

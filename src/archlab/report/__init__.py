@@ -1,0 +1,135 @@
+"""Reviewing runs: code diffs, the family tree, standalone exports and the HTML report."""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from rich.markup import escape
+from rich.tree import Tree
+
+from archlab.errors import ArchlabError
+from archlab.memory.store import Memory
+
+#: what an exported module may import: it must run anywhere torch does
+EXPORT_IMPORTS = {"torch", "math", "typing", "__future__"}
+
+
+def code_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The unified diff from candidate a's code to candidate b's."""
+    return "".join(
+        difflib.unified_diff(
+            a["source"].splitlines(keepends=True),
+            b["source"].splitlines(keepends=True),
+            fromfile=a["candidate_id"],
+            tofile=b["candidate_id"],
+        )
+    )
+
+
+def _label(c: dict[str, Any]) -> str:
+    score = "-" if c["score"] is None else f"{c['score']:.4f}"
+    operator = (c["plan"] or {}).get("operator", c["origin"])
+    color = "green" if c["status"] == "ok" else "red"
+    return f"{c['candidate_id'][:8]} [{color}]{c['status']}[/] {score} [cyan]{escape(operator)}[/]"
+
+
+def lineage_tree(run_id: str, candidates: list[dict[str, Any]]) -> Tree:
+    """The run's candidates under their first parent; roots are those whose parent is not
+    in this run (the baseline, or a parent from an earlier run)."""
+    ids = {c["candidate_id"] for c in candidates}
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for c in sorted(candidates, key=lambda c: c["created_at"]):
+        parent = c["parents"][0] if c["parents"] and c["parents"][0] in ids else None
+        children.setdefault(parent, []).append(c)
+    tree = Tree(f"run {run_id}")
+
+    def grow(branch: Tree, parent: str | None) -> None:
+        for c in children.get(parent, []):
+            grow(branch.add(_label(c)), c["candidate_id"])
+
+    grow(tree, None)
+    return tree
+
+
+def standalone(candidate: dict[str, Any], run: dict[str, Any]) -> str:
+    """The candidate's module with a provenance header; refuses code that imports anything
+    but torch, math and typing, since the export promises a module that needs only torch."""
+    source: str = candidate["source"]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise ArchlabError(f"candidate {candidate['candidate_id']} does not parse: {e}") from None
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add("." if node.level else (node.module or "").split(".")[0])
+    extra = sorted(imported - EXPORT_IMPORTS)
+    if extra:
+        raise ArchlabError(
+            f"candidate {candidate['candidate_id']} imports {', '.join(extra)}: an export "
+            f"may import only {', '.join(sorted(EXPORT_IMPORTS))}"
+        )
+    plan = candidate["plan"] or {}
+    score = "-" if candidate["score"] is None else f"{candidate['score']:.4f}"
+    about = (
+        f"archlab candidate {candidate['candidate_id']}\n\n"
+        f"Task: {candidate['task']} (fingerprint {candidate['task_fingerprint']})\n"
+        f"Run: {run['run_id']}; brain: {candidate['brain']}; origin: {candidate['origin']}\n"
+        f"Parents: {', '.join(candidate['parents']) or 'none'}\n"
+        f"Status: {candidate['status']}; score: {score}; parameters: {candidate['n_params']}\n"
+        f"Plan: {plan.get('summary') or plan.get('hypothesis') or '-'}\n"
+        f"Exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; it imports only torch.\n"
+    )
+    # a docstring: keep backslashes and triple quotes from the plan inert
+    about = about.replace("\\", "\\\\").replace('"""', "'''")
+    return f'"""{about}"""\n\n{source}'
+
+
+def _score_plot(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """Points of score against candidate order, and the best so far, in a 600x200 box."""
+    scored = [(i, c["score"]) for i, c in enumerate(candidates) if c["score"] is not None]
+    if not scored:
+        return {"points": [], "best": ""}
+    low, high = min(s for _, s in scored), max(s for _, s in scored)
+    span, n = (high - low) or 1.0, max(len(candidates) - 1, 1)
+
+    def xy(i: int, s: float) -> tuple[float, float]:
+        return 40 + 550 * i / n, 180 - 160 * (s - low) / span
+
+    points, best, path = [], float("-inf"), []
+    for i, s in scored:
+        best = max(best, s)
+        points.append({"xy": xy(i, s), "score": s, "id": candidates[i]["candidate_id"]})
+        path.append("{:.1f},{:.1f}".format(*xy(i, best)))
+    return {"points": points, "best": " ".join(path), "low": low, "high": high}
+
+
+def html_report(memory: Memory, run_id: str) -> str:
+    run = memory.get_run(run_id)
+    leaderboard = memory.candidates(run["run_id"])
+    by_time = [
+        {
+            **c,
+            "checks": memory.checks(c["candidate_id"]),
+            "verdict": memory.verdict(c["candidate_id"]),
+        }
+        for c in sorted(leaderboard, key=lambda c: c["created_at"])
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("archlab.report", "."),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return env.get_template("report.html.j2").render(
+        run=run,
+        candidates=by_time,
+        leaderboard=leaderboard,
+        failures=[c for c in by_time if c["status"] not in ("ok", "pending", "duplicate")],
+        plot=_score_plot(by_time),
+    )
