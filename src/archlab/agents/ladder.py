@@ -232,9 +232,13 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
     same space ("NAS evaluation is frustratingly hard"), each with a 95% interval."""
     fp = ctx.task_fingerprint
     baseline = ctx.memory.baseline(fp)
-    ranked = [c for c in ctx.memory.candidates(ctx.run_id) if c["status"] == "ok"]
+    ranked = [
+        c
+        for c in ctx.memory.candidates(ctx.run_id)
+        if c["status"] == "ok" and c["origin"] != "baseline"
+    ]
     accepted = [c for c in ranked if (ctx.memory.verdict(c["candidate_id"]) or {}).get("verdict")
-                in ("accept", "audit") and c["origin"] != "baseline"]  # fmt: skip
+                in ("accept", "audit")]  # fmt: skip
     best = accepted[0] if accepted else (ranked[0] if ranked else None)
     result: dict[str, Any] = {"scale": scaled, "best": None}
     if best is None:
