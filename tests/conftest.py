@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from archlab.eval.tasks.base import Budget
+from archlab.eval.tasks.base import Budget, TokenTask
 from archlab.eval.tasks.mqar import MQAR
+from archlab.sandbox.launcher import BasicLauncher
+from archlab.sandbox.trial import TrialReport, run_trial
 
 # No test can reach a real model: sockets connect to loopback only, in this process from
 # here on and, through PYTHONPATH (see _isolated_environment), in Python subprocesses.
@@ -62,6 +65,16 @@ class Bidirectional(nn.Module):
 def build_model(spec):
     return Bidirectional(spec)
 """
+
+
+def sandbox_trial(
+    task: TokenTask, trial_dir: Path, source: str, stage: str = "proxy", **extra: Any
+) -> TrialReport:
+    """One real trial through the basic sandbox, seed 0, as the trainer runs it."""
+    return run_trial(
+        launcher=BasicLauncher(), trial_dir=trial_dir, task=task, data=task.data(0),
+        source=source, stage=stage, seed=0, threads=1, memory_bytes=6 * 2**30, **extra,
+    )  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -10,23 +10,14 @@ import pytest
 from archlab.eval.tasks.base import Budget
 from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher, Limits, clean_env
-from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.sandbox.trial import TrialReport
+from conftest import sandbox_trial
 
 pytestmark = pytest.mark.slow
 
 
 def _trial(task: MQAR, tmp_path: Path, source: str, stage: str = "proxy") -> TrialReport:
-    return run_trial(
-        launcher=BasicLauncher(),
-        trial_dir=tmp_path / "trial",
-        task=task,
-        data=task.data(0),
-        source=textwrap.dedent(source),
-        stage=stage,
-        seed=0,
-        threads=1,
-        memory_bytes=6 * 2**30,
-    )
+    return sandbox_trial(task, tmp_path / "trial", textwrap.dedent(source), stage)
 
 
 EMBED = """

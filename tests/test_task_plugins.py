@@ -14,8 +14,7 @@ from archlab.errors import ArchlabError, ConfigError
 from archlab.eval.tasks import get_task, task_names
 from archlab.eval.tasks.base import IGNORE_INDEX, SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 from archlab.eval.tasks.mqar import MQAR
-from archlab.sandbox.launcher import BasicLauncher
-from archlab.sandbox.trial import run_trial
+from conftest import sandbox_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,20 +120,9 @@ def test_broken_plugins_are_reported_by_name() -> None:
 @pytest.mark.slow
 def test_a_plugin_task_runs_a_trial(tmp_path: Path) -> None:
     task = get_task("test-previous-token")
-    data = task.data(0)
-    report = run_trial(
-        launcher=BasicLauncher(),
-        trial_dir=tmp_path / "trial",
-        task=task,
-        data=data,
-        source=task.baseline_source(),
-        stage="proxy",
-        seed=0,
-        threads=1,
-        memory_bytes=4 * 2**30,
-    )
+    report = sandbox_trial(task, tmp_path / "trial", task.baseline_source())
     assert report.status == "ok", report.message
-    metrics = task.metrics(report.checkpoints, data)
+    metrics = task.metrics(report.checkpoints, task.data(0))
     assert [p["step"] for p in metrics.curve] == [4, 8]
     assert 0 <= metrics.values["accuracy"] <= 1
 

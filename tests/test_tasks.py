@@ -29,8 +29,7 @@ from archlab.eval.tasks.mad import (
     SelectiveCopying,
 )
 from archlab.eval.verify import static_check
-from archlab.sandbox.launcher import BasicLauncher
-from archlab.sandbox.trial import run_trial
+from conftest import sandbox_trial
 
 SMALL = {"train_examples": 64, "eval_examples": 32}
 needs_sklearn = pytest.mark.skipif(
@@ -309,21 +308,10 @@ def test_baselines_meet_the_contract() -> None:
 
 def _trial(task: TokenTask, tmp_path: Path) -> Metrics:
     """A real trial of the task's baseline: 8 steps, held-out outputs at steps 4 and 8."""
-    data = task.data(0)
-    report = run_trial(
-        launcher=BasicLauncher(),
-        trial_dir=tmp_path / "trial",
-        task=task,
-        data=data,
-        source=task.baseline_source(),
-        stage="proxy",
-        seed=0,
-        threads=1,
-        memory_bytes=6 * 2**30,
-        budget=Budget(steps=8, batch_size=8, eval_every=4, time_limit_s=60),
-    )
+    budget = Budget(steps=8, batch_size=8, eval_every=4, time_limit_s=60)
+    report = sandbox_trial(task, tmp_path / "trial", task.baseline_source(), budget=budget)
     assert report.status == "ok", report.message
-    return task.metrics(report.checkpoints, data)
+    return task.metrics(report.checkpoints, task.data(0))
 
 
 @pytest.mark.slow

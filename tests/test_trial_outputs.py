@@ -12,9 +12,8 @@ import pytest
 from archlab.eval.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 from archlab.eval.tasks.mqar import MQAR
 from archlab.eval.verify import causality_check, causality_probe
-from archlab.sandbox.launcher import BasicLauncher
-from archlab.sandbox.trial import TrialReport, run_trial
-from conftest import NON_CAUSAL
+from archlab.sandbox.trial import TrialReport
+from conftest import NON_CAUSAL, sandbox_trial
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +31,7 @@ def build_model(spec):
 
 
 def _run(task: TokenTask, tmp_path: Path, source: str, stage: str, **extra: Any) -> TrialReport:
-    return run_trial(
-        launcher=BasicLauncher(), trial_dir=tmp_path / stage, task=task, data=task.data(0),
-        source=source, stage=stage, seed=0, threads=1, memory_bytes=6 * 2**30, **extra,
-    )  # fmt: skip
+    return sandbox_trial(task, tmp_path / stage, source, stage, **extra)
 
 
 def test_causality_probe_passes_the_baseline_and_catches_a_leak(
