@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=None)
     parser.add_argument("--vocab", type=int, default=None)
     parser.add_argument("--train-examples", type=int, default=None)
+    parser.add_argument("--eval-examples", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="proxy steps")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     parser.add_argument("--data-seed", type=int, default=0)
@@ -72,6 +73,7 @@ def main() -> None:
         "seq_len": args.seq_len,
         "vocab_size": args.vocab,
         "train_examples": args.train_examples,
+        "eval_examples": args.eval_examples,
         "proxy_steps": args.steps,
     }
     task = MQAR(**{k: v for k, v in overrides.items() if v is not None})

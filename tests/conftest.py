@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from archlab.eval import bench
 from archlab.eval.tasks.base import Budget, TokenTask
 from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher
@@ -23,14 +24,8 @@ netguard = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(netguard)
 
 #: a task small enough that a proxy trial takes a few seconds, mostly interpreter start-up
-TINY_MQAR = {
-    "vocab_size": 64,
-    "seq_len": 32,
-    "num_kv_pairs": 4,
-    "train_examples": 512,
-    "eval_examples": 64,
-    "proxy_steps": 16,
-}
+#: (the benchmarks' own small MQAR; TINY_CONFIG below says the same in TOML)
+TINY_MQAR = bench.TINY_MQAR
 
 TINY_CONFIG = """
 [sandbox]

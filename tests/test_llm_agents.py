@@ -229,6 +229,7 @@ def planner_prompt(memory: Memory, with_code: bool) -> str:
         mode="design" if with_code else "compose",
         mixers=["softmax_attention"],
         channels=["mlp"],
+        notes=["prefer gated recurrence"],
         **context,
     )
 

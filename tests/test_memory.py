@@ -1,12 +1,21 @@
+import itertools
+import json
+import signal
+import statistics
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 
 from archlab.errors import ArchlabError, MemoryCorruptError
-from archlab.memory.queries import KnownGenomes
-from archlab.memory.store import Memory, _migrations
+from archlab.memory import store
+from archlab.memory.queries import KnownGenomes, planner_context
+from archlab.memory.store import Memory, _migrations, now
 
 
 def _candidate(
@@ -82,6 +91,19 @@ def test_upsert_keeps_one_row(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0]["score"] == 0.4
 
 
+def test_a_transaction_commits_its_writes_together_or_none(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    with memory.transaction():
+        _candidate(memory, "a", 0.1)
+        _candidate(memory, "b", 0.2)
+    with pytest.raises(RuntimeError), memory.transaction():
+        _candidate(memory, "c", 0.3)
+        memory.set_outcome("a", status="failed")
+        raise RuntimeError("the node failed half-way")
+    rows = {r["candidate_id"]: r["status"] for r in memory.candidates("r1")}
+    assert rows == {"a": "ok", "b": "ok"}
+
+
 def test_corrupt_memory_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     path.write_bytes(b"this is not a database" * 100)
@@ -96,9 +118,10 @@ def test_missing_memory_for_readers(tmp_path: Path) -> None:
 
 
 def test_waits_for_another_process_holding_the_file(tmp_path: Path) -> None:
-    """DuckDB lets one process hold the file; others wait it out instead of failing."""
+    """A process that cannot ask (a bare DuckDB client) holds the file: Memory waits it out
+    instead of failing."""
     path = tmp_path / "m.duckdb"
-    memory = Memory(path)
+    Memory(path).close()
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -111,7 +134,7 @@ def test_waits_for_another_process_holding_the_file(tmp_path: Path) -> None:
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-    assert memory.runs() == []  # blocked until the other process let go
+    assert Memory(path).runs() == []  # blocked until the other process let go
     assert holder.wait(timeout=30) == 0
 
 
@@ -119,3 +142,289 @@ def test_unknown_prefix_is_an_error(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     with pytest.raises(ArchlabError, match="no run"):
         memory.get_run("nope")
+
+
+# --- one long-lived connection, shared by threads, handed over to other processes -------
+
+# A child process on the same memory. It prints "ready" once imported (and open), then:
+#   read: on a line on stdin, prints the seconds a fresh Memory took to answer;
+#   write NAME N: on a line on stdin, N spans of its own, then its connection stats as JSON;
+#   write NAME -1: the same in a tight loop until the file STOP exists;
+#   hold NAME: writes one span and sleeps (to be killed).
+CHILD = """
+import json, os, sys, time
+from pathlib import Path
+from archlab.memory.store import Memory, now
+
+path, action = Path(sys.argv[1]), sys.argv[2]
+if action == "read":
+    print("ready", flush=True)
+    sys.stdin.readline()
+    started = time.perf_counter()
+    memory = Memory.open_existing(path)
+    n = memory.query("SELECT count(*) AS n FROM spans")[0]["n"]
+    print(json.dumps({"seconds": time.perf_counter() - started, "spans": n}), flush=True)
+    sys.exit()
+memory = Memory(path)
+name = sys.argv[3]
+def span(i):
+    t = now()
+    memory.save_span(span_id=f"{name}-{i}", run_id=name, name="node", role="lab",
+                     candidate_id=None, status="ok", error=None, started_at=t, ended_at=t)
+span(0)
+print("ready", flush=True)
+if action == "hold":
+    time.sleep(120)
+sys.stdin.readline()
+count, stop = int(sys.argv[4]), path.parent / "STOP"
+i = 1
+while i < count if count >= 0 else not stop.exists():
+    span(i)
+    i += 1
+print(json.dumps({"written": i, **memory.connection_stats()}), flush=True)
+"""
+
+
+def _child(path: Path, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _go(*procs: subprocess.Popen[str]) -> None:
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def _last_json(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def _span(memory: Memory, span_id: str, run_id: str = "r1") -> None:
+    t = now()
+    memory.save_span(
+        span_id=span_id, run_id=run_id, name="node", role="lab", candidate_id=None,
+        status="ok", error=None, started_at=t, ended_at=t,
+    )  # fmt: skip
+
+
+def test_threads_write_at_once(tmp_path: Path) -> None:
+    """Lanes share one Memory: concurrent writes, same-key upserts included, lose nothing."""
+    memory = Memory(tmp_path / "m.duckdb")
+    _candidate(memory, "shared", 0.0)
+    errors: list[BaseException] = []
+    cursors: dict[int, object] = {}
+
+    def lane(k: int) -> None:
+        try:
+            for i in range(6):
+                _span(memory, f"s{k}-{i}")
+                memory.save_check("shared", "smoke", "passed", details={"lane": k})
+                memory.set_outcome("shared", score=float(i))
+                with memory.connect() as outer, memory.connect() as inner:
+                    assert outer is inner  # nested uses in a thread share its cursor
+                    cursors[k] = outer
+                    assert memory.candidates("r1")
+        except BaseException as e:  # the assertion below shows what any thread raised
+            errors.append(e)
+
+    threads = [threading.Thread(target=lane, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(memory.spans("r1")) == 8 * 6
+    assert len(memory.checks("shared")) == 1
+    assert len({id(c) for c in cursors.values()}) == 8  # a cursor of its own per thread
+    assert memory.connection_stats()["opens"] == 1
+
+
+def test_transactions_stay_in_their_thread(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    began, checked = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def other_thread() -> None:
+        began.wait()
+        seen.append(len(memory.spans("r1")))
+        checked.set()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with memory.connect() as con:
+        con.execute("BEGIN TRANSACTION")
+        _span(memory, "uncommitted")
+        began.set()
+        checked.wait(timeout=10)
+        con.execute("COMMIT")
+    thread.join()
+    assert seen == [0]  # the other thread did not see the open transaction
+    assert [s["span_id"] for s in memory.spans("r1")] == ["uncommitted"]
+
+
+def test_read_only_and_writes_alternate_in_one_process(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    memory = Memory(path)
+    _span(memory, "a")
+    assert memory.read_only_sql("SELECT count(*) FROM spans") == (["count_star()"], [(1,)])
+    with pytest.raises(ArchlabError, match="read-only"):
+        memory.read_only_sql("DELETE FROM spans")
+    _span(memory, "b")  # back to writing
+    with memory.connect(), pytest.raises(RuntimeError, match="cannot nest"):
+        memory.read_only_sql("SELECT 1")
+    assert len(Memory(path).spans("r1")) == 2  # a second Memory shares the connection
+    memory.close()
+    with duckdb.connect(str(path), read_only=True) as con:  # closed: the file is free
+        assert con.execute("SELECT count(*) FROM spans").fetchone() == (2,)
+
+
+def test_lock_held_too_long_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.duckdb"
+    Memory(path).close()
+    monkeypatch.setattr(store, "_LOCK_RETRY_S", 0.3)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.readline()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ArchlabError, match="stayed locked by another process"):
+            Memory(path)
+    finally:
+        holder.communicate("\n", timeout=30)
+
+
+@pytest.mark.slow
+def test_reader_process_gets_the_file_from_a_busy_writer(tmp_path: Path) -> None:
+    """A process writing in a tight loop holds the file; a reader process asks for it and
+    gets its answer in bounded time, and the writer carries on."""
+    path = tmp_path / "m.duckdb"
+    Memory(path).close()
+    writer = _child(path, "write", "w", "-1")
+    reader = _child(path, "read")
+    _go(writer)
+    try:
+        time.sleep(0.5)  # the writer is well into its loop
+        _go(reader)
+        answer = _last_json(reader)
+    finally:
+        (tmp_path / "STOP").touch()
+    stats = _last_json(writer)
+    print(f"\nreader answered in {answer['seconds']:.3f}s; writer: {stats}")
+    assert answer["seconds"] < 2.0 and answer["spans"] > 0
+    assert stats["handovers"] >= 1 and stats["written"] > answer["spans"]
+    assert len(Memory(path).spans("w")) == stats["written"]
+
+
+@pytest.mark.slow
+def test_two_writer_processes_interleave(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    Memory(path).close()
+    writers = [_child(path, "write", name, "-1") for name in ("a", "b")]
+    _go(*writers)
+    time.sleep(1.5)
+    (tmp_path / "STOP").touch()
+    stats = [_last_json(w) for w in writers]
+    memory = Memory(path)
+    spans = memory.query("SELECT run_id FROM spans ORDER BY started_at")
+    assert len(spans) == sum(s["written"] for s in stats)  # none lost
+    turns = sum(1 for x, y in itertools.pairwise(spans) if x["run_id"] != y["run_id"])
+    assert turns >= 2, "the writers never took turns"  # each yielded to the other
+    assert sum(s["handovers"] for s in stats) >= 1
+
+
+def test_in_flight_batch_delays_the_handover(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    memory = Memory(path)
+    _span(memory, "a")
+    reader = _child(path, "read")
+    with memory.connect() as con:
+        _go(reader)
+        time.sleep(0.5)  # the reader asks meanwhile
+        # another thread's operation, which the batch waits for, joins the batch's
+        # connection instead of waiting for the handover forever
+        other = threading.Thread(target=_span, args=(memory, "b"))
+        other.start()
+        other.join(timeout=10)
+        assert not other.is_alive()
+        assert con.execute("SELECT count(*) FROM spans").fetchone() == (2,)
+    answer = _last_json(reader)
+    assert 0.4 < answer["seconds"] < 2.0 and answer["spans"] == 2
+    assert memory.connection_stats()["handovers"] == 1
+    _span(memory, "c")  # and the writer takes the file back
+    assert len(memory.spans("r1")) == 3
+
+
+def test_killed_holder_frees_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "m.duckdb"
+    Memory(path).close()
+    holder = _child(path, "hold", "killed")
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    started = time.monotonic()
+    memory = Memory(path)
+    assert time.monotonic() - started < 2.0  # the OS dropped the lock: no waiting
+    assert [s["span_id"] for s in memory.spans("killed")] == ["killed-0"]  # committed, kept
+
+
+@pytest.mark.slow
+def test_per_operation_cost(tmp_path: Path) -> None:
+    """A measurement, not a limit (run with -s to see it): a small insert and the planner's
+    context on the long-lived connection, and with an open and a close around each operation
+    (what every operation cost before)."""
+    memory = Memory(tmp_path / "m.duckdb")
+    with memory.connect() as con:  # 2,000 candidates, half of them scored, in lineages
+        con.execute(
+            "INSERT INTO candidates (candidate_id, run_id, task, task_fingerprint, source, "
+            "source_hash, parents, plan, brain, origin, status, score, metrics, created_at, "
+            "updated_at) SELECT 'c' || i, 'r1', 'mqar', 'fp', 'x = 1', 'h' || i, "
+            "CASE WHEN i > 0 THEN json_array('c' || (i // 2)) ELSE '[]' END, "
+            "json_object('hypothesis', 'h' || (i % 97)), 'heuristic', 'proposed', "
+            "CASE WHEN i % 2 = 0 THEN 'ok' ELSE 'failed' END, "
+            "CASE WHEN i % 2 = 0 THEN random() END, '{}', now(), now() FROM range(2000) t(i)"
+        )
+    operations = {
+        "insert": lambda i: _span(memory, f"s{i}"),
+        "planner_context": lambda i: planner_context(memory, "fp", with_code=True),
+    }
+    costs: dict[str, float] = {}
+    results: dict[str, list[object]] = {}
+    for name, operation in operations.items():
+        for short_lived in (False, True):
+            mode = "short-lived" if short_lived else "long-lived"
+            memory.release()  # each block starts with the file closed
+            opens = memory.connection_stats()["opens"]
+            times, results[f"{name} {mode}"] = [], []
+            for i in range(15):
+                started = time.perf_counter()
+                results[f"{name} {mode}"].append(operation(f"{mode}{i}"))
+                if short_lived:
+                    memory.release()
+                times.append(time.perf_counter() - started)
+            costs[f"{name} {mode} ms"] = round(1000 * statistics.median(times), 2)
+            assert memory.connection_stats()["opens"] - opens == (15 if short_lived else 1)
+    print(f"\nper-operation cost (median of 15): {json.dumps(costs)}")
+    context = results["planner_context long-lived"]
+    assert context[0] == results["planner_context short-lived"][0]  # the same answer
+    assert len(memory.spans("r1")) == 30

@@ -10,7 +10,7 @@ import pytest
 from archlab.eval.tasks.base import Budget
 from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher, Limits, clean_env
-from archlab.sandbox.trial import TrialReport
+from archlab.sandbox.trial import TrialReport, run_trial
 from conftest import sandbox_trial
 
 pytestmark = pytest.mark.slow
@@ -187,3 +187,35 @@ def test_launcher_runs_in_the_trial_directory(tmp_path: Path) -> None:
     assert execution.exit_reason == "ok"
     assert execution.log_tail.split() == [str(tmp_path), str(tmp_path)]
     assert clean_env(tmp_path, 2)["OMP_NUM_THREADS"] == "2"
+
+
+PLANTS = EMBED + textwrap.dedent("""
+import builtins, os
+if getattr(builtins, "PLANTED", False):
+    raise RuntimeError("a trial before this one left something behind")
+builtins.PLANTED = True
+open("planted.txt", "w").write(str(os.getpid()))
+""")
+
+
+def test_harnesses_started_ahead_share_nothing(tiny_task: MQAR, tmp_path: Path) -> None:
+    """With prewarm, each trial runs in the process started while the one before trained:
+    a fresh interpreter (nothing a candidate set survives), a fresh working directory, and
+    the one left over at the end is killed."""
+    launcher = BasicLauncher(prewarm=True)
+    try:
+        pids = []
+        for i in range(2):
+            trial_dir = tmp_path / f"trial{i}"
+            report = run_trial(
+                launcher=launcher, trial_dir=trial_dir, task=tiny_task, data=tiny_task.data(0),
+                source=PLANTS, stage="smoke", seed=0, threads=1, memory_bytes=6 * 2**30,
+            )  # fmt: skip
+            assert report.status == "ok", report.message
+            pids.append(int((trial_dir / "planted.txt").read_text()))
+        assert pids[0] != pids[1]
+        spare = launcher._spares[0].proc.pid
+        assert _alive(spare)
+    finally:
+        launcher.close()
+    assert not _alive(spare)

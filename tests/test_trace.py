@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from archlab.cli import app
 from archlab.errors import ArchlabError
-from archlab.memory.spans import spans_of, trace_id, traced
+from archlab.memory.spans import SpanLog, spans_of, trace_id, traced
 from archlab.memory.store import MEMORY_FILE, Memory
 
 RUN = "20260101-000000-0001"
@@ -94,7 +94,7 @@ def home(tmp_path: Path) -> Path:
     memory.start_run(
         run_id=RUN, task="mqar", task_fingerprint="fp", brain="heuristic", seed=1, config={}
     )
-    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN)
+    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN, span_log=SpanLog(memory))
 
     def code(state: Any) -> dict[str, Any]:
         cid = state["candidate"]["candidate_id"]
@@ -117,6 +117,7 @@ def home(tmp_path: Path) -> Path:
         traced(ctx, "code", code)(state)
         with pytest.raises(RuntimeError) if cid == CHILD else nullcontext():
             traced(ctx, "train", train)(state)
+    ctx.span_log.flush()  # as a run does when it ends
     return home
 
 

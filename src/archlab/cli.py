@@ -87,6 +87,16 @@ def _llm_flags(base_url: str | None, model: str | None, structured: str | None) 
     }
 
 
+# where trials run: [executor] in the config
+_WORKERS = typer.Option(help="trials running at once")
+_EXECUTOR = typer.Option("--executor", help="local (this machine) or ray (a Ray cluster)")
+_RAY_ADDRESS = typer.Option(help="HOST:PORT of a Ray head (default: a local Ray instance)")
+
+
+def _executor_flags(workers: int | None, kind: str | None, address: str | None) -> dict[str, Any]:
+    return {"executor.workers": workers, "executor.kind": kind, "executor.ray_address": address}
+
+
 @app.command()
 def run(
     task: Annotated[str | None, typer.Option(help="task to discover architectures for")] = None,
@@ -111,6 +121,16 @@ def run(
     max_usd: Annotated[
         float | None, typer.Option(help="stop once the LLM calls cost this many dollars")
     ] = None,
+    workers: Annotated[int | None, _WORKERS] = None,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
+    lanes: Annotated[
+        int | None, typer.Option(help="graph threads proposing and evaluating at once")
+    ] = None,
+    review: Annotated[
+        bool | None,
+        typer.Option("--review", help="pause before each training for `archlab approve`"),
+    ] = None,
 ) -> None:
     """Run an autonomous discovery until its budget is spent."""
     from archlab.lab import discover  # torch and langgraph load only for commands that need them
@@ -125,10 +145,61 @@ def run(
             "run.mode": mode,
             "run.max_tokens": max_tokens,
             "run.max_usd": max_usd,
+            "run.lanes": lanes,
+            "run.review": review,
             **_llm_flags(llm_base_url, llm_model, llm_structured_output),
+            **_executor_flags(workers, executor, ray_address),
         }
     )
     _until_done(lambda: discover(settings, progress), settings)
+
+
+# --- the human in the loop: from another terminal, while the run goes on --------------
+_RUN_ID = typer.Argument(help="run id or a unique prefix of it")
+_CANDIDATE = typer.Option(help="the waiting candidate (id or prefix); default: every one")
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, _RUN_ID],
+    candidate: Annotated[str | None, _CANDIDATE] = None,
+    reason: Annotated[str | None, typer.Option(help="why, kept with the review")] = None,
+) -> None:
+    """Let a candidate of a `--review` run go on to training."""
+    _decide("approve", run_id, candidate, reason)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, _RUN_ID],
+    candidate: Annotated[str | None, _CANDIDATE] = None,
+    reason: Annotated[str | None, typer.Option(help="why, kept with the review")] = None,
+) -> None:
+    """Stop a candidate of a `--review` run before training; the run goes on to the next."""
+    _decide("reject", run_id, candidate, reason)
+
+
+def _decide(decision: str, run_id: str, candidate: str | None, reason: str | None) -> None:
+    from archlab.memory import human
+
+    memory = _memory(_settings())
+    run = memory.get_run(run_id)
+    for cid in human.decide(memory, run["run_id"], decision, candidate, reason):
+        typer.echo(f"{decision.removesuffix('e')}ed {cid}")
+
+
+@app.command()
+def steer(
+    run_id: Annotated[str, _RUN_ID],
+    note: Annotated[str, typer.Argument(help='guidance for the planner, e.g. "avoid conv"')],
+) -> None:
+    """Hand the planner of a run a note that shapes its next proposals."""
+    from archlab.memory import human
+
+    memory = _memory(_settings())
+    run = memory.get_run(run_id)
+    human.add_note(memory, run["run_id"], note)
+    typer.echo(f"noted for run {run['run_id']}: the planner reads it before its next proposal")
 
 
 def _until_done(start: Callable[[], str], settings: Settings) -> None:
@@ -299,11 +370,15 @@ def eval_(
     file: Annotated[Path, typer.Argument(help="a candidate module defining build_model(spec)")],
     task: Annotated[str | None, typer.Option(help="task to evaluate it on")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    workers: Annotated[int | None, _WORKERS] = None,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Verify and train a hand-written candidate, and record it in the memory."""
     from archlab.lab import evaluate_file
 
-    result = evaluate_file(_settings(**{"run.task": task}), file, progress)
+    settings = _settings(**{"run.task": task, **_executor_flags(workers, executor, ray_address)})
+    result = evaluate_file(settings, file, progress)
     keys = (
         "run_id",
         "candidate_id",
@@ -397,7 +472,7 @@ def bench(
         Path | None, typer.Option("--json", help="also write the results to this file")
     ] = None,
 ) -> None:
-    """Measure what the sandbox costs a trial (and more, as measurements are added)."""
+    """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
     from archlab.eval.bench import run_benchmarks
 
     results = run_benchmarks(quick)
@@ -405,6 +480,9 @@ def bench(
         json_file.write_text(json.dumps(results, indent=2) + "\n")
     table = Table("measurement", "value")
     for key, value in results.items():
+        last = value[-1] if isinstance(value, list) and value else None
+        if isinstance(last, float):  # a curve: whole in the JSON
+            value = f"{len(value)} values, last {last:.4g}"
         table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
     out.print(table)
 
@@ -607,6 +685,17 @@ def report(
 
     output.write_text(html_report(_memory(_settings()), run_id))
     progress.print(f"wrote {output}", highlight=False)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free one)")] = 8765,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """Browse runs, candidates and agent traces in a web browser, also while a run is live."""
+    from archlab.ui.server import serve
+
+    serve(_memory(_settings()), host, port, progress)
 
 
 def main() -> None:

@@ -44,6 +44,13 @@ class RunSettings(_Section):
     )
     max_tokens: int = Field(default=0, ge=0, description="LLM token budget; 0 means none")
     max_usd: float = Field(default=0.0, ge=0, description="LLM dollar budget; 0 means none")
+    lanes: int = Field(
+        default=1, ge=1, le=64, description="graph threads proposing and evaluating at once"
+    )
+    review: bool = Field(
+        default=False,
+        description="pause before each training until `archlab approve` or `archlab reject`",
+    )
 
 
 class SandboxSettings(_Section):
@@ -57,6 +64,19 @@ class SandboxSettings(_Section):
         default=8.0, gt=0, description="memory per trial (strict: cgroup; basic: address space)"
     )
     log_tail_bytes: int = Field(default=4000, ge=0)
+
+
+class ExecutorSettings(_Section):
+    """Where trials run; the CPU threads of each are [sandbox] threads."""
+
+    kind: Literal["local", "ray"] = Field(
+        default="local", description="local: this machine; ray: a Ray cluster (archlab[ray])"
+    )
+    workers: int = Field(default=1, ge=1, description="trials running at once")
+    ray_address: str | None = Field(
+        default=None, description="HOST:PORT of a Ray head; unset starts or joins a local one"
+    )
+    gpus_per_trial: int = Field(default=0, ge=0, description="GPUs each trial gets for itself")
 
 
 class SearchSettings(_Section):
@@ -163,6 +183,7 @@ class Settings(_Section):
     prompts_dir: Path | None = None
     run: RunSettings = RunSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    executor: ExecutorSettings = ExecutorSettings()
     search: SearchSettings = SearchSettings()
     fitness: FitnessSettings = FitnessSettings()
     ladder: LadderSettings = LadderSettings()

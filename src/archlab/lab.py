@@ -1,9 +1,11 @@
-"""Starting runs: wire settings, memory, task, sandbox and graph together."""
+"""Starting runs: wire settings, memory, task, executor and graph together, drive the
+run's lanes, and conclude it."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import time
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +16,18 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
+from archlab.agents import coder, ladder
 from archlab.agents.brains import build_brains
-from archlab.agents.graph import build_graph
-from archlab.agents.state import LabState, RunContext
+from archlab.agents.budget import RunBudget
+from archlab.agents.graph import build_graph, live_status
+from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.config import Settings
 from archlab.errors import ArchlabError
 from archlab.eval.tasks import get_task
+from archlab.memory.spans import traced
 from archlab.memory.store import MEMORY_FILE, Memory
-from archlab.sandbox.launcher import make_launcher
+from archlab.sandbox.executor import Executor, make_executor
+from archlab.sandbox.launcher import kill_group
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
 
@@ -36,27 +42,36 @@ def open_memory(home: Path) -> Memory:
 
 @contextmanager
 def _run(
-    settings: Settings, console: Console, brain: str | None = None, resumed: str | None = None
+    settings: Settings,
+    console: Console,
+    brain: str | None = None,
+    resumed: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> Iterator[RunContext]:
-    """Register a run (or take up `resumed`), yield its context, and close it with the right
-    status whatever happens.
+    """Register a run (or take up the `resumed` one), yield its context, and close it with
+    the right status whatever happens.
 
     `brain` names what proposes the candidates when it is not the configured roles."""
     home = settings.home_dir
     task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
     memory = open_memory(home)
-    run_id = resumed or new_run_id()
+    run_id = resumed["run_id"] if resumed else new_run_id()
     brains = build_brains(settings, memory, run_id)
+    # local trials use the run's own task and data (ctx's, once it exists)
+    executor = executor or make_executor(
+        settings, home / "trials" / run_id, lambda _: (ctx.task, ctx.data)
+    )
     ctx = RunContext(
         run_id=run_id,
         settings=settings,
         task=task,
         memory=memory,
-        launcher=make_launcher(settings.sandbox.level, settings.sandbox.log_tail_bytes),
+        executor=executor,
         brains=brains,
         home=home,
         console=console,
     )
+    ctx.budget = RunBudget(settings.run, memory, run_id, (resumed or {}).get("elapsed_s") or 0.0)
     if resumed:
         memory.resume_run(run_id)
     else:
@@ -71,48 +86,167 @@ def _run(
     try:
         yield ctx
     except KeyboardInterrupt:
-        memory.finish_run(ctx.run_id, "interrupted", "stopped by the user")
+        _finish(ctx, "interrupted", "stopped by the user")
         raise
     except Exception as e:
-        memory.finish_run(ctx.run_id, "failed", f"{type(e).__name__}: {e}")
+        _finish(ctx, "failed", f"{type(e).__name__}: {e}")
         raise
-    memory.finish_run(ctx.run_id, "finished", ctx.stopped)
+    finally:
+        executor.close()
+    _finish(ctx, "finished", ctx.stopped)
 
 
-def _invoke(ctx: RunContext, state: LabState | None) -> LabState:
-    """Run the graph from `state`, or with None from the run's last checkpoint: the node
-    that was interrupted runs again, everything before it is kept."""
+def _finish(ctx: RunContext, status: str, message: str | None) -> None:
+    ctx.span_log.flush()
+    ctx.budget.save_elapsed()
+    ctx.memory.finish_run(ctx.run_id, status, message)
+
+
+def _thread_id(run_id: str, lane: int) -> str:
+    """Lane 0 keeps the run id as its checkpoint thread, as runs without lanes had."""
+    return run_id if lane == 0 else f"{run_id}/lane{lane}"
+
+
+def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
+    """Run the lanes to their end, each from `start`, or with None from its last
+    checkpoint: the node that was interrupted runs again, everything before it is kept."""
     # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
     conn = sqlite3.connect(ctx.home / CHECKPOINT_FILE, check_same_thread=False)
     try:
         saver = SqliteSaver(conn)
         graph = build_graph(ctx, saver)
-        config: Any = {
-            "configurable": {"thread_id": ctx.run_id},
-            "recursion_limit": 10 * ctx.settings.run.trials + 20,
-        }
-        if state is None and saver.get_tuple(config) is None:
+        lanes = 1 if start and start.get("single") else ctx.settings.run.lanes
+        configs: list[Any] = [
+            {
+                "configurable": {"thread_id": _thread_id(ctx.run_id, lane)},
+                "recursion_limit": 10 * ctx.settings.run.trials + 20,
+            }
+            for lane in range(lanes)
+        ]
+        inputs: list[LabState | None] = []
+        if start is None and saver.get_tuple(configs[0]) is None:
             raise ArchlabError(f"run {ctx.run_id} left no checkpoint to resume from")
-        result: LabState = graph.invoke(state, config=config, durability="sync")
-        return result
+        fresh: LabState = {"run_id": ctx.run_id, "evaluated": 0, "history": []}
+        for lane, config in enumerate(configs):
+            snapshot = graph.get_state(config) if start is None else None
+            if snapshot is not None and snapshot.values:
+                inputs.append(None)
+                ctx.budget.hold(_claim_held(ctx, snapshot.values, snapshot.next))
+            else:  # a new run, or a lane that had not started when the run stopped
+                inputs.append({**(start or fresh), "lane": lane})
+        ctx.data  # noqa: B018 -- generated once here, before the lanes share it
+        return _run_lanes(ctx, graph, configs, inputs)
     finally:
         conn.close()
 
 
-def discover(settings: Settings, console: Console) -> str:
-    """Run a discovery until its budget is spent; return the run id."""
-    with _run(settings, console) as ctx:
+def _claim_held(ctx: RunContext, state: dict[str, Any], upcoming: tuple[str, ...]) -> int:
+    """Whether a resumed lane holds a claimed slot: it is about to code a candidate that
+    the memory has not saved yet (a planned idea, or the next attempt of a repair)."""
+    candidate = state.get("candidate")
+    if not candidate:
+        return 0
+    ctx.inflight.add(candidate["candidate_id"], candidate["origin"], coder.genome_key(candidate))
+    if "code" not in upcoming:
+        return 0
+    cid = candidate["candidate_id"]
+    if (state.get("verdict") or {}).get("verdict") == "repair":
+        cid = coder.repair_id(cid)
+    saved = ctx.memory.query("SELECT 1 FROM candidates WHERE candidate_id = ?", [cid])
+    return 0 if saved else 1
+
+
+def _run_lanes(
+    ctx: RunContext, graph: Any, configs: list[Any], inputs: list[LabState | None]
+) -> list[LabState]:
+    """Lanes are threads over one memory and one executor. Lane 0 goes first: the others
+    start once the baseline, every lane's yardstick, is recorded."""
+    results: list[LabState] = [{} for _ in configs]
+    failures: list[BaseException] = []
+
+    def lane(k: int) -> None:
+        try:
+            results[k] = graph.invoke(inputs[k], config=configs[k], durability="sync")
+        except Cancelled:
+            pass
+        except BaseException as e:  # one lane's failure stops the run
+            failures.append(e)
+            ctx.cancel.set()
+
+    threads = [
+        threading.Thread(target=lane, args=(k,), name=f"lane-{k}", daemon=True)
+        for k in range(len(configs))
+    ]
+    try:
+        threads[0].start()
+        while len(threads) > 1 and threads[0].is_alive() and not _baseline_settled(ctx):
+            threads[0].join(0.5)
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():  # join with a timeout: Ctrl-C reaches this thread
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        ctx.cancel.set()
+        _stop_trials()
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join()
+        raise
+    if failures:
+        raise failures[0]
+    return results
+
+
+def _baseline_settled(ctx: RunContext) -> bool:
+    return ctx.cancel.is_set() or ctx.memory.baseline(ctx.task_fingerprint) is not None
+
+
+def _stop_trials() -> None:
+    """Ctrl-C reaches only the main thread: end the trials the lanes are waiting on (each
+    child leads its own process group); the lanes then leave without recording them."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if parent == me:
+            kill_group(int(stat.parent.name))
+
+
+def _conclude(ctx: RunContext) -> dict[str, Any]:
+    """Once every lane is done: the scale stage and the run's summary, once per run."""
+
+    def conclude(state: LabState) -> dict[str, Any]:
+        with live_status(ctx, "the best", "scale"):
+            scaled = ladder.scale(ctx, ctx.budget.time_left())
+        summary = ladder.summary(ctx, scaled)
+        ctx.memory.set_run_summary(ctx.run_id, summary)
+        return {"summary": summary}
+
+    return traced(ctx, "conclude", conclude)({"run_id": ctx.run_id})
+
+
+def _stopped(results: list[LabState]) -> str | None:
+    return next((r["stopped"] for r in results if r.get("stopped")), None)
+
+
+def discover(settings: Settings, console: Console, executor: Executor | None = None) -> str:
+    """Run a discovery until its budget is spent; return the run id. `executor` replaces
+    the configured one (the orchestration benchmark answers trials from a recording)."""
+    with _run(settings, console, executor=executor) as ctx:
+        run = settings.run
         console.print(
             f"run [bold]{ctx.run_id}[/] on task [bold]{ctx.task.name}[/]: "
-            f"{settings.run.trials} candidates"
-            + (f" or {settings.run.minutes:g} minutes" if settings.run.minutes else "")
-            + f", {ctx.brains.describe()} brain ({settings.run.mode} mode), "
-            f"sandbox {ctx.launcher.level}, home {ctx.home}"
+            f"{run.trials} candidates"
+            + (f" or {run.minutes:g} minutes" if run.minutes else "")
+            + (f", {run.lanes} lanes" if run.lanes > 1 else "")
+            + f", {ctx.brains.describe()} brain ({run.mode} mode), "
+            f"{ctx.executor.describe()}, home {ctx.home}"
         )
-        result = _invoke(
-            ctx, {"run_id": ctx.run_id, "evaluated": 0, "started_at": time.time(), "history": []}
-        )
-        ctx.stopped = result.get("stopped")
+        ctx.stopped = _stopped(_drive(ctx, {"run_id": ctx.run_id, "evaluated": 0, "history": []}))
+        _conclude(ctx)
         return ctx.run_id
 
 
@@ -122,10 +256,10 @@ def resume(home: Path, run_id: str, console: Console) -> str:
     if run["status"] == "finished":
         raise ArchlabError(f"run {run['run_id']} already finished")
     settings = Settings.model_validate({**run["config"], "home": str(home)})
-    with _run(settings, console, resumed=run["run_id"]) as ctx:
+    with _run(settings, console, resumed=run) as ctx:
         console.print(f"resuming run [bold]{ctx.run_id}[/] ({run['status']}) from its checkpoint")
-        result = _invoke(ctx, None)
-        ctx.stopped = result.get("stopped")
+        ctx.stopped = _stopped(_drive(ctx, None))
+        _conclude(ctx)
         return ctx.run_id
 
 
@@ -150,13 +284,13 @@ def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str,
                 "expected_effect": "unknown",
             },
         }
-        state = _invoke(
+        ctx.budget.hold(1)  # the candidate comes with the run: no planner claims its slot
+        (state,) = _drive(
             ctx,
             {
                 "run_id": ctx.run_id,
                 "single": True,
                 "evaluated": 0,
-                "started_at": time.time(),
                 "candidate": candidate,
                 "history": [],
             },

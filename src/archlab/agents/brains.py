@@ -86,6 +86,28 @@ class ReplayBrain:
         return value
 
 
+class Remembering:
+    """A model asker that first looks for the answer this run already received to the same
+    question (role, step, repair): a node re-run after a crash does not pay for it twice."""
+
+    def __init__(self, asker: Asker, memory: Memory, run_id: str) -> None:
+        self.asker, self.memory, self.run_id = asker, memory, run_id
+
+    @property
+    def brain(self) -> str:
+        return self.asker.brain
+
+    def ask(self, question: Question[T]) -> T:
+        rows = self.memory.query(
+            "SELECT answer FROM llm_calls WHERE run_id = ? AND role = ? AND step = ? "
+            "AND repair = ? AND status = 'ok' ORDER BY created_at DESC LIMIT 1",
+            [self.run_id, question.role, question.step, question.repair],
+        )
+        if rows:
+            return question.answer.model_validate(rows[0]["answer"])
+        return self.asker.ask(question)
+
+
 def parse_brain(spec: str) -> tuple[str, str]:
     """`heuristic`, `llm` (the default profile), `llm:NAME`, `replay:RUN`, or a bare NAME."""
     if spec == HEURISTIC:
@@ -152,7 +174,8 @@ def build_brains(settings: Settings, memory: Memory, run_id: str) -> Brains:
                 raise ConfigError(f"{key}: no [llm.{arg}] profile in the configuration{how}")
             name = f"llm:{arg}"
             if name not in shared:
-                shared[name] = LLM(arg, settings.llm[arg], prompts, log)
+                llm = LLM(arg, settings.llm[arg], prompts, log)
+                shared[name] = Remembering(llm, memory, run_id)
         else:
             past = memory.get_run(arg)["run_id"]
             name = f"replay:{past}"

@@ -6,6 +6,7 @@ parent's code or in full, and repairs it when verification or training fails."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -13,7 +14,6 @@ from pydantic import BaseModel
 
 from archlab.agents.genome import Genome, render
 from archlab.agents.llm import Question, Unusable, fenced_blocks
-from archlab.agents.planner import new_candidate_id
 from archlab.agents.state import RunContext
 from archlab.errors import ArchlabError
 from archlab.prompts import task_brief
@@ -49,12 +49,18 @@ def genome_key(candidate: dict[str, Any]) -> str | None:
     return Genome.model_validate(genome).key() if genome else None
 
 
+def repair_id(candidate_id: str) -> str:
+    """The id of the attempt after `candidate_id`: derived, not drawn, so that a coder
+    node re-run after a crash saves the same candidate again instead of a second one."""
+    return hashlib.sha256(f"{candidate_id}:repair".encode()).hexdigest()[:12]
+
+
 def next_attempt(candidate: dict[str, Any]) -> dict[str, Any]:
     """A failed candidate's idea, tried again: a new candidate with the same plan."""
     fresh = {k: v for k, v in candidate.items() if k != "source"}
     return {
         **fresh,
-        "candidate_id": new_candidate_id(),
+        "candidate_id": repair_id(candidate["candidate_id"]),
         "repair": candidate["repair"] + 1,
         "plan": {**candidate["plan"], "repair_of": candidate["candidate_id"]},
     }

@@ -23,7 +23,7 @@ from archlab.memory.queries import CODE_CHARS, clip
 from archlab.prompts import task_brief
 
 #: failures that another coding attempt cannot fix
-_NOT_REPAIRABLE = {"duplicate", "answer"}
+_NOT_REPAIRABLE = {"duplicate", "answer", "review"}
 
 
 class Critique(BaseModel):

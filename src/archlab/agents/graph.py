@@ -1,10 +1,12 @@
-"""The LangGraph graph: plan -> code -> verify -> train -> critique -> record, looping
-until the run's budget is spent; in design mode a failed candidate goes from record back
-to code for a bounded number of repairs. Each node is a small function of the state that
-returns a partial update; the resources it needs come from the run context."""
+"""The LangGraph graph of one lane: plan -> code -> verify -> train -> critique -> record,
+looping until the run's budget is spent; in design mode a failed candidate goes from record
+back to code for a bounded number of repairs. Each node is a small function of the state
+that returns a partial update; the resources it needs come from the run context, which
+the run's lanes share (lab.py runs them and concludes the run once they are done)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -16,46 +18,56 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from rich.markup import escape
 
-from archlab.agents import coder, critic, ladder, planner, trainer
+from archlab.agents import coder, critic, human, ladder, planner, trainer
 from archlab.agents.brains import ReplayExhausted
 from archlab.agents.llm import NoAnswer
-from archlab.agents.state import LabState, RunContext
+from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.eval.verify import ast_hash, source_hash
-from archlab.memory.spans import traced
+from archlab.memory.spans import NodeFn, traced
 from archlab.sandbox.launcher import LOG_FILE, read_tail
 
 
 def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:
+    lanes = ctx.settings.run.lanes
+
+    def _lane_tag(state: LabState) -> str:
+        """Lines of a run with several lanes say which lane printed them."""
+        return f"[dim]L{state.get('lane', 0)}[/] " if lanes > 1 else ""
+
     def plan(state: LabState) -> dict[str, Any]:
-        stopped = ctx.stop_reason(state)
+        stopped = ctx.budget.claim()
         if stopped is None:
-            # Steps count the brain's ideas (the baseline is step 0), so that a replay of
-            # this run into a memory that already holds the baseline finds its answers.
-            step = state.get("step", 0) + 1
+            # Steps number the brain's ideas (the baseline is step 0) and interleave the
+            # lanes (lane k of K takes k+1, k+1+K, ...): the same step on a re-run after a
+            # crash, so that LLM answers are found again, not paid twice, and a replay
+            # (with as many lanes) finds its answers even where the baseline exists.
+            step = state["step"] + lanes if state.get("step") else state.get("lane", 0) + 1
             try:
                 candidate = planner.plan(ctx, state, step)
             except ReplayExhausted as e:
+                ctx.budget.release()
                 stopped = f"replay complete: {e}"
+            except BaseException:
+                ctx.budget.release()
+                raise
             else:
                 step = 0 if candidate["origin"] == "baseline" else step
+                ctx.inflight.add(
+                    candidate["candidate_id"], candidate["origin"], coder.genome_key(candidate)
+                )
                 return {
-                    "candidate": {**candidate, "step": step, "repair": 0},
+                    "candidate": {
+                        **candidate,
+                        "step": step,
+                        "repair": 0,
+                        "lane": state.get("lane", 0),
+                    },
                     "step": max(step, state.get("step", 0)),
                     "outcome": {},
                     "verdict": {},
                 }
-        ctx.console.print(f"stopped: {escape(str(stopped))}")
+        ctx.console.print(f"{_lane_tag(state)}stopped: {escape(str(stopped))}")
         return {"candidate": None, "stopped": stopped}
-
-    def conclude(state: LabState) -> dict[str, Any]:
-        time_left = not ctx.settings.run.minutes or (
-            ctx.clock() - state["started_at"] < ctx.settings.run.minutes * 60
-        )
-        with _live_status(ctx, "the best", "scale"):
-            scaled = ladder.scale(ctx, time_left)
-        summary = ladder.summary(ctx, scaled)
-        ctx.memory.set_run_summary(ctx.run_id, summary)
-        return {"summary": summary}
 
     def code(state: LabState) -> dict[str, Any]:
         candidate = dict(state["candidate"] or {})
@@ -74,6 +86,21 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         except NoAnswer as e:
             source, outcome = "", ladder.rejected("answer", str(e))
         candidate["source"] = source
+        with ctx.budget.saving(candidate["candidate_id"]):
+            _save_candidate(candidate)
+        n = ctx.budget.started()
+        plan = candidate["plan"]
+        what = plan.get("summary") or plan["hypothesis"]
+        if failed is not None:
+            what = f"repair {candidate['repair']} of {failed['candidate_id']}: {what}"
+        ctx.console.print(
+            f"{_lane_tag(state)}[bold]#{n}[/] {candidate['candidate_id']} "
+            f"[cyan]{plan['operator']}[/] {escape(what)}"
+        )
+        return {"candidate": candidate, "outcome": outcome, "verdict": {}}
+
+    def _save_candidate(candidate: dict[str, Any]) -> None:
+        source = candidate["source"]
         ctx.memory.save_candidate(
             candidate_id=candidate["candidate_id"],
             run_id=ctx.run_id,
@@ -89,26 +116,23 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
             brain=candidate["brain"],
             origin=candidate["origin"],
             status="pending",
+            lane=candidate.get("lane"),
+            step=candidate.get("step"),
         )
-        n = state.get("evaluated", 0) + 1
-        plan = candidate["plan"]
-        what = plan.get("summary") or plan["hypothesis"]
-        if failed is not None:
-            what = f"repair {candidate['repair']} of {failed['candidate_id']}: {what}"
-        ctx.console.print(
-            f"[bold]#{n}[/] {candidate['candidate_id']} [cyan]{plan['operator']}[/] {escape(what)}"
-        )
-        return {"candidate": candidate, "outcome": outcome, "verdict": {}}
 
     def verify(state: LabState) -> dict[str, Any]:
         candidate = state["candidate"] or {}
-        with _live_status(ctx, candidate["candidate_id"], "verify"):
+        with live_status(ctx, candidate["candidate_id"], "verify"):
             return {"outcome": ladder.verify(ctx, candidate), "stage": "proxy"}
 
     def train(state: LabState) -> dict[str, Any]:
         candidate, stage = state["candidate"] or {}, state.get("stage", "proxy")
         cid = candidate["candidate_id"]
-        with _live_status(ctx, cid, stage):
+        if stage == "proxy" and ctx.settings.run.review:
+            refused = human.await_review(ctx, candidate)
+            if refused is not None:
+                return {"outcome": refused}
+        with live_status(ctx, cid, stage):
             if stage == "confirm":
                 return {"outcome": {**state["outcome"], **ladder.confirm(ctx, candidate)}}
             outcome = trainer.run_stage(ctx, cid, candidate["source"], "proxy")
@@ -122,46 +146,57 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         if state.get("stage") == "proxy":
             why = ladder.worth_confirming(ctx, candidate, outcome["score"])
             if why is not None:
-                ctx.console.print(f"  [cyan]promote[/] to confirm: {escape(why)}")
+                ctx.console.print(
+                    f"{_lane_tag(state) or '  '}[cyan]promote[/] to confirm: {escape(why)}"
+                )
                 return {"verdict": {"verdict": "promote", "reason": why}, "stage": "confirm"}
         decision = ladder.decide(ctx, candidate, outcome)
         return {"verdict": critic.critique(ctx, candidate, outcome, decision), "stage": "proxy"}
 
     def record(state: LabState) -> dict[str, Any]:
         candidate, outcome, verdict = state["candidate"] or {}, state["outcome"], state["verdict"]
-        ctx.memory.set_outcome(
-            candidate["candidate_id"],
-            status=outcome["status"],
-            error_class=outcome.get("error_class"),
-            message=outcome.get("message"),
-            score=outcome.get("score"),
-            metrics=outcome.get("metrics"),
-            n_params=outcome.get("n_params"),
-            duplicate_of=outcome.get("duplicate_of"),
-            seeds=outcome.get("seeds"),
-            fitness=trainer.fitness_of(ctx).definition() if outcome.get("score") else None,
-            audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
-        )
-        ctx.memory.save_verdict(
-            candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
-        )
+        with ctx.memory.transaction():  # the outcome, its verdict and the run's time at once
+            ctx.memory.set_outcome(
+                candidate["candidate_id"],
+                status=outcome["status"],
+                error_class=outcome.get("error_class"),
+                message=outcome.get("message"),
+                score=outcome.get("score"),
+                metrics=outcome.get("metrics"),
+                n_params=outcome.get("n_params"),
+                duplicate_of=outcome.get("duplicate_of"),
+                seeds=outcome.get("seeds"),
+                fitness=trainer.fitness_of(ctx).definition() if outcome.get("score") else None,
+                audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
+            )
+            ctx.memory.save_verdict(
+                candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
+            )
+            ctx.budget.save_elapsed()
+        ctx.inflight.discard(candidate["candidate_id"])
         line = _summary(candidate, outcome, verdict)
-        ctx.console.print("  " + line)
+        ctx.console.print(f"{_lane_tag(state) or '  '}{line}")
+        # the repair's slot is claimed here, in a node, so that a re-run claims it again
+        repair_next = (
+            not state.get("single")
+            and verdict["verdict"] == "repair"
+            and ctx.budget.claim() is None
+        )
         return {
             "evaluated": state.get("evaluated", 0) + 1,
             "history": [*state.get("history", []), line][-20:],
+            "repair_next": repair_next,
         }
 
     graph = StateGraph(LabState)
-    for node in (plan, code, verify, train, critique, record, conclude):
-        graph.add_node(node.__name__, traced(ctx, node.__name__, node))
+    for node in (plan, code, verify, train, critique, record):
+        graph.add_node(node.__name__, traced(ctx, node.__name__, _cancellable(ctx, node)))
     graph.add_conditional_edges(
         START, lambda s: "code" if s.get("candidate") else "plan", ["code", "plan"]
     )
     graph.add_conditional_edges(
-        "plan", lambda s: "code" if s.get("candidate") else "conclude", ["code", "conclude"]
+        "plan", lambda s: "code" if s.get("candidate") else END, ["code", END]
     )
-    graph.add_edge("conclude", END)
     graph.add_conditional_edges(
         "code",
         lambda s: "critique" if s["outcome"].get("status") == "rejected" else "verify",
@@ -182,18 +217,32 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
     def after_record(s: LabState) -> str:
         if s.get("single"):
             return END
-        if s["verdict"]["verdict"] == "repair" and ctx.stop_reason(s) is None:
-            return "code"
-        return "plan"  # which stops the run once a budget is spent
+        return "code" if s.get("repair_next") else "plan"  # plan stops once a budget is spent
 
     graph.add_conditional_edges("record", after_record, ["code", "plan", END])
     return graph.compile(checkpointer=checkpointer)
 
 
+def _cancellable(ctx: RunContext, node: NodeFn) -> NodeFn:
+    """`node`, unless the run was told to stop: then the lane leaves before it, so that
+    the node runs on resume."""
+
+    @functools.wraps(node)  # LangGraph reads the state schema from the wrapped signature
+    def guarded(state: LabState) -> dict[str, Any]:
+        if ctx.cancel.is_set():
+            raise Cancelled("the run was told to stop")
+        return node(state)
+
+    return guarded
+
+
 @contextmanager
-def _live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[None]:
+def live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[None]:
     """A spinner that follows the newest trial log of the candidate: elapsed time and the
-    latest step line."""
+    latest step line. A terminal shows one spinner: a run with several lanes prints lines."""
+    if ctx.settings.run.lanes > 1:
+        yield
+        return
     trials = ctx.home / "trials" / ctx.run_id
     label = f"  {stage} {candidate_id}"
     started = time.monotonic()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from archlab.agents import trainer
 from archlab.agents.state import RunContext
@@ -30,28 +32,32 @@ def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check:
 def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
     """Static, dedup, smoke, causality and complexity; the outcome says how far it got."""
     cid, source = candidate["candidate_id"], candidate["source"]
-    check = static_check(source)
-    if not check.ok:
-        record(ctx, cid, "static", "failed", error_class=check.error_class, message=check.message)
-        return rejected(check.error_class, check.message)
-    record(ctx, cid, "static", "passed")
+    # checks with no trial between them commit together (one log flush, not one each)
+    with ctx.memory.transaction():
+        check = static_check(source)
+        if not check.ok:
+            record(
+                ctx, cid, "static", "failed", error_class=check.error_class, message=check.message
+            )
+            return rejected(check.error_class, check.message)
+        record(ctx, cid, "static", "passed")
 
-    fp = ctx.task_fingerprint
-    original = ctx.memory.find_duplicate(fp, source_hash(source), ast_hash(source))
-    if original is not None:
-        message = f"same code as {original['candidate_id']}; its result is reused"
-        record(ctx, cid, "dedup", "failed", error_class="duplicate", message=message,
-               details={"duplicate_of": original["candidate_id"]})  # fmt: skip
-        return {
-            "status": "duplicate",
-            "error_class": "duplicate",
-            "message": message,
-            "score": original["score"],
-            "metrics": original["metrics"],
-            "n_params": original["n_params"],
-            "duplicate_of": original["candidate_id"],
-        }
-    record(ctx, cid, "dedup", "passed")
+        fp = ctx.task_fingerprint
+        original = ctx.memory.find_duplicate(fp, source_hash(source), ast_hash(source))
+        if original is not None:
+            message = f"same code as {original['candidate_id']}; its result is reused"
+            record(ctx, cid, "dedup", "failed", error_class="duplicate", message=message,
+                   details={"duplicate_of": original["candidate_id"]})  # fmt: skip
+            return {
+                "status": "duplicate",
+                "error_class": "duplicate",
+                "message": message,
+                "score": original["score"],
+                "metrics": original["metrics"],
+                "n_params": original["n_params"],
+                "duplicate_of": original["candidate_id"],
+            }
+        record(ctx, cid, "dedup", "passed")
 
     probe = None
     if ctx.task.causal and ctx.task.kind == "sequence":
@@ -60,21 +66,22 @@ def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
             seed=zlib.crc32(cid.encode()),
         )  # fmt: skip
     smoke = trainer.run_stage(ctx, cid, source, "smoke", probe=probe)
-    if smoke["status"] != "ok":
-        record(ctx, cid, "smoke", "failed", error_class=smoke["error_class"],
-               message=smoke["message"])  # fmt: skip
-        return rejected(smoke["error_class"], smoke["message"])
-    record(ctx, cid, "smoke", "passed", details={"n_params": smoke["n_params"]})
+    with ctx.memory.transaction():
+        if smoke["status"] != "ok":
+            record(ctx, cid, "smoke", "failed", error_class=smoke["error_class"],
+                   message=smoke["message"])  # fmt: skip
+            return rejected(smoke["error_class"], smoke["message"])
+        record(ctx, cid, "smoke", "passed", details={"n_params": smoke["n_params"]})
 
-    if probe is None:
-        record(ctx, cid, "causality", "skipped", message="the task is not autoregressive")
-    else:
-        causal = smoke.get("causality") or {"ok": False, "message": "no probe outputs"}
-        if not causal["ok"]:
-            record(ctx, cid, "causality", "failed", error_class="causality",
-                   message=causal["message"])  # fmt: skip
-            return rejected("causality", causal["message"])
-        record(ctx, cid, "causality", "passed", details={"pairs": len(probe.pairs)})
+        if probe is None:
+            record(ctx, cid, "causality", "skipped", message="the task is not autoregressive")
+        else:
+            causal = smoke.get("causality") or {"ok": False, "message": "no probe outputs"}
+            if not causal["ok"]:
+                record(ctx, cid, "causality", "failed", error_class="causality",
+                       message=causal["message"])  # fmt: skip
+                return rejected("causality", causal["message"])
+            record(ctx, cid, "causality", "passed", details={"pairs": len(probe.pairs)})
 
     if not (ctx.task.complexity_lengths and ctx.task.max_time_exponent):
         record(ctx, cid, "complexity", "skipped", message="the task sets no complexity limit")
@@ -144,17 +151,42 @@ def worth_confirming(ctx: RunContext, candidate: dict[str, Any], score: float) -
     return None
 
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
+
+def each(ctx: RunContext, run: Callable[[_Item], _Result], items: Sequence[_Item]) -> list[_Result]:
+    """`run` on every item, as many at once as the executor has workers; results in order."""
+    if min(ctx.executor.workers, len(items)) <= 1:
+        return [run(item) for item in items]
+    pool = ThreadPoolExecutor(min(ctx.executor.workers, len(items)), thread_name_prefix="trial")
+    try:
+        futures = [pool.submit(run, item) for item in items]
+        return [future.result() for future in futures]
+    finally:  # on Ctrl-C, trials not started yet never start
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def confirm(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
-    """Train on the remaining seeds at the proxy budget; the outcome's score becomes the mean."""
+    """Train on the remaining seeds at the proxy budget, all of them whatever each gives; the
+    outcome's score becomes the mean."""
     cid, source = candidate["candidate_id"], candidate["source"]
-    for seed in range(1, ctx.settings.ladder.confirm_seeds):
-        outcome = trainer.run_stage(ctx, cid, source, "confirm", seed=seed)
+    seeds = range(1, ctx.settings.ladder.confirm_seeds)
+    outcomes = each(
+        ctx, lambda seed: trainer.run_stage(ctx, cid, source, "confirm", seed=seed), seeds
+    )
+    for seed, outcome in zip(seeds, outcomes, strict=True):
         if outcome["status"] != "ok":
             message = f"seed {seed}: {outcome['message']}"
             record(ctx, cid, "confirm", "failed", error_class=outcome["error_class"],
                    message=message)  # fmt: skip
             return {**outcome, "message": message}
-    stats = summarize(ctx.memory.seed_scores(cid))
+    scores = ctx.memory.seed_scores(cid)
+    if not scores:  # a budget that evaluates nothing: there is nothing to confirm
+        message = "the confirm trials produced no score"
+        record(ctx, cid, "confirm", "failed", error_class="runtime", message=message)
+        return {"status": "failed", "error_class": "runtime", "message": message}
+    stats = summarize(scores)
     record(ctx, cid, "confirm", "passed", details=stats.to_dict())
     return {"seeds": stats.to_dict(), "score": stats.mean}
 
@@ -208,8 +240,11 @@ def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
     if not confirmed or baseline is None or baseline["status"] != "ok":
         return {"status": "skipped", "reason": "no confirmed candidate and baseline to rank"}
     ranked = []
-    for c in [*confirmed, baseline]:
-        outcome = trainer.run_stage(ctx, c["candidate_id"], c["source"], "scale")
+    scaled = [*confirmed, baseline]
+    outcomes = each(
+        ctx, lambda c: trainer.run_stage(ctx, c["candidate_id"], c["source"], "scale"), scaled
+    )
+    for c, outcome in zip(scaled, outcomes, strict=True):
         status = "passed" if outcome["status"] == "ok" else "failed"
         record(ctx, c["candidate_id"], "scale", status, error_class=outcome["error_class"],
                message=outcome["message"], details={"score": outcome["score"]})  # fmt: skip

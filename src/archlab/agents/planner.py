@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Container
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -16,9 +18,10 @@ from pydantic import BaseModel, Field, model_validator
 from archlab.agents.brains import Asker, ReplayExhausted
 from archlab.agents.genome import CHANNELS, MIXERS, Genome, count_params
 from archlab.agents.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.agents.human import Steer, read_steer
 from archlab.agents.llm import LLMError, NoAnswer, Question
 from archlab.agents.state import LabState, RunContext
-from archlab.memory import queries
+from archlab.memory import human, queries
 from archlab.prompts import task_brief
 
 _PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
@@ -84,9 +87,10 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
             },
         }
     search = ctx.settings.search
-    # A fresh generator per step, derived from the run seed and the step: the same run
-    # replays the same proposals, and a resumed run needs no generator state.
-    rng = random.Random(f"{ctx.settings.run.seed}:{ctx.run_id}:{state.get('evaluated', 0)}")
+    # A fresh generator per step, derived from the run seed and the step (which differs
+    # between lanes): the same run replays the same proposals, and a resumed run needs no
+    # generator state.
+    rng = random.Random(f"{ctx.settings.run.seed}:{ctx.run_id}:{step}")
     brain = HeuristicBrain(
         rng,
         tournament_size=search.tournament_size,
@@ -94,6 +98,7 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
         random_rate=search.random_rate,
     )
     sampled = len(ctx.memory.random_sample_scores(ctx.task_fingerprint))
+    sampled += ctx.inflight.count("random")
     if sampled < search.random_samples and step % 2 == 0:
         # The honest yardstick, whatever the brain: the average architecture sampled at
         # random from the same space, trained by the same script (every other step, so
@@ -102,9 +107,10 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
             "random samples of the genome space are the yardstick any search must beat"
         )
         return _candidate(sample, origin="random", brain="random")
+    notes = human.notes(ctx.memory, ctx.run_id)
     asker = ctx.brains.asker("planner")
     if asker is not None:
-        return _ask_model(ctx, asker, step)
+        return _ask_model(ctx, asker, step, notes)
     with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
         pool = [
             PoolEntry(
@@ -114,9 +120,44 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
             )
             for row in ctx.memory.parent_pool(ctx.task_fingerprint)
         ]
-        known = queries.KnownGenomes(ctx.memory, ctx.task_fingerprint)
-        proposal = brain.propose(pool, known)
+        known = _Known(
+            queries.KnownGenomes(ctx.memory, ctx.task_fingerprint), ctx.inflight.genome_keys()
+        )
+        proposal = _steered(brain, pool, known, read_steer(notes))
     return _candidate(proposal, origin="proposed", brain="heuristic")
+
+
+class _Known:
+    """Genomes the memory holds, and those other lanes are evaluating right now."""
+
+    def __init__(self, memory: Container[str], in_flight: set[str]) -> None:
+        self.memory, self.in_flight = memory, in_flight
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.in_flight or key in self.memory
+
+
+#: proposals drawn, then random genomes, before a steering note is given up as unsatisfiable
+_STEER_TRIES = 24
+
+
+def _steered(
+    brain: HeuristicBrain, pool: list[PoolEntry], known: Container[str], steer: Steer
+) -> Proposal:
+    """The brain's proposal that the researcher's notes allow, if one can be found."""
+    proposal = brain.propose(pool, known)
+    if not steer or steer.allows(proposal.genome):
+        return proposal
+    why = f"steered by the researcher's notes ({steer.describe()})"
+    for _ in range(_STEER_TRIES):
+        proposal = brain.propose(pool, known)
+        if steer.allows(proposal.genome):
+            return replace(proposal, motivation=f"{proposal.motivation}; {why}")
+    for _ in range(_STEER_TRIES):
+        sample = brain.random_proposal(why)
+        if steer.allows(sample.genome) and sample.genome.key() not in known:
+            return sample
+    return replace(proposal, motivation=f"{proposal.motivation}; no proposal satisfied {why}")
 
 
 def _candidate(proposal: Proposal, origin: str, brain: str) -> dict[str, Any]:
@@ -136,7 +177,7 @@ def _candidate(proposal: Proposal, origin: str, brain: str) -> dict[str, Any]:
     }
 
 
-def _ask_model(ctx: RunContext, asker: Asker, step: int) -> dict[str, Any]:
+def _ask_model(ctx: RunContext, asker: Asker, step: int, notes: list[str]) -> dict[str, Any]:
     mode = ctx.settings.run.mode
     prompts = ctx.brains.prompts
     context = queries.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")
@@ -153,6 +194,7 @@ def _ask_model(ctx: RunContext, asker: Asker, step: int) -> dict[str, Any]:
                     mode=mode,
                     mixers=MIXERS,
                     channels=CHANNELS,
+                    notes=notes,
                     **context,
                 ),
             },

@@ -1,12 +1,12 @@
 """The graph's state and the run context its nodes share.
 
 State holds only JSON-able values, so LangGraph can checkpoint it after every node;
-the context holds the live resources (memory, task, launcher, brains), never checkpointed.
+the context holds the live resources (memory, task, executor, brains), never checkpointed.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,22 +15,26 @@ from typing import Any, TypedDict
 from rich.console import Console
 
 from archlab.agents.brains import Brains
+from archlab.agents.budget import RunBudget
 from archlab.config import Settings
 from archlab.eval.tasks.base import TokenData, TokenTask
+from archlab.memory.spans import SpanLog
 from archlab.memory.store import Memory
-from archlab.sandbox.launcher import Launcher
+from archlab.sandbox.executor import Executor
 
 
 class LabState(TypedDict, total=False):
     run_id: str
+    #: which of the run's lanes (concurrent graph threads) this is, from 0
+    lane: int
     #: evaluate this one candidate and stop (archlab eval) instead of searching
     single: bool
-    #: candidates evaluated in this run so far (repairs included): the trial budget's counter
+    #: candidates this lane evaluated so far (repairs included); the run's budget is counted
+    #: in the memory (RunContext.budget)
     evaluated: int
     #: ideas the planner has proposed so far; with a candidate's repair number, the key
     #: under which its LLM answers are logged and replayed
     step: int
-    started_at: float
     #: the candidate in flight: id, source, parents, plan, genome, origin, brain, step, repair
     candidate: dict[str, Any] | None
     #: the outcome so far: status, error_class, message, score, metrics, n_params
@@ -42,8 +46,39 @@ class LabState(TypedDict, total=False):
     stopped: str | None
     #: the training stage the candidate in flight is at: proxy, or confirm once promoted
     stage: str
+    #: record's decision: the failed candidate gets another coding attempt (a slot claimed)
+    repair_next: bool
     #: the run's conclusion: scale stage and improvement over baseline and random search
     summary: dict[str, Any]
+
+
+class Cancelled(Exception):
+    """The run was told to stop (RunContext.cancel): a lane leaves where it is, resumable."""
+
+
+class InFlight:
+    """Ideas some lane planned and has not recorded yet: what the memory cannot tell the
+    other lanes so far (their genomes, and how many random samples are under way)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ideas: dict[str, tuple[str, str | None]] = {}
+
+    def add(self, candidate_id: str, origin: str, genome_key: str | None) -> None:
+        with self._lock:
+            self._ideas[candidate_id] = (origin, genome_key)
+
+    def discard(self, candidate_id: str) -> None:
+        with self._lock:
+            self._ideas.pop(candidate_id, None)
+
+    def genome_keys(self) -> set[str]:
+        with self._lock:
+            return {key for _, key in self._ideas.values() if key}
+
+    def count(self, origin: str) -> int:
+        with self._lock:
+            return sum(1 for o, _ in self._ideas.values() if o == origin)
 
 
 @dataclass
@@ -52,7 +87,7 @@ class RunContext:
     settings: Settings
     task: TokenTask
     memory: Memory
-    launcher: Launcher
+    executor: Executor
     brains: Brains
     home: Path
     console: Console = field(default_factory=Console)
@@ -60,7 +95,15 @@ class RunContext:
     #: why the run ended on its own (see LabState.stopped); stored as the run's message
     stopped: str | None = None
     data_seed: int = 0
-    clock: Any = time.time
+    #: the run's budgets, shared by its lanes (set up by the lab for every run)
+    budget: RunBudget = field(init=False)
+    #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    inflight: InFlight = field(default_factory=InFlight)
+    span_log: SpanLog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.span_log = SpanLog(self.memory)
 
     @cached_property
     def data(self) -> TokenData:
@@ -69,22 +112,3 @@ class RunContext:
     @cached_property
     def task_fingerprint(self) -> str:
         return self.task.fingerprint()
-
-    def trial_dir(self, trial_id: str) -> Path:
-        return self.home / "trials" / self.run_id / trial_id
-
-    def stop_reason(self, state: LabState) -> str | None:
-        """Which budget is spent, if any; budgets are checked between candidates, so the
-        candidate in flight always finishes."""
-        run = self.settings.run
-        if state.get("evaluated", 0) >= run.trials:
-            return f"trial budget spent ({run.trials} candidates)"
-        if run.minutes and self.clock() - state["started_at"] >= run.minutes * 60:
-            return f"time budget spent ({run.minutes:g} minutes)"
-        if run.max_tokens or run.max_usd:
-            tokens, usd = self.memory.llm_usage(self.run_id)
-            if run.max_tokens and tokens >= run.max_tokens:
-                return f"token budget spent ({tokens:,} of {run.max_tokens:,} tokens)"
-            if run.max_usd and usd >= run.max_usd:
-                return f"dollar budget spent (${usd:.4f} of ${run.max_usd:g})"
-        return None

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from archlab.agents.state import RunContext
+from archlab.agents.state import Cancelled, RunContext
 from archlab.eval.fitness import Fitness
 from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
-from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.sandbox.executor import TrialRequest
+from archlab.sandbox.trial import TrialReport
 
 #: error classes the harness may report; anything else a child claims becomes "runtime"
 KNOWN_ERRORS = {"syntax", "import", "contract", "build", "params", "shape", "nan", "oom", "runtime"}
@@ -44,20 +45,25 @@ def run_stage(
     seed = ctx.proxy_seed if seed is None else seed
     budget = ctx.task.budgets[BUDGET_OF.get(stage, stage)]
     trial_id = trial_id_for(candidate_id, stage, seed)
-    report = run_trial(
-        launcher=ctx.launcher,
-        trial_dir=ctx.trial_dir(trial_id),
-        task=ctx.task,
-        data=ctx.data,
-        source=source,
+    settings = ctx.settings
+    request = TrialRequest(
+        trial_id=trial_id,
         stage=stage,
         seed=seed,
-        threads=ctx.settings.sandbox.threads,
-        memory_bytes=int(ctx.settings.sandbox.memory_gb * 2**30),
+        source=source,
         budget=budget,
+        task_name=settings.run.task,
+        task_options=settings.tasks.get(settings.run.task, {}),
+        data_seed=ctx.data_seed,
+        threads=settings.sandbox.threads,
+        memory_bytes=int(settings.sandbox.memory_gb * 2**30),
         probe_x=None if probe is None else probe.inputs,
         complexity=complexity,
+        gpus=settings.executor.gpus_per_trial,
     )
+    report = ctx.executor.run(request)
+    if ctx.cancel.is_set():  # stopped on purpose (Ctrl-C): not the candidate's failure
+        raise Cancelled(f"trial {trial_id} stopped with the run; it runs again on resume")
     outcome = _outcome(ctx, report)
     if report.status == "ok" and probe is not None and report.probe is not None:
         outcome["causality"] = asdict(causality_check(probe, report.probe))
@@ -79,7 +85,7 @@ def run_stage(
         wall_time_s=report.wall_time_s,
         cpu_time_s=report.cpu_time_s,
         peak_rss_mb=report.peak_rss_mb,
-        isolation=ctx.launcher.level,
+        isolation=report.isolation,
         score=outcome["score"],
         metrics=outcome["metrics"],
         curve=outcome.pop("curve"),

@@ -1,17 +1,43 @@
 """DuckDB experience memory.
 
 DuckDB lets one process hold a database file open for writing, and then no other process
-can open it. Every operation therefore opens a short-lived connection and retries while
-another process holds the lock, so runs, the CLI and the UI can share one file.
+can open it, not even read-only; opening it costs tens of milliseconds, and closing it after
+a write a checkpoint. So a process keeps one long-lived connection to the file and hands the
+file over when another process asks for it:
+
+- Asking: a process that cannot open the file because of the lock touches
+  `memory.duckdb.wanted` beside it on every retry (backoff 5-25 ms, up to 30 s), and
+  removes it once in.
+- Yielding: the holder stats that file (microseconds) before and after each operation, and
+  every 25 ms from a daemon thread. A new mtime is a request. The holder answers it at once
+  when idle (no operation for 20 ms), otherwise once it has held the file 0.2 s, so two busy
+  processes alternate in slices instead of trading the file per statement. It lets the
+  operations in flight finish (a `with memory.connect():` batch delays the handover, it is
+  never broken), closes the connection (every statement was committed; DuckDB
+  checkpoints), and leaves the file to the asker until the request is removed (at most a
+  second). Then its next operation opens the file again, asking in turn if need be.
+- Within a process, every Memory object and thread on a file share that one connection.
+  Each thread's outermost operation gets a cursor of its own (its own transaction); nested
+  `with memory.connect():` in a thread share it. Writes through Memory's methods take a
+  process-wide lock, so two threads upserting one row never conflict. While a handover
+  waits, new operations wait too, but at most 0.5 s (one may be what a batch waits for).
+  A read-only operation switches the connection to read-only once the others are done.
+- `close()`, garbage collection or the process's exit close the connection. A killed
+  holder's lock dies with it, and DuckDB replays its log on the next open.
+
+A bare `duckdb` client cannot ask, so while a run holds the file use `archlab sql`. A
+Memory does not survive a fork: open a new one in the child.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -22,7 +48,15 @@ import duckdb
 from archlab.errors import ArchlabError, MemoryCorruptError
 
 MEMORY_FILE = "memory.duckdb"
+WANTED_SUFFIX = ".wanted"
 _LOCK_RETRY_S = 30.0
+_RETRY_FIRST_S = 0.005
+_RETRY_MAX_S = 0.025
+_POLL_S = 0.025  # how often an idle holder looks for a request
+_MIN_HOLD_S = 0.2  # a busy holder keeps the file this long before it answers a request
+_IDLE_S = 0.02  # an idle holder answers at once: no operation for this long
+_HANDOVER_WAIT_S = 1.0  # how long a holder that yielded leaves the file to the asker
+_DRAIN_WAIT_S = 0.5  # how long a new operation waits for a handover before joining anyway
 _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "curve", "loss_curve"}
 _JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
 _JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
@@ -46,6 +80,10 @@ def _is_lock_error(e: duckdb.Error) -> bool:
     return "lock" in str(e).lower()
 
 
+def _encoded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()}
+
+
 def _row_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     columns = [d[0] for d in cursor.description or []]
     rows = []
@@ -58,12 +96,221 @@ def _row_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows
 
 
+class _SharedFile:
+    """This process's one connection to a memory file, for every Memory object and thread
+    that uses the file, handed over to another process that asks for the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.wanted = str(path) + WANTED_SUFFIX
+        self.users = 0  # Memory objects attached
+        self.write_lock = threading.RLock()  # re-entrant: writes nest in a transaction
+        self.stats = {"opens": 0, "handovers": 0, "open_s": 0.0, "close_s": 0.0}
+        self._cond = threading.Condition()
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._read_only = False
+        self._in_flight = 0  # outermost operations using the connection, over all threads
+        self._draining = False  # no new operation starts on the connection; the last closes it
+        self._asked_for = False  # the draining is a handover, not a switch of mode
+        self._opened_at = 0.0
+        self._last_used = 0.0  # when an operation last ended
+        self._answered: int | None = None  # the request (the wanted file's mtime) answered
+        self._yielded_at: float | None = None
+        self._local = threading.local()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    @contextmanager
+    def connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._stop.is_set():
+            raise RuntimeError(f"memory {self.path} was closed")
+        outer: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if outer is not None:
+            if self._local.read_only != read_only:
+                raise RuntimeError("a read-only and a read-write operation cannot nest")
+            yield outer
+            return
+        con = self._acquire(read_only)
+        try:
+            cursor = con.cursor()
+            self._local.cursor, self._local.read_only = cursor, read_only
+            try:
+                yield cursor
+            finally:
+                self._local.cursor = None
+                cursor.close()
+        finally:
+            self._release()
+
+    def _acquire(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        patience = time.monotonic() + _DRAIN_WAIT_S
+        with self._cond:
+            while True:
+                if self._con is not None and not self._draining:
+                    if self._read_only == read_only and not self._asked():
+                        break
+                    self._draining = True
+                if self._con is not None and self._in_flight:
+                    if self._read_only == read_only and time.monotonic() > patience:
+                        break  # in flight too long: maybe it waits on this thread
+                    self._cond.wait(_POLL_S)
+                    continue
+                if self._con is not None:
+                    self._close()
+                self._open(read_only)
+                break
+            self._in_flight += 1
+            assert self._con is not None
+            return self._con
+
+    def _release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._last_used = time.monotonic()
+            if not self._in_flight and (self._draining or self._asked()):
+                self._close()
+
+    def _asked(self) -> bool:
+        """Whether another process has asked for the file since it was last answered, and
+        this one is idle or has had its turn; a request makes the connection drain."""
+        mtime = self._wanted_mtime()
+        if mtime is None or mtime == self._answered:
+            return False
+        clock = time.monotonic()
+        idle = not self._in_flight and clock - self._last_used >= _IDLE_S
+        asked = idle or clock - self._opened_at >= _MIN_HOLD_S
+        if asked:
+            self._answered = mtime
+            self._asked_for = self._draining = True
+        return asked
+
+    def _close(self) -> None:
+        con, self._con = self._con, None
+        assert con is not None
+        started = time.monotonic()
+        con.close()
+        self.stats["close_s"] += time.monotonic() - started
+        if self._asked_for:
+            self._yielded_at = time.monotonic()
+            self.stats["handovers"] += 1
+        self._draining = self._asked_for = False
+        self._cond.notify_all()
+
+    def _open(self, read_only: bool) -> None:
+        started = time.monotonic()
+        if self._yielded_at is not None:  # leave the file to the asker until it is in
+            deadline = self._yielded_at + _HANDOVER_WAIT_S
+            while os.path.exists(self.wanted) and time.monotonic() < deadline:
+                time.sleep(_RETRY_FIRST_S)
+            self._yielded_at = None
+        self._con = self._connect(read_only)
+        self._read_only = read_only
+        self._opened_at = time.monotonic()
+        self.stats["opens"] += 1
+        self.stats["open_s"] += self._opened_at - started
+        if self._poller is None:
+            self._poller = threading.Thread(
+                target=self._poll, name=f"archlab-memory {self.path.name}", daemon=True
+            )
+            self._poller.start()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + _LOCK_RETRY_S
+        delay = _RETRY_FIRST_S
+        asked = False
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as e:
+                if _is_lock_error(e) and time.monotonic() < deadline:
+                    self._ask()
+                    asked = True
+                    time.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX_S)
+                    continue
+                if _is_lock_error(e):
+                    raise ArchlabError(
+                        f"memory {self.path} stayed locked by another process"
+                    ) from e
+                if "different configuration" in str(e):
+                    raise ArchlabError(
+                        f"memory {self.path} is open in this process outside Memory, in "
+                        "another mode (read-only or not); close that connection first"
+                    ) from None
+                raise MemoryCorruptError(
+                    f"cannot open memory {self.path}: {e}. It is corrupt or not a DuckDB "
+                    "database; move it aside to start a fresh memory."
+                ) from None
+            if asked:  # in: the request is answered
+                Path(self.wanted).unlink(missing_ok=True)
+            self._answered = self._wanted_mtime()  # older requests were someone else's turn
+            return con
+
+    def _wanted_mtime(self) -> int | None:
+        try:
+            return os.stat(self.wanted).st_mtime_ns
+        except OSError:
+            return None
+
+    def _ask(self) -> None:
+        with suppress(OSError):  # a read-only folder: nobody can be asked, waiting is all
+            Path(self.wanted).touch()
+
+    def _poll(self) -> None:
+        """Answer requests while no operation runs."""
+        while not self._stop.wait(_POLL_S):
+            with self._cond:
+                if self._con is not None and not self._in_flight and self._asked():
+                    self._close()
+
+    def release(self) -> None:
+        with self._cond:
+            if self._con is not None and not self._in_flight:
+                self._close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join()
+        with self._cond:
+            while self._in_flight:
+                self._cond.wait()
+            if self._con is not None:
+                self._close()
+
+
+_shared_files: dict[str, _SharedFile] = {}
+_shared_files_lock = threading.RLock()  # reentrant: a finalizer may run inside _attach
+
+
+def _attach(path: Path) -> _SharedFile:
+    key = os.path.realpath(path)
+    with _shared_files_lock:
+        shared = _shared_files.get(key) or _shared_files.setdefault(key, _SharedFile(path))
+        shared.users += 1
+    return shared
+
+
+def _detach(shared: _SharedFile) -> None:
+    with _shared_files_lock:
+        shared.users -= 1
+        if shared.users:
+            return
+        del _shared_files[os.path.realpath(shared.path)]
+    shared.close()
+
+
 class Memory:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._held = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._migrate()
+        self._file = _attach(path)
+        self._finalizer = weakref.finalize(self, _detach, self._file)
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
 
     @classmethod
     def open_existing(cls, path: Path) -> Memory:
@@ -72,47 +319,29 @@ class Memory:
             raise ArchlabError(f"no memory at {path}: nothing has run with this home yet")
         return cls(path)
 
-    @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for one operation. Nested uses in the same thread share the outer
-        one, so a caller can batch several queries under one open (`with memory.connect():`)
-        and pay the file's open and lock once."""
-        held = getattr(self._held, "con", None)
-        if held is not None and not read_only:
-            yield held
-            return
-        con = self._open(read_only)
-        if not read_only:
-            self._held.con = con
-        try:
-            yield con
-        finally:
-            if not read_only:
-                self._held.con = None
-            con.close()
+    def close(self) -> None:
+        """Let go of the file (the last Memory on it in this process closes the connection).
+        Garbage collection and the process's exit do the same."""
+        self._finalizer()
 
-    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + _LOCK_RETRY_S
-        delay = 0.01
-        while True:
-            try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.Error as e:
-                if _is_lock_error(e) and time.monotonic() < deadline:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.5)
-                    continue
-                if _is_lock_error(e):
-                    raise ArchlabError(
-                        f"memory {self.path} stayed locked by another process"
-                    ) from e
-                raise MemoryCorruptError(
-                    f"cannot open memory {self.path}: {e}. It is corrupt or not a DuckDB "
-                    "database; move it aside to start a fresh memory."
-                ) from None
+    def connect(self, read_only: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A cursor for one operation, on the process's connection to the file. Nested uses
+        in the same thread share it, so a caller can batch several queries
+        (`with memory.connect():`); other threads get their own."""
+        return self._file.connection(read_only)
+
+    def release(self) -> None:
+        """Close the connection now if no operation is running (the next one reopens it):
+        for a process about to idle long while a client that cannot ask wants the file."""
+        self._file.release()
+
+    def connection_stats(self) -> dict[str, float]:
+        """What the connection has cost this process: opens, handovers to other processes,
+        seconds spent opening (waiting included) and closing."""
+        return dict(self._file.stats)
 
     def _migrate(self) -> None:
-        with self.connect() as con:
+        with self.connect() as con, self._file.write_lock:
             try:
                 con.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -142,15 +371,36 @@ class Memory:
         with self.connect() as con:
             return _row_dicts(con.execute(sql, params or []))
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The writes inside commit together: one commit (a log flush) instead of one each,
+        for a node's few writes with no wait between them."""
+        with self.connect() as con, self._file.write_lock:
+            con.begin()
+            try:
+                yield
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+
+    def _insert(self, table: str, row: dict[str, Any]) -> None:
+        """A row that is always new: a plain INSERT costs a fraction of an upsert."""
+        values = _encoded(row)
+        marks = ", ".join("?" for _ in values)
+        with self.connect() as con, self._file.write_lock:
+            con.execute(
+                f"INSERT INTO {table} ({', '.join(values)}) VALUES ({marks})",
+                list(values.values()),
+            )
+
     def _upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
-        values = {
-            k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()
-        }
+        values = _encoded(row)
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         keys = {k.strip() for k in key.split(",")}  # one key column, or several
         updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keys)
-        with self.connect() as con:
+        with self.connect() as con, self._file.write_lock:
             con.execute(
                 f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
                 f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
@@ -158,12 +408,9 @@ class Memory:
             )
 
     def _update(self, table: str, key: str, key_value: str, fields: dict[str, Any]) -> None:
-        values = {
-            k: json.dumps(v) if k in _JSON_COLUMNS and v is not None else v
-            for k, v in fields.items()
-        }
+        values = _encoded(fields)
         sets = ", ".join(f"{c} = ?" for c in values)
-        with self.connect() as con:
+        with self.connect() as con, self._file.write_lock:
             con.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*values.values(), key_value])
 
     # --- runs -----------------------------------------------------------------
@@ -346,9 +593,14 @@ class Memory:
         """A read-only query for callers that own their SQL (memory.queries)."""
         return self._query(sql, params)
 
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        """A write for callers that own their SQL (memory.human), under the write lock."""
+        with self.connect() as con, self._file.write_lock:
+            con.execute(sql, params or [])
+
     # --- spans and ad-hoc SQL ---------------------------------------------------
     def save_span(self, **span: Any) -> None:
-        self._upsert("spans", "span_id", span)
+        self._insert("spans", span)  # span ids are drawn fresh
 
     def spans(self, run_id: str) -> list[dict[str, Any]]:
         """The run's graph-node spans (memory.spans derives the LLM and trial spans)."""

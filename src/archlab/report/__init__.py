@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
+from archlab.report.plots import score_plot
 
 #: what an exported module may import: it must run anywhere torch does
 EXPORT_IMPORTS = {"torch", "math", "typing", "__future__"}
@@ -37,14 +38,20 @@ def _label(c: dict[str, Any]) -> str:
     return f"{c['candidate_id'][:8]} [{color}]{c['status']}[/] {score} [cyan]{escape(operator)}[/]"
 
 
-def lineage_tree(run_id: str, candidates: list[dict[str, Any]]) -> Tree:
-    """The run's candidates under their first parent; roots are those whose parent is not
-    in this run (the baseline, or a parent from an earlier run)."""
+def family(candidates: list[dict[str, Any]]) -> dict[str | None, list[dict[str, Any]]]:
+    """Each candidate's children (by first parent, oldest first); under None the roots,
+    whose parent is not in this run (the baseline, or a parent from an earlier run)."""
     ids = {c["candidate_id"] for c in candidates}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for c in sorted(candidates, key=lambda c: c["created_at"]):
         parent = c["parents"][0] if c["parents"] and c["parents"][0] in ids else None
         children.setdefault(parent, []).append(c)
+    return children
+
+
+def lineage_tree(run_id: str, candidates: list[dict[str, Any]]) -> Tree:
+    """The run's candidates under their first parent."""
+    children = family(candidates)
     tree = Tree(f"run {run_id}")
 
     def grow(branch: Tree, parent: str | None) -> None:
@@ -91,23 +98,14 @@ def standalone(candidate: dict[str, Any], run: dict[str, Any]) -> str:
     return f'"""{about}"""\n\n{source}'
 
 
-def _score_plot(candidates: list[dict[str, Any]]) -> dict[str, Any]:
-    """Points of score against candidate order, and the best so far, in a 600x200 box."""
-    scored = [(i, c["score"]) for i, c in enumerate(candidates) if c["score"] is not None]
-    if not scored:
-        return {"points": [], "best": ""}
-    low, high = min(s for _, s in scored), max(s for _, s in scored)
-    span, n = (high - low) or 1.0, max(len(candidates) - 1, 1)
-
-    def xy(i: int, s: float) -> tuple[float, float]:
-        return 40 + 550 * i / n, 180 - 160 * (s - low) / span
-
-    points, best, path = [], float("-inf"), []
-    for i, s in scored:
-        best = max(best, s)
-        points.append({"xy": xy(i, s), "score": s, "id": candidates[i]["candidate_id"]})
-        path.append("{:.1f},{:.1f}".format(*xy(i, best)))
-    return {"points": points, "best": " ".join(path), "low": low, "high": high}
+def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
+    """Jinja2 for HTML, autoescaped (code and model answers are untrusted), with the report's
+    templates (and the `svg_plot` macro) after any given loaders."""
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader([*loaders, jinja2.PackageLoader("archlab.report", ".")]),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def html_report(memory: Memory, run_id: str) -> str:
@@ -121,15 +119,11 @@ def html_report(memory: Memory, run_id: str) -> str:
         }
         for c in sorted(leaderboard, key=lambda c: c["created_at"])
     ]
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("archlab.report", "."),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("report.html.j2").render(
+    page = templates().get_template("report.html.j2")
+    return page.render(
         run=run,
         candidates=by_time,
         leaderboard=leaderboard,
         failures=[c for c in by_time if c["status"] not in ("ok", "pending", "duplicate")],
-        plot=_score_plot(by_time),
+        plot=score_plot(by_time, href=lambda cid: f"#{cid}"),
     )

@@ -1,9 +1,10 @@
 """The trusted code that runs INSIDE the sandbox, next to the untrusted candidate.
 
-Run as `python -I -m archlab.sandbox.harness` with the trial directory as working
-directory. It reads trial.json, data.npz (training pairs and held-out inputs only) and
-candidate.py, trains with the task's fixed recipe, and writes result.json holding the
-model's outputs on the held-out inputs. Nothing it writes is trusted: the orchestrator
+Run as `python -I -m archlab.sandbox.harness`, started ahead of its trial: it loads torch,
+prints the ready line, and waits for a line on stdin naming its working directory (at EOF
+it exits: no trial came). There it reads trial.json, data.npz (training pairs and held-out
+inputs only) and candidate.py, trains with the task's fixed recipe, and writes result.json
+holding the model's outputs on the held-out inputs. Nothing it writes is trusted: the orchestrator
 validates it and computes every metric itself. It shares a process with the candidate, so
 it reports failures as error classes the coder can act on.
 """
@@ -23,6 +24,10 @@ from types import SimpleNamespace
 from typing import Any
 
 RESULT_FILE = "result.json"
+#: what the trusted side lays out for a trial, and nothing else
+INPUT_FILES = ("trial.json", "candidate.py", "data.npz")
+#: printed once torch is loaded; the launcher keeps it out of the log
+READY_LINE = "archlab-harness: ready"
 _EVAL_BATCH = 256
 
 
@@ -106,12 +111,13 @@ def _forward_all(model: Any, inputs: Any) -> Any:
     """Logits for every input, in evaluation mode and without gradients."""
     import torch
 
+    device = next(model.parameters()).device
     model.eval()
     try:
         with torch.no_grad():
             return torch.cat(
                 [
-                    model(inputs[i : i + _EVAL_BATCH]).float()
+                    model(inputs[i : i + _EVAL_BATCH].to(device)).float().cpu()
                     for i in range(0, len(inputs), _EVAL_BATCH)
                 ]
             )
@@ -165,8 +171,10 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     spec = SimpleNamespace(**trial["spec"])
     budget, recipe, kind = trial["budget"], trial["recipe"], trial["kind"]
 
+    # the executor sets CUDA_VISIBLE_DEVICES only for a trial it gave a GPU
+    device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
     module = _load_candidate("candidate.py")
-    model = _build(module, spec, trial["max_params"])
+    model = _build(module, spec, trial["max_params"]).to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     with np.load("data.npz", allow_pickle=False) as data:
@@ -193,7 +201,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
         for group in optimizer.param_groups:
             group["lr"] = recipe["lr"] * lr_at(step - 1)
         idx = torch.from_numpy(rng.integers(0, len(train_x), size=batch_size))
-        x, y = train_x[idx], train_y[idx]
+        x, y = train_x[idx].to(device), train_y[idx].to(device)
         try:
             logits = model(x)
             if step == 1:
@@ -254,7 +262,35 @@ def _write_result(result: dict[str, Any]) -> None:
     os.replace(tmp, RESULT_FILE)
 
 
+def _warm_up() -> None:
+    """Pay torch's start-up before the trial: its imports and the lazy set-up of a first
+    training step. Nothing of the trial exists yet, so nothing of it can leak."""
+    import numpy as np
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Embedding(8, 8), torch.nn.Linear(8, 8))
+    optimizer = torch.optim.AdamW(model.parameters())
+    logits = model(torch.from_numpy(np.zeros((2, 4), dtype=np.int64)))
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 8), torch.zeros(8, dtype=torch.long))
+    logits.sum().backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+
+
 def main() -> int:
+    """Start-up, then the trial the go line names."""
+    _warm_up()
+    print(READY_LINE, flush=True)
+    line = sys.stdin.readline()
+    if not line.endswith("\n"):
+        return 0
+    os.chdir(line[:-1])
+    os.environ["HOME"] = os.getcwd()
+    return run_here()
+
+
+def run_here() -> int:
+    """The trial laid out in the working directory."""
     with open("trial.json") as f:
         trial = json.load(f)
     try:

@@ -23,20 +23,28 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 from archlab.sandbox.cgroups import CgroupUnavailable, TrialCgroup, hierarchy
-from archlab.sandbox.harness import RESULT_FILE
+from archlab.sandbox.harness import INPUT_FILES, RESULT_FILE
 from archlab.sandbox.launcher import (
     LOG_FILE,
     Execution,
     ExitReason,
+    HarnessStarts,
     Limits,
+    Outcome,
+    Started,
+    _start_key,
     clean_env,
+    harness_argv,
     kill_group,
     prologue,
+    spawn,
     supervise,
+    watch_child,
 )
 from archlab.sandbox.seccomp import SeccompUnavailable, deny_list_bpf
 
@@ -101,13 +109,35 @@ def _system_mounts() -> tuple[str, ...]:
     return tuple(args)
 
 
-class StrictLauncher:
+#: the driver's shared device files, bound beside the trial's own /dev/nvidiaN when present
+_NVIDIA_SHARED = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools")
+
+
+def gpu_device_binds(gpus: tuple[int, ...], dev: Path = Path("/dev")) -> list[str]:
+    """bwrap arguments exposing only the trial's own GPUs in its fresh /dev."""
+    if not gpus:
+        return []
+    names = [f"nvidia{n}" for n in gpus] + [n for n in _NVIDIA_SHARED if (dev / n).exists()]
+    return [arg for name in names for arg in ("--dev-bind", str(dev / name), f"/dev/{name}")]
+
+
+class StrictLauncher(HarnessStarts):
     """Runs a command in the strict sandbox. The trial directory's files are the command's
-    read-only inputs; of what it writes, the files named in `outputs` come back."""
+    read-only inputs; of what it writes, the files named in `outputs` come back.
+
+    A harness started ahead gets a fresh staging directory of empty input files, bound
+    read-only into its sandbox as usual; at the go line they are filled in place with the
+    trial's inputs, and its outputs come back to the staging directory, then the trial's."""
 
     level = "strict"
 
-    def __init__(self, log_tail_bytes: int = 4000, outputs: tuple[str, ...] = (RESULT_FILE,)):
+    def __init__(
+        self,
+        log_tail_bytes: int = 4000,
+        outputs: tuple[str, ...] = (RESULT_FILE,),
+        prewarm: bool = False,
+    ):
+        super().__init__(prewarm)
         self.log_tail_bytes = log_tail_bytes
         self.outputs = outputs
         self.bwrap = shutil.which("bwrap") or "bwrap"
@@ -124,12 +154,7 @@ class StrictLauncher:
                 kill_group(pid)
 
             outcome = supervise(
-                # the cgroup caps memory, so no address-space limit (torch reserves plenty)
-                [
-                    *prologue(limits, address_space=False, join=cgroup.procs_files()),
-                    *self._bwrap_args(trial_dir, limits, seccomp_fd),
-                    *argv,
-                ],
+                self._argv(trial_dir, limits, seccomp_fd, cgroup, argv),
                 trial_dir / LOG_FILE,
                 limits,
                 self.log_tail_bytes,
@@ -138,21 +163,76 @@ class StrictLauncher:
                 env={},
                 pass_fds=(seccomp_fd,),
             )
-            reason = outcome.forced or _exit_reason(outcome.returncode, cgroup)
-            peak, cpu = cgroup.peak_memory_bytes(), cgroup.cpu_seconds()
+            return _execution(outcome, cgroup)
         finally:
             os.close(seccomp_fd)
             cgroup.kill()
             cgroup.remove()
-        return Execution(
-            exit_reason=reason,
-            returncode=_as_popen_code(outcome.returncode),
-            wall_s=outcome.wall_s,
-            # the child's own rusage misses what bwrap's reaper collected
-            cpu_s=outcome.cpu_s if cpu is None else cpu,
-            peak_rss_mb=outcome.peak_rss_mb if peak is None else peak / 2**20,
-            log_tail=outcome.log_tail,
-        )
+
+    def start_harness(self, limits: Limits) -> Started:
+        staging = Path(tempfile.mkdtemp(prefix="archlab-trial-"))
+        for name in INPUT_FILES:
+            (staging / name).touch(mode=0o644)
+        cgroup = TrialCgroup(hierarchy(), limits.memory_bytes, limits.max_processes, limits.threads)
+
+        def kill(pid: int) -> None:
+            cgroup.kill()
+            kill_group(pid)
+
+        def finish() -> None:
+            cgroup.kill()
+            cgroup.remove()
+            shutil.rmtree(staging, ignore_errors=True)
+
+        seccomp_fd = _filter_pipe()
+        try:
+            argv = self._argv(staging, limits, seccomp_fd, cgroup, harness_argv())
+            proc = spawn(argv, env={}, pass_fds=(seccomp_fd,))
+        except BaseException:
+            finish()
+            raise
+        finally:
+            os.close(seccomp_fd)  # bwrap has its own copy
+        return _StrictStarted(proc, _start_key(limits), kill, finish, cgroup, staging)
+
+    def go(self, started: Started, trial_dir: Path, limits: Limits) -> Execution:
+        assert isinstance(started, _StrictStarted)
+        cgroup, staging = started.cgroup, started.staging
+        try:
+            try:
+                for name in INPUT_FILES:  # in place: the sandbox holds these very files
+                    with open(trial_dir / name, "rb") as src, open(staging / name, "r+b") as dst:
+                        shutil.copyfileobj(src, dst)
+                        dst.truncate()
+            except BaseException:
+                started.discard()
+                raise
+            outcome = watch_child(
+                started.proc,
+                trial_dir / LOG_FILE,
+                limits,
+                self.log_tail_bytes,
+                kill=started.kill,
+                watch=lambda: "pids" if cgroup.hit_process_limit() else None,
+                early_output=started.send_go(WORKDIR),
+            )
+            execution = _execution(outcome, cgroup)
+            for name in self.outputs:  # the wrapper copied back regular files only
+                if (staging / name).is_file():
+                    shutil.move(staging / name, trial_dir / name)
+            return execution
+        finally:
+            started.finish()
+
+    def _argv(
+        self, inputs: Path, limits: Limits, seccomp_fd: int, cgroup: TrialCgroup, argv: list[str]
+    ) -> list[str]:
+        # the cgroup caps memory, so no address-space limit (torch reserves plenty)
+        return [
+            *prologue(limits, address_space=False, join=cgroup.procs_files()),
+            *self._bwrap_args(inputs, limits, seccomp_fd),
+            *argv,
+        ]
 
     def _bwrap_args(self, trial_dir: Path, limits: Limits, seccomp_fd: int) -> list[str]:
         inputs = sorted(
@@ -160,7 +240,7 @@ class StrictLauncher:
             for entry in os.scandir(trial_dir)
             if entry.is_file(follow_symlinks=False) and entry.name not in (LOG_FILE, *self.outputs)
         )
-        env = clean_env(Path(WORKDIR), limits.threads)
+        env = clean_env(Path(WORKDIR), limits.threads, limits.gpus)
         scratch = str(limits.scratch_bytes)
         wrapper = _WRAPPER.format(
             outputs=" ".join(shlex.quote(name) for name in self.outputs),
@@ -174,6 +254,7 @@ class StrictLauncher:
             "--cap-drop", "ALL",
             *(arg for cap in _WRAPPER_CAPS for arg in ("--cap-add", cap)),
             *("--proc", "/proc", "--dev", "/dev"),
+            *gpu_device_binds(limits.gpus),
             *("--perms", "1777", "--size", scratch, "--tmpfs", "/tmp"),
             *("--perms", "1777", "--size", scratch, "--tmpfs", "/dev/shm"),
             *_system_mounts(),  # after /tmp: a virtual environment may live beneath it
@@ -189,6 +270,33 @@ class StrictLauncher:
             *("--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"),
             "--",
         ]  # fmt: skip
+
+
+class _StrictStarted(Started):
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        key: Limits,
+        kill: Callable[[int], None],
+        finish: Callable[[], None],
+        cgroup: TrialCgroup,
+        staging: Path,
+    ) -> None:
+        super().__init__(proc, key, kill, finish)
+        self.cgroup, self.staging = cgroup, staging
+
+
+def _execution(outcome: Outcome, cgroup: TrialCgroup) -> Execution:
+    peak, cpu = cgroup.peak_memory_bytes(), cgroup.cpu_seconds()
+    return Execution(
+        exit_reason=outcome.forced or _exit_reason(outcome.returncode, cgroup),
+        returncode=_as_popen_code(outcome.returncode),
+        wall_s=outcome.wall_s,
+        # the child's own rusage misses what bwrap's reaper collected
+        cpu_s=outcome.cpu_s if cpu is None else cpu,
+        peak_rss_mb=outcome.peak_rss_mb if peak is None else peak / 2**20,
+        log_tail=outcome.log_tail,
+    )
 
 
 def _filter_pipe() -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from archlab.eval.tasks.base import Budget, TokenData, TokenTask
 from archlab.sandbox.harness import RESULT_FILE
-from archlab.sandbox.launcher import Launcher, Limits, harness_argv
+from archlab.sandbox.launcher import Launcher, Limits
 
 MAX_RESULT_BYTES = 64 * 2**20
 
@@ -41,6 +41,8 @@ class TrialReport:
     #: forward time and memory by sequence length, if the complexity stage asked
     complexity: list[dict[str, float]] | None = None
     log_tail: str = ""
+    #: the sandbox level it ran under (on Ray, the worker's)
+    isolation: str = ""
 
 
 class ResultError(ValueError):
@@ -156,11 +158,13 @@ def run_trial(
     budget: Budget | None = None,
     probe_x: np.ndarray | None = None,
     complexity: bool = False,
+    gpus: tuple[int, ...] = (),
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
     `probe_x` asks for logits on those inputs after training (the causality check);
-    `complexity` asks for forward timings at the task's complexity lengths."""
+    `complexity` asks for forward timings at the task's complexity lengths; `gpus` are the
+    device numbers the trial trains on (none: the CPU)."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -194,8 +198,10 @@ def run_trial(
         "complexity_lengths": list(lengths) if lengths else None,
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
-    limits = Limits(wall_s=budget.time_limit_s, memory_bytes=memory_bytes, threads=threads)
-    execution = launcher.run(harness_argv(), trial_dir, limits)
+    limits = Limits(
+        wall_s=budget.time_limit_s, memory_bytes=memory_bytes, threads=threads, gpus=gpus
+    )
+    execution = launcher.run_harness(trial_dir, limits)
     (trial_dir / "data.npz").unlink(missing_ok=True)
 
     dtype, shape = task.output_shape(evaluated)
@@ -212,6 +218,7 @@ def run_trial(
     report.cpu_time_s = execution.cpu_s
     report.peak_rss_mb = execution.peak_rss_mb
     report.log_tail = execution.log_tail
+    report.isolation = launcher.level
     (trial_dir / RESULT_FILE).unlink(missing_ok=True)
     return report
 

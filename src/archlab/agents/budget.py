@@ -1,0 +1,102 @@
+"""A run's budgets (candidates, wall time, tokens, dollars), shared by its lanes and carried
+across resumes: every count comes from the memory, never from one lane's state.
+
+A lane claims a candidate slot before planning and the slot is settled when the candidate
+is saved, so K lanes never start more candidates than the budget allows. Time is the time
+spent running, summed over sessions: a run resumed the next morning does not find its
+budget spent by the night it lay killed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from archlab.config import RunSettings
+from archlab.memory.store import Memory
+
+
+class RunBudget:
+    def __init__(
+        self,
+        settings: RunSettings,
+        memory: Memory,
+        run_id: str,
+        elapsed_before: float = 0.0,
+    ) -> None:
+        """`elapsed_before`: the seconds earlier sessions of the run ran."""
+        self.settings, self.memory, self.run_id = settings, memory, run_id
+        self._elapsed_before = elapsed_before
+        self._started = time.monotonic()
+        self._claimed = 0
+        self._lock = threading.Lock()
+
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.monotonic() - self._started
+
+    def time_left(self) -> bool:
+        minutes = self.settings.minutes
+        return not minutes or self.elapsed() < minutes * 60
+
+    def save_elapsed(self) -> None:
+        self.memory.execute(
+            "UPDATE runs SET elapsed_s = ? WHERE run_id = ?", [self.elapsed(), self.run_id]
+        )
+
+    def spent(self) -> str | None:
+        """Which budget other than the candidates' is spent, if any."""
+        run = self.settings
+        if not self.time_left():
+            return f"time budget spent ({run.minutes:g} minutes)"
+        if run.max_tokens or run.max_usd:
+            tokens, usd = self.memory.llm_usage(self.run_id)
+            if run.max_tokens and tokens >= run.max_tokens:
+                return f"token budget spent ({tokens:,} of {run.max_tokens:,} tokens)"
+            if run.max_usd and usd >= run.max_usd:
+                return f"dollar budget spent (${usd:.4f} of ${run.max_usd:g})"
+        return None
+
+    def started(self) -> int:
+        """Candidates started so far: saved ones and the slots claimed for the next."""
+        return self._saved() + self._claimed
+
+    def claim(self) -> str | None:
+        """Take a slot for one more candidate (a new idea or a repair), or say which budget
+        is spent. Budgets are checked between candidates: one in flight always finishes."""
+        spent = self.spent()
+        if spent:
+            return spent
+        with self._lock:
+            if self._saved() + self._claimed >= self.settings.trials:
+                return f"trial budget spent ({self.settings.trials} candidates)"
+            self._claimed += 1
+        return None
+
+    def hold(self, slots: int) -> None:
+        """Slots claimed before a crash: lanes resumed at a candidate not saved yet."""
+        with self._lock:
+            self._claimed += slots
+
+    def release(self) -> None:
+        """Give back a claimed slot that produced no candidate."""
+        with self._lock:
+            self._claimed -= 1
+
+    @contextmanager
+    def saving(self, candidate_id: str) -> Iterator[None]:
+        """Around the first save of a candidate: its claim becomes a saved row. Saving it
+        again (the node re-ran after a crash) settles nothing."""
+        with self._lock:
+            known = self.memory.query(
+                "SELECT 1 FROM candidates WHERE candidate_id = ?", [candidate_id]
+            )
+            yield
+            if not known:
+                self._claimed -= 1
+
+    def _saved(self) -> int:
+        rows = self.memory.query(
+            "SELECT count(*) AS n FROM candidates WHERE run_id = ?", [self.run_id]
+        )
+        return int(rows[0]["n"])

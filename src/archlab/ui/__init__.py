@@ -1,0 +1,1 @@
+"""`archlab ui`: the memory in a web browser, on this machine."""

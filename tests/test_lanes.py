@@ -1,0 +1,386 @@
+"""Lanes, budgets across lanes and resumes, the human in the loop, and the memory's
+integrity when runs are killed at random points or run thousands of trials."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from archlab.agents.brains import Remembering
+from archlab.agents.budget import RunBudget
+from archlab.agents.genome import Block, Genome
+from archlab.agents.heuristic import HeuristicBrain, PoolEntry
+from archlab.agents.human import primitives, read_steer
+from archlab.agents.llm import LLM, Question
+from archlab.agents.planner import ComposePlan, _steered
+from archlab.config import LLMProfile, RunSettings, load_settings
+from archlab.eval.tasks.mqar import MQAR
+from archlab.lab import discover, open_memory
+from archlab.memory import queries
+from archlab.memory.store import Memory
+from archlab.prompts import Prompts, task_brief
+from conftest import TINY_CONFIG, TINY_MQAR
+from fake_llm import FakeLLM, Reply, fenced
+from test_cli import archlab, as_json
+
+# --- budgets --------------------------------------------------------------------------
+
+
+def _candidate(memory: Memory, cid: str, run_id: str = "r") -> None:
+    memory.save_candidate(
+        candidate_id=cid, run_id=run_id, task="mqar", task_fingerprint="fp", source="",
+        source_hash=cid, ast_hash=None, parents=[], plan={}, genome=None, genome_key=None,
+        brain="heuristic", origin="proposed", status="pending",
+    )  # fmt: skip
+
+
+def test_the_trial_budget_counts_saved_candidates_and_claimed_slots(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "memory.duckdb")
+    _candidate(memory, "earlier", run_id="r")  # a candidate an earlier session saved
+    _candidate(memory, "other-run", run_id="someone-else")
+    budget = RunBudget(RunSettings(trials=4), memory, "r")
+    budget.hold(1)  # a lane resumed at a planned, unsaved candidate
+    assert budget.started() == 2
+    assert budget.claim() is None  # slot 3
+    with budget.saving("new"):
+        _candidate(memory, "new")
+    with budget.saving("new"):  # the node re-ran after a crash: nothing to settle
+        _candidate(memory, "new")
+    assert budget.started() == 3
+    assert budget.claim() is None  # slot 4
+    assert budget.claim() == "trial budget spent (4 candidates)"
+    budget.release()  # the planner gave up: the slot is free again
+    assert budget.claim() is None
+
+
+def test_the_time_budget_counts_earlier_sessions(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "memory.duckdb")
+    memory.start_run(run_id="r", task="mqar", task_fingerprint="fp", brain="heuristic",
+                     seed=0, config={})  # fmt: skip
+    budget = RunBudget(RunSettings(trials=9, minutes=1), memory, "r", elapsed_before=59.5)
+    assert budget.claim() is None
+    time.sleep(0.6)
+    assert budget.claim() == "time budget spent (1 minutes)"
+    budget.save_elapsed()
+    (run,) = memory.runs()
+    assert run["elapsed_s"] >= 60
+
+
+# --- steering -------------------------------------------------------------------------
+
+
+def test_notes_read_as_preferences_and_exclusions() -> None:
+    steer = read_steer(["Avoid softmax attention; try a gated recurrence", "no conv, and rmsnorm"])
+    assert steer.avoid == {"softmax_attention", "causal_conv"}
+    assert steer.prefer == {"gated_recurrence", "rmsnorm"}
+    assert read_steer(["no linear-attention"]).avoid == {"linear_attention"}
+    later = read_steer(["avoid gated recurrence", "let's use gated_recurrence after all"])
+    assert later.prefer == {"gated_recurrence"} and not later.avoid
+    assert not read_steer(["be creative"])
+
+
+def test_steered_proposals_follow_the_notes() -> None:
+    attention = Genome(d_model=64, blocks=(Block(mixer="softmax_attention", channel="mlp"),) * 2)
+    pool = [PoolEntry(candidate_id="best", score=0.5, genome=attention)]
+    steer = read_steer(["avoid softmax attention; use gated recurrence"])
+    for seed in range(8):
+        proposal = _steered(HeuristicBrain(random.Random(seed)), pool, set(), steer)
+        used = primitives(proposal.genome)
+        assert "softmax_attention" not in used and "gated_recurrence" in used
+        assert "steered by the researcher's notes" in proposal.motivation
+
+
+def test_a_model_planner_reads_the_notes_in_its_prompt(tmp_path: Path) -> None:
+    context = queries.planner_context(Memory(tmp_path / "memory.duckdb"), "fp", False)
+
+    def prompt(notes: list[str]) -> str:
+        return Prompts().render(
+            "planner.j2", task=task_brief(MQAR()), mode="compose", mixers=["causal_conv"],
+            channels=["mlp"], notes=notes, **context,
+        )  # fmt: skip
+
+    shown = prompt(["avoid conv", "try <b>wider</b> models"])
+    assert "## The researcher's notes" in shown
+    assert "- avoid conv\n- try <b>wider</b> models\n" in shown
+    assert "researcher" not in prompt([])
+
+
+# --- LLM answers are not paid twice -----------------------------------------------------
+
+
+def test_a_question_answered_before_a_crash_is_not_asked_again(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "memory.duckdb")
+    plan = {
+        "motivation": "m", "hypothesis": "h", "operator": "new", "parents": [],
+        "expected_effect": "e", "genome": {"d_model": 32, "blocks": [
+            {"mixer": "gated_recurrence", "channel": "mlp"}]},
+    }  # fmt: skip
+    question = Question(
+        role="planner",
+        purpose="plan",
+        messages=[
+            {"role": "system", "content": "archlab planner"},
+            {"role": "user", "content": "?"},
+        ],
+        answer=ComposePlan,
+        step=3,
+    )
+    with FakeLLM() as fake:
+        fake.defaults["planner"] = Reply(fenced(plan))
+        profile = LLMProfile(base_url=fake.base_url, model="fake-model")
+        llm = LLM("default", profile, Prompts(None), lambda row: memory.save_llm_call(
+            run_id="r", **row))  # fmt: skip
+        first = Remembering(llm, memory, "r").ask(question)
+        again = Remembering(llm, memory, "r").ask(question)  # a new process, same question
+        assert len(fake.requests) == 1
+        assert again == first
+        Remembering(llm, memory, "other-run").ask(question)  # another run pays for its own
+        assert len(fake.requests) == 2
+
+
+# --- lanes ----------------------------------------------------------------------------
+
+
+def _settings(tmp_path: Path, **run: Any) -> Any:
+    return load_settings(
+        flags={
+            "home": str(tmp_path / "home"),
+            "run": run,
+            "executor": {"workers": 2},
+            "tasks": {"mqar": TINY_MQAR},
+            "sandbox": {"memory_gb": 6},
+        },
+        environ={},
+    )
+
+
+@pytest.mark.slow
+def test_lanes_share_one_memory_one_budget_and_one_baseline(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, trials=6, lanes=3)
+    run_id = discover(settings, Console(quiet=True))
+
+    memory = open_memory(settings.home_dir)
+    assert memory.get_run(run_id)["status"] == "finished"
+    candidates = sorted(memory.candidates(run_id), key=lambda c: c["created_at"])
+    assert len(candidates) == 6  # the budget holds across lanes
+    assert candidates[0]["origin"] == "baseline"
+    baseline_done = memory.verdict(candidates[0]["candidate_id"])["created_at"]
+    assert all(c["created_at"] > baseline_done for c in candidates[1:])  # lanes wait for it
+    assert {c["lane"] for c in candidates} == {0, 1, 2}
+    steps = [c["step"] for c in candidates]
+    assert len(set(steps)) == len(steps)  # every idea has its own step, whatever its lane
+    keys = [c["genome_key"] for c in candidates if c["genome_key"]]
+    assert len(set(keys)) == len(keys)  # no two lanes evaluated the same genome
+    assert "pending" not in {c["status"] for c in candidates}
+    conclusions = [s for s in memory.spans(run_id) if s["name"] == "conclude"]
+    assert len(conclusions) == 1 and memory.get_run(run_id)["summary"]
+
+
+# --- the human in the loop --------------------------------------------------------------
+
+
+def _wait_for(what: str, check: Any, proc: subprocess.Popen[str], timeout: float = 300) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        assert proc.poll() is None, f"the run ended before {what}: {proc.stderr}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+    return found
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    return {**env, "ARCHLAB_HOME": str(home), **extra}
+
+
+def _query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    """A reader from the test process, through the memory's own locking."""
+    return [tuple(r.values()) for r in Memory(home / "memory.duckdb").query(sql, params)]
+
+
+@pytest.mark.slow
+def test_review_pauses_training_until_approved_or_rejected_and_steer_shapes_plans(
+    lab_dir: Path,
+) -> None:
+    home = lab_dir / "home"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archlab", "run", "--review", "--trials", "4"],
+        cwd=lab_dir, env=_env(home, ARCHLAB_SEARCH__RANDOM_SAMPLES="0"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def waiting() -> list[tuple[Any, ...]]:
+            if not (home / "memory.duckdb").exists():
+                return []
+            return _query(home, "SELECT candidate_id, run_id FROM reviews WHERE decision IS NULL")
+
+        ((baseline, run_id),) = _wait_for("the baseline's review", waiting, proc)
+        assert not _query(home, "SELECT * FROM trials WHERE stage = 'proxy'")  # it waits
+        archlab(lab_dir, "steer", run_id, "avoid softmax attention; try gated recurrence")
+        assert archlab(lab_dir, "approve", run_id).stdout.strip() == f"approved {baseline}"
+
+        def next_one() -> str | None:
+            rows = waiting()
+            return rows[0][0] if rows and rows[0][0] != baseline else None
+
+        second = _wait_for("the second review", next_one, proc)
+        rejected = archlab(lab_dir, "reject", run_id, "--candidate", second[:6],
+                           "--reason", "too close to the baseline")  # fmt: skip
+        assert rejected.stdout.strip() == f"rejected {second}"
+        wrong = archlab(lab_dir, "approve", run_id, "--candidate", "nosuch", check=False)
+        assert wrong.returncode == 2 and "waiting for review" in wrong.stderr
+        for _ in range(2):
+            third = _wait_for("a later review", next_one, proc)
+            archlab(lab_dir, "approve", run_id, "--candidate", third)
+        assert proc.wait(timeout=300) == 0, proc.stderr
+    finally:
+        proc.kill()
+
+    memory = open_memory(home)
+    outcome = memory.get_candidate(second)
+    assert (outcome["status"], outcome["error_class"]) == ("rejected", "review")
+    assert "too close to the baseline" in outcome["message"]
+    assert [t["stage"] for t in memory.trials(second)] == ["smoke"]  # verified, not trained
+    review = [c for c in memory.checks(second) if c["stage"] == "review"]
+    assert review and review[0]["status"] == "failed"
+    proposed = [c for c in memory.candidates(run_id) if c["origin"] == "proposed"]
+    assert len(proposed) == 3
+    for c in proposed:  # every proposal came after the note and follows it
+        used = primitives(Genome.model_validate(c["genome"]))
+        assert "softmax_attention" not in used and "gated_recurrence" in used
+
+
+# --- integrity: kills at random points, and a soak --------------------------------------
+
+
+def check_memory(home: Path, run_id: str, trials: int, final: bool) -> None:
+    """What must hold in the memory at any moment of a run, and once it is finished."""
+
+    def one(sql: str) -> Any:
+        ((value,),) = _query(home, sql, [run_id])
+        return value
+
+    assert one("SELECT count(*) FROM candidates WHERE run_id = ?") <= trials
+    assert (
+        one(  # every trial, verdict and check belongs to a saved candidate
+            "SELECT count(*) FROM (SELECT candidate_id FROM trials WHERE run_id = ? UNION ALL "
+            "SELECT candidate_id FROM verdicts UNION ALL SELECT candidate_id FROM checks) x "
+            "WHERE candidate_id NOT IN (SELECT candidate_id FROM candidates)"
+        )
+        == 0
+    )
+    assert (
+        one(  # one idea per step, whatever the lane: no idea planned twice
+            "SELECT count(*) - count(DISTINCT step) FROM candidates WHERE run_id = ? "
+            "AND plan->>'$.repair_of' IS NULL"
+        )
+        == 0
+    )
+    assert (
+        one(  # an LLM question answered is never paid for again
+            "SELECT count(*) FROM (SELECT role, step, repair FROM llm_calls WHERE run_id = ? "
+            "AND status = 'ok' GROUP BY ALL HAVING count(*) > 1)"
+        )
+        == 0
+    )
+    assert (
+        one(  # a trained candidate has one proxy trial
+            "SELECT count(*) FROM candidates c WHERE run_id = ? AND status = 'ok' AND "
+            "(SELECT count(*) FROM trials t WHERE t.candidate_id = c.candidate_id "
+            "AND stage = 'proxy') != 1"
+        )
+        == 0
+    )
+    if final:
+        assert one("SELECT status FROM runs WHERE run_id = ?") == "finished"
+        assert one("SELECT count(*) FROM candidates WHERE run_id = ?") == trials
+        assert (
+            one(
+                "SELECT count(*) FROM candidates c WHERE run_id = ? AND (status = 'pending' "
+                "OR candidate_id NOT IN (SELECT candidate_id FROM verdicts))"
+            )
+            == 0
+        )
+        assert one("SELECT summary IS NOT NULL FROM runs WHERE run_id = ?")
+
+
+def _planner(body: dict[str, Any]) -> Reply:
+    """A new architecture for every question, so that the novelty check never objects."""
+    n = len(body["messages"]) + sum(map(ord, body["messages"][-1]["content"][-400:]))
+    mixers = ["gated_recurrence", "causal_conv", "linear_attention", "softmax_attention"]
+    blocks = [{"mixer": mixers[(n >> i) % 4], "channel": "mlp"} for i in range(1 + n % 3)]
+    plan = {
+        "motivation": "m", "hypothesis": "h", "operator": "new", "parents": [],
+        "expected_effect": "e", "genome": {"d_model": 32 + 16 * (n % 8), "blocks": blocks},
+    }  # fmt: skip
+    return Reply(fenced(plan))
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
+    lab_dir: Path,
+) -> None:
+    trials, rng, kills = 6, random.Random(11), 0
+    home = lab_dir / "home"
+    with FakeLLM() as fake:
+        fake.defaults["planner"] = _planner
+        (lab_dir / "archlab.toml").write_text(
+            TINY_CONFIG + f'\n[roles]\nplanner = "llm:default"\n\n[llm.default]\n'
+            f'base_url = "{fake.base_url}"\nmodel = "fake-model"\n'
+        )
+        run_id = None
+        start = ["run", "--trials", str(trials), "--lanes", "2", "--workers", "2"]
+        for _ in range(10):
+            command = ["resume", run_id] if run_id else start
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "archlab", *command], cwd=lab_dir, env=_env(home),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            try:
+                proc.wait(timeout=rng.uniform(3, 10))
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+            if run_id is None and (home / "memory.duckdb").exists():
+                run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
+            if run_id is not None:
+                check_memory(home, run_id, trials, final=False)
+            if proc.returncode == 0:
+                break
+        else:
+            archlab(lab_dir, "resume", str(run_id))
+    assert run_id is not None and kills >= 5
+    check_memory(home, run_id, trials, final=True)
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert run["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_soak_several_lanes_many_tiny_trials(tmp_path: Path) -> None:
+    """ARCHLAB_SOAK_TRIALS=2000 makes this the thousands-of-trials soak (an hour or so here)."""
+    trials = int(os.environ.get("ARCHLAB_SOAK_TRIALS", "16"))
+    soak = {**TINY_MQAR, "proxy_steps": 8, "train_examples": 128, "eval_examples": 16}
+    settings = load_settings(
+        flags={
+            "home": str(tmp_path / "home"),
+            "run": {"trials": trials, "lanes": 4},
+            "executor": {"workers": 2},
+            "tasks": {"mqar": soak},
+            "sandbox": {"memory_gb": 4},
+            "ladder": {"confirm_seeds": 2, "scale_top": 0},
+        },
+        environ={},
+    )
+    run_id = discover(settings, Console(quiet=True))
+    check_memory(settings.home_dir, run_id, trials, final=True)
