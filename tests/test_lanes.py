@@ -366,11 +366,15 @@ def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
     assert run["status"] == "finished"
 
 
+#: SOAK_TRIALS=2000 makes the soak the thousands-of-trials one (hours on 2 cores; the conftest
+#: clears ARCHLAB_* variables, hence the name); about 4 s a candidate here
+SOAK_TRIALS = int(os.environ.get("SOAK_TRIALS", "16"))
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(max(600, 10 * SOAK_TRIALS))
 def test_soak_several_lanes_many_tiny_trials(tmp_path: Path) -> None:
-    """SOAK_TRIALS=2000 makes this the thousands-of-trials soak (hours on 2 cores; the
-    conftest clears ARCHLAB_* variables, hence the name)."""
-    trials = int(os.environ.get("SOAK_TRIALS", "16"))
+    trials = SOAK_TRIALS
     soak = {**TINY_MQAR, "proxy_steps": 8, "train_examples": 128, "eval_examples": 16}
     settings = load_settings(
         flags={
