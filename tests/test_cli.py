@@ -24,13 +24,17 @@ def build_model(spec):
 """
 
 
-def archlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _env(cwd: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The test's environment without its ARCHLAB_* settings, the home under `cwd`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-    env["ARCHLAB_HOME"] = str(cwd / "home")
+    return {**env, "ARCHLAB_HOME": str(cwd / "home"), **extra}
+
+
+def archlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "archlab", *args],
         cwd=cwd,
-        env=env,
+        env=_env(cwd, {}),
         capture_output=True,
         text=True,
         timeout=600,
@@ -38,6 +42,19 @@ def archlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`archlab ARGS` in the background, as `archlab` runs it (`env` added); its stderr is
+    kept for the failure message."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "archlab", *args],
+        cwd=cwd,
+        env=_env(cwd, env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:

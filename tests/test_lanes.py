@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
 from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
-from test_cli import archlab, as_json
+from test_cli import archlab, as_json, start
 
 # --- budgets --------------------------------------------------------------------------
 
@@ -197,11 +196,6 @@ def _wait_for(what: str, check: Any, proc: subprocess.Popen[str], timeout: float
     return found
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-    return {**env, "ARCHLAB_HOME": str(home), **extra}
-
-
 def _query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """A reader from the test process, through the memory's own locking."""
     return [tuple(r.values()) for r in Memory(home / "memory.duckdb").query(sql, params)]
@@ -212,11 +206,7 @@ def test_review_pauses_training_until_approved_or_rejected_and_steer_shapes_plan
     lab_dir: Path,
 ) -> None:
     home = lab_dir / "home"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "archlab", "run", "--review", "--trials", "4"],
-        cwd=lab_dir, env=_env(home, ARCHLAB_SEARCH__RANDOM_SAMPLES="0"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start(lab_dir, "run", "--review", "--trials", "4", ARCHLAB_SEARCH__RANDOM_SAMPLES="0")
     try:
 
         def waiting() -> list[tuple[Any, ...]]:
@@ -339,13 +329,9 @@ def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
             f'base_url = "{fake.base_url}"\nmodel = "fake-model"\n'
         )
         run_id = None
-        start = ["run", "--trials", str(trials), "--lanes", "2", "--workers", "2"]
+        first = ["run", "--trials", str(trials), "--lanes", "2", "--workers", "2"]
         for _ in range(10):
-            command = ["resume", run_id] if run_id else start
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "archlab", *command], cwd=lab_dir, env=_env(home),
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
+            proc = start(lab_dir, *(["resume", run_id] if run_id else first))
             try:
                 proc.wait(timeout=rng.uniform(3, 10))
             except subprocess.TimeoutExpired:

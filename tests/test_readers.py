@@ -5,14 +5,12 @@ and a stream of CLI readers share one home, and neither may see an error."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from test_cli import archlab
+from test_cli import archlab, start
 
 pytestmark = pytest.mark.slow
 
@@ -26,13 +24,7 @@ def _count(lab_dir: Path, table: str) -> int:
 
 def test_cli_readers_while_a_run_writes(lab_dir: Path) -> None:
     home = lab_dir / "home"  # where test_cli.archlab points every command
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "archlab", "--home", str(home), "run", "--trials", "3"],
-        cwd=lab_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    writer = start(lab_dir, "run", "--trials", "3")
     seen: list[int] = []  # candidates each reader saw, in order
     traces = 0
     slowest = 0.0  # seconds, the slowest reader command (Python's start-up included)

@@ -30,6 +30,7 @@ from archlab.ui.server import UIServer
 from archlab.ui.views import candidate_href
 from conftest import NETGUARD, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
+from test_cli import start
 
 #: text no page may show unescaped: it would run in the reader's browser
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
@@ -271,13 +272,7 @@ def test_ui_follows_a_live_run(lab_dir: Path) -> None:
     home = lab_dir / "home"
     with (lab_dir / "archlab.toml").open("a") as config:  # fewer trials per candidate
         config.write("\n[ladder]\nconfirm_seeds = 1\nscale_top = 0\n")
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "archlab", "--home", str(home), "run", "--trials", "3"],
-        cwd=lab_dir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    writer = start(lab_dir, "run", "--trials", "3")
     seen: list[int] = []
     live_pages = 0
     try:
