@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,15 @@ from archlab.agents.human import primitives, read_steer
 from archlab.agents.llm import LLM, Question
 from archlab.agents.planner import ComposePlan, _steered
 from archlab.config import LLMProfile, RunSettings, load_settings
+from archlab.errors import ArchlabError
 from archlab.eval.tasks.mqar import MQAR
 from archlab.lab import discover, open_memory
-from archlab.memory import queries
+from archlab.memory import leases, queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
 from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
+from recorded_run import recorded_executor, soak_settings
 from test_cli import archlab, as_json, start
 
 # --- budgets --------------------------------------------------------------------------
@@ -352,26 +355,124 @@ def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
     assert run["status"] == "finished"
 
 
-#: SOAK_TRIALS=2000 makes the soak the thousands-of-trials one (hours on 2 cores; the conftest
-#: clears ARCHLAB_* variables, hence the name); about 4 s a candidate here
+def test_a_run_lease_is_held_by_one_process_and_dropped_when_it_dies(tmp_path: Path) -> None:
+    holder = (
+        "import sys, time; from pathlib import Path; from archlab.memory import leases\n"
+        "with leases.hold(Path(sys.argv[1]), 'r1'):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    assert not leases.is_driven(tmp_path, "r1")
+    child = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "held\n"
+        assert leases.is_driven(tmp_path, "r1")
+        refused = f"still running \\(process {child.pid}\\)"
+        with pytest.raises(ArchlabError, match=refused), leases.hold(tmp_path, "r1"):
+            pass
+        running = {"run_id": "r1", "status": "running"}
+        assert leases.shown_status(tmp_path, running)["status"] == "running"
+    finally:
+        child.kill()
+        child.wait()
+    assert not leases.is_driven(tmp_path, "r1")
+    assert leases.shown_status(tmp_path, running)["status"] == "killed"
+    with leases.hold(tmp_path, "r1"):  # free again: this process drives it now
+        assert leases.is_driven(tmp_path, "r1")
+
+
+@pytest.mark.slow
+def test_a_live_run_cannot_be_resumed_twice_and_a_killed_one_shows_as_killed(
+    lab_dir: Path,
+) -> None:
+    home = lab_dir / "home"
+    proc = start(lab_dir, "run", "--trials", "3")
+    try:
+        deadline = time.monotonic() + 120
+        while not (home / "memory.duckdb").exists() or not _query(home, "SELECT 1 FROM runs"):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+        assert run["status"] == "running"
+        second = archlab(lab_dir, "resume", run["run_id"], check=False)
+        assert second.returncode == 2 and "is still running (process" in second.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert run["status"] == "killed"
+    archlab(lab_dir, "resume", run["run_id"])
+    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert run["status"] == "finished" and run["n_candidates"] == 3
+
+
+#: SOAK_TRIALS sets the real-trial soak's size (the conftest clears ARCHLAB_* variables,
+#: hence the name); about 4 s a candidate here, so thousands take hours on 2 cores
 SOAK_TRIALS = int(os.environ.get("SOAK_TRIALS", "16"))
+#: candidates of the recorded-trial soak: three trials each (smoke, proxy, confirm), 2100 in all
+RECORDED_SOAK_CANDIDATES = int(os.environ.get("RECORDED_SOAK_CANDIDATES", "700"))
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(max(600, 10 * SOAK_TRIALS))
 def test_soak_several_lanes_many_tiny_trials(tmp_path: Path) -> None:
-    trials = SOAK_TRIALS
-    soak = {**TINY_MQAR, "proxy_steps": 8, "train_examples": 128, "eval_examples": 16}
-    settings = load_settings(
-        flags={
-            "home": str(tmp_path / "home"),
-            "run": {"trials": trials, "lanes": 4},
-            "executor": {"workers": 2},
-            "tasks": {"mqar": soak},
-            "sandbox": {"memory_gb": 4},
-            "ladder": {"confirm_seeds": 2, "scale_top": 0},
-        },
-        environ={},
-    )
+    settings = soak_settings(tmp_path / "home", SOAK_TRIALS)
     run_id = discover(settings, Console(quiet=True))
-    check_memory(settings.home_dir, run_id, trials, final=True)
+    check_memory(settings.home_dir, run_id, SOAK_TRIALS, final=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(max(600, RECORDED_SOAK_CANDIDATES))
+def test_soak_thousands_of_recorded_trials(tmp_path: Path) -> None:
+    """Four lanes and two workers through thousands of trials, each kind's first trained in
+    the sandbox and the rest answered from that recording (RecordedExecutor): every write
+    of a real run, at the rate the lab alone can make them."""
+    candidates = RECORDED_SOAK_CANDIDATES
+    settings = soak_settings(tmp_path / "home", candidates)
+    run_id = discover(settings, Console(quiet=True), recorded_executor(settings))
+    check_memory(settings.home_dir, run_id, candidates, final=True)
+    trials, stages = _query(
+        settings.home_dir,
+        "SELECT count(*), count(DISTINCT stage) FROM trials WHERE run_id = ?",
+        [run_id],
+    )[0]
+    assert trials == 3 * candidates and stages == 3
+    ((duplicates,),) = _query(  # no trial written twice
+        settings.home_dir,
+        "SELECT count(*) FROM (SELECT candidate_id, stage, seed FROM trials WHERE run_id = ? "
+        "GROUP BY ALL HAVING count(*) > 1)",
+        [run_id],
+    )
+    assert duplicates == 0
+
+
+@pytest.mark.slow
+def test_kill_9_during_recorded_trials_then_resume_keeps_the_memory_consistent(
+    tmp_path: Path,
+) -> None:
+    """The kill -9 test at the rate the lab alone writes (trials answered from a
+    recording): many more kills land in the middle of a memory write."""
+    candidates, rng, kills = 120, random.Random(5), 0
+    home, script = tmp_path / "home", Path(__file__).with_name("recorded_run.py")
+    run_id = None
+    for attempt in range(16):  # killed at a random moment, the last one left to finish
+        argv = [sys.executable, str(script), str(home), str(candidates)]
+        proc = subprocess.Popen(
+            argv + ([run_id] if run_id else []), stderr=subprocess.PIPE, text=True
+        )
+        try:
+            proc.wait(timeout=rng.uniform(3, 8) if attempt < 15 else 600)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        _, stderr = proc.communicate()
+        assert proc.returncode in (0, -signal.SIGKILL), stderr
+        if run_id is None and (home / "memory.duckdb").exists():
+            run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
+        if run_id is not None:
+            check_memory(home, run_id, candidates, final=False)
+        if proc.returncode == 0:
+            break
+    assert run_id is not None and proc.returncode == 0 and kills >= 10
+    check_memory(home, run_id, candidates, final=True)

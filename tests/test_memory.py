@@ -104,6 +104,69 @@ def test_a_transaction_commits_its_writes_together_or_none(tmp_path: Path) -> No
     assert rows == {"a": "ok", "b": "ok"}
 
 
+def test_a_batch_commits_at_its_end_and_its_thread_reads_what_it_wrote(
+    tmp_path: Path,
+) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    seen: list[int] = []
+
+    def other_thread() -> None:
+        seen.append(len(memory.checks("a")))
+
+    with memory.batch():
+        memory.save_check("a", "static", "passed")
+        memory.save_check("a", "dedup", "passed")
+        memory.save_check("a", "static", "failed", error_class="syntax")  # same key again
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert seen == [0]  # held: nothing committed yet
+        assert {c["stage"]: c["status"] for c in memory.checks("a")} == {
+            "static": "failed",
+            "dedup": "passed",
+        }  # the read committed them
+        memory.save_check("a", "smoke", "passed")
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == [0, 3]
+
+
+def test_a_batch_that_raises_drops_the_writes_it_held(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    _candidate(memory, "a", 0.1)
+    with pytest.raises(RuntimeError), memory.batch():
+        memory.set_outcome("a", status="failed")
+        memory.save_verdict(candidate_id="a", run_id="r1", verdict="reject", reason="r")
+        raise RuntimeError("the node failed half-way")
+    assert memory.get_candidate("a")["status"] == "ok" and memory.verdict("a") is None
+
+
+def test_upserts_insert_new_rows_and_update_existing_ones(tmp_path: Path) -> None:
+    """Upserts of several tables in one commit, some keys new and some not, with an update
+    between them: the same rows as one statement at a time."""
+    memory = Memory(tmp_path / "m.duckdb")
+    memory.save_check("a", "static", "passed")
+    with memory.batch():
+        for stage in ("static", "dedup", "smoke"):
+            memory.save_check("a", stage, "failed", details={"stage": stage})
+        _span(memory, "s1")
+        memory.save_check("b", "static", "passed")
+        _candidate(memory, "c", 0.2)  # an upsert, then an update of the same row
+        memory.save_check("a", "proxy", "passed")
+    checks = {(c["candidate_id"], c["stage"]): c for c in memory.checks("a") + memory.checks("b")}
+    assert {k: c["status"] for k, c in checks.items()} == {
+        ("a", "static"): "failed",
+        ("a", "dedup"): "failed",
+        ("a", "smoke"): "failed",
+        ("a", "proxy"): "passed",
+        ("b", "static"): "passed",
+    }
+    assert checks[("a", "dedup")]["details"] == {"stage": "dedup"}
+    assert memory.get_candidate("c")["status"] == "ok"
+    assert [s["span_id"] for s in memory.spans("r1")] == ["s1"]
+
+
 def test_corrupt_memory_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "m.duckdb"
     path.write_bytes(b"this is not a database" * 100)

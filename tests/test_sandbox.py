@@ -219,3 +219,32 @@ def test_harnesses_started_ahead_share_nothing(tiny_task: MQAR, tmp_path: Path) 
     finally:
         launcher.close()
     assert not _alive(spare)
+
+
+def test_harness_adamw_follows_torch_adamw() -> None:
+    """The harness's own AdamW (kept free of torch.optim's torch._dynamo import) takes the
+    same steps as torch.optim.AdamW, learning-rate changes included."""
+    import torch
+
+    from archlab.sandbox.harness import AdamW
+
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16))
+    theirs = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16))
+    theirs.load_state_dict(ours.state_dict())
+    start = [p.detach().clone() for p in ours.parameters()]
+    mine = AdamW(ours.parameters(), lr=3e-3, weight_decay=0.1)
+    reference = torch.optim.AdamW(theirs.parameters(), lr=3e-3, weight_decay=0.1)
+    tokens = torch.randint(0, 16, (4, 6))
+    for step in range(12):
+        lr = 3e-3 * (step + 1) / 12
+        mine.lr = lr
+        for group in reference.param_groups:
+            group["lr"] = lr
+        for model, optimizer in ((ours, mine), (theirs, reference)):
+            optimizer.zero_grad()
+            model(tokens).logsumexp(-1).mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(start, ours.parameters(), strict=True))

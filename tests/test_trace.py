@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +14,7 @@ from typer.testing import CliRunner
 
 from archlab.cli import app
 from archlab.errors import ArchlabError
-from archlab.memory.spans import SpanLog, spans_of, trace_id, traced
+from archlab.memory.spans import spans_of, trace_id, traced
 from archlab.memory.store import MEMORY_FILE, Memory
 
 RUN = "20260101-000000-0001"
@@ -94,7 +93,7 @@ def home(tmp_path: Path) -> Path:
     memory.start_run(
         run_id=RUN, task="mqar", task_fingerprint="fp", brain="heuristic", seed=1, config={}
     )
-    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN, span_log=SpanLog(memory))
+    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN)
 
     def code(state: Any) -> dict[str, Any]:
         cid = state["candidate"]["candidate_id"]
@@ -107,17 +106,21 @@ def home(tmp_path: Path) -> Path:
         time.sleep(0.02)
         _trial(memory, cid, "ok" if cid == PARENT else "error")
         if cid == CHILD:
+            memory.flush()  # committed before the crash (a failing node drops what it holds)
             raise RuntimeError("trainer crashed")
         return {}
 
     _candidate(memory, PARENT, PARENT_SOURCE, [], status="ok", score=0.5)
     _candidate(memory, CHILD, CHILD_SOURCE, [PARENT], status="failed", error_class="shape")
     for cid in (PARENT, CHILD):
-        state = {"candidate": {"candidate_id": cid}}
-        traced(ctx, "code", code)(state)
-        with pytest.raises(RuntimeError) if cid == CHILD else nullcontext():
-            traced(ctx, "train", train)(state)
-    ctx.span_log.flush()  # as a run does when it ends
+        state: dict[str, Any] = {"candidate": {"candidate_id": cid}}
+        state.update(traced(ctx, "code", code)(state))  # its span handed on in the state
+        if cid == CHILD:
+            with pytest.raises(RuntimeError):  # a failing node writes the spans handed on
+                traced(ctx, "train", train)(state)
+        else:
+            state.update(traced(ctx, "train", train)(state))
+            memory.save_handed_on_spans(state["spans"])  # as the candidate's record does
     return home
 
 
@@ -224,3 +227,45 @@ def test_report_is_self_contained(home: Path, tmp_path: Path) -> None:
     assert "http://" not in page and "https://" not in page and "<script" not in page
     for text in (PARENT, CHILD, "idea aaaa0000parent", "shape"):
         assert text in page
+
+
+def test_spans_ride_in_the_state_until_the_candidate_is_recorded(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / MEMORY_FILE)
+    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN)
+    state: dict[str, Any] = {"candidate": {"candidate_id": PARENT}}
+
+    def think(state: Any) -> dict[str, Any]:
+        return {"history": ["thought"]}
+
+    def write(state: Any) -> dict[str, Any]:
+        memory.save_check(PARENT, "static", "passed")
+        return {}
+
+    for name, node in (("plan", think), ("verify", write)):
+        state.update(traced(ctx, name, node)(state))
+    assert [s["name"] for s in state["spans"]] == ["plan", "verify"]  # the checkpoint's
+    assert memory.spans(RUN) == [] and len(memory.checks(PARENT)) == 1
+    assert traced(ctx, "record", write)(state)["spans"] == []
+    assert [s["name"] for s in memory.spans(RUN)] == ["plan", "verify", "record"]
+    # killed after the commit, before the checkpoint: record runs again from the same state
+    traced(ctx, "record", write)(state)
+    assert [s["name"] for s in memory.spans(RUN)] == ["plan", "verify", "record", "record"]
+    assert len(memory.checks(PARENT)) == 1
+
+
+def test_a_failing_node_leaves_its_span_and_none_of_its_writes(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / MEMORY_FILE)
+    ctx: Any = SimpleNamespace(memory=memory, run_id=RUN)
+    handed_on = traced(ctx, "plan", lambda state: {})({})["spans"]
+
+    def record(state: Any) -> dict[str, Any]:
+        memory.save_check(PARENT, "proxy", "passed")
+        memory.save_verdict(candidate_id=PARENT, run_id=RUN, verdict="accept", reason="r")
+        raise RuntimeError("failed half-way")
+
+    with pytest.raises(RuntimeError):
+        traced(ctx, "record", record)({"spans": handed_on})
+    assert memory.checks(PARENT) == [] and memory.verdict(PARENT) is None
+    spans = memory.spans(RUN)
+    assert [(s["name"], s["status"]) for s in spans] == [("plan", "ok"), ("record", "error")]
+    assert spans[1]["error"] == "RuntimeError: failed half-way"

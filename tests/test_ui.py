@@ -24,6 +24,7 @@ from rich.console import Console
 
 from archlab.config import load_settings
 from archlab.lab import discover
+from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory, now
 from archlab.report.plots import params_plot, score_plot
 from archlab.ui.server import UIServer
@@ -73,8 +74,9 @@ def ok(url: str) -> str:
 
 
 @pytest.fixture
-def hostile_memory(tmp_path: Path) -> Memory:
-    """A run whose candidate's plan, code, error, verdict and LLM call carry hostile text."""
+def hostile_memory(tmp_path: Path) -> Iterator[Memory]:
+    """A live run (this process drives it) whose candidate's plan, code, error, verdict and
+    LLM call carry hostile text."""
     memory = Memory(tmp_path / "home" / MEMORY_FILE)
     memory.start_run(
         run_id=RUN,
@@ -116,7 +118,8 @@ def hostile_memory(tmp_path: Path) -> Memory:
         span_id="node1", run_id=RUN, name="code", role="coder", candidate_id=CHILD,
         status="ok", started_at=started, ended_at=now(),
     )  # fmt: skip
-    return memory
+    with leases.hold(tmp_path / "home", RUN):
+        yield memory
 
 
 def test_pages_escape_what_the_memory_holds(hostile_memory: Memory) -> None:
@@ -156,6 +159,18 @@ def test_run_page_shows_budgets_against_the_config(hostile_memory: Memory) -> No
     assert 'id="live"' in page and '<script src="/live.js"' in page
     assert 'value="0.35"' in page and "$0.2500" in page
     assert page.count("<svg") == 2 and f'href="/candidates/{BASE}"' in page
+
+
+def test_a_running_run_that_no_process_drives_shows_as_killed(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "home" / MEMORY_FILE)
+    memory.start_run(
+        run_id=RUN, task="mqar", task_fingerprint="fp", brain="heuristic", seed=0, config={}
+    )  # as a run killed with kill -9 leaves it: no process holds its lease
+    with serving(memory) as url:
+        state = json.loads(get(f"{url}/api/runs/{RUN}")[1])
+        page = ok(f"{url}/runs/{RUN}")
+    assert state["status"] == "killed" and state["live"] is False
+    assert 'id="live"' not in page and "killed" in page
 
 
 def test_unknown_pages_are_404_and_csp_forbids_foreign_content(hostile_memory: Memory) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory
 from test_ui import real_run, serving  # noqa: F401  (real_run: a session fixture)
 
@@ -140,7 +141,7 @@ def test_a_live_run_page_follows_the_run(browser: Browser, tmp_path: Path) -> No
         run_id=run_id, task="mqar", task_fingerprint="fp", brain="heuristic", seed=0, config={}
     )
     page = browser.page
-    with serving(memory) as url:
+    with serving(memory) as url, leases.hold(tmp_path / "home", run_id):
         page.goto(f"{url}/runs/{run_id}")
         assert page.locator("#live").is_visible()
         assert page.locator("#candidates a").count() == 0

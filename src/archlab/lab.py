@@ -24,6 +24,7 @@ from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.config import Settings
 from archlab.errors import ArchlabError
 from archlab.eval.tasks import get_task
+from archlab.memory import leases
 from archlab.memory.spans import traced
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox.executor import Executor, make_executor
@@ -56,48 +57,50 @@ def _run(
     task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
     memory = open_memory(home)
     run_id = resumed["run_id"] if resumed else new_run_id()
-    brains = build_brains(settings, memory, run_id)
-    # local trials use the run's own task and data (ctx's, once it exists)
-    executor = executor or make_executor(
-        settings, home / "trials" / run_id, lambda _: (ctx.task, ctx.data)
-    )
-    ctx = RunContext(
-        run_id=run_id,
-        settings=settings,
-        task=task,
-        memory=memory,
-        executor=executor,
-        brains=brains,
-        home=home,
-        console=console,
-    )
-    ctx.budget = RunBudget(settings.run, memory, run_id, (resumed or {}).get("elapsed_s") or 0.0)
-    if resumed:
-        memory.resume_run(run_id)
-    else:
-        memory.start_run(
-            run_id=ctx.run_id,
-            task=task.name,
-            task_fingerprint=ctx.task_fingerprint,
-            brain=brain or brains.describe(),
-            seed=settings.run.seed,
-            config=settings.model_dump(mode="json"),
+    # the lease first: a second process resuming this run is refused before it reads anything
+    with leases.hold(home, run_id):
+        brains = build_brains(settings, memory, run_id)
+        # local trials use the run's own task and data (ctx's, once it exists)
+        executor = executor or make_executor(
+            settings, home / "trials" / run_id, lambda _: (ctx.task, ctx.data)
         )
-    try:
-        yield ctx
-    except KeyboardInterrupt:
-        _finish(ctx, "interrupted", "stopped by the user")
-        raise
-    except Exception as e:
-        _finish(ctx, "failed", f"{type(e).__name__}: {e}")
-        raise
-    finally:
-        executor.close()
-    _finish(ctx, "finished", ctx.stopped)
+        ctx = RunContext(
+            run_id=run_id,
+            settings=settings,
+            task=task,
+            memory=memory,
+            executor=executor,
+            brains=brains,
+            home=home,
+            console=console,
+        )
+        elapsed_s = (resumed or {}).get("elapsed_s") or 0.0
+        ctx.budget = RunBudget(settings.run, memory, run_id, elapsed_s)
+        if resumed:
+            memory.resume_run(run_id)
+        else:
+            memory.start_run(
+                run_id=ctx.run_id,
+                task=task.name,
+                task_fingerprint=ctx.task_fingerprint,
+                brain=brain or brains.describe(),
+                seed=settings.run.seed,
+                config=settings.model_dump(mode="json"),
+            )
+        try:
+            yield ctx
+        except KeyboardInterrupt:
+            _finish(ctx, "interrupted", "stopped by the user")
+            raise
+        except Exception as e:
+            _finish(ctx, "failed", f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            executor.close()
+        _finish(ctx, "finished", ctx.stopped)
 
 
 def _finish(ctx: RunContext, status: str, message: str | None) -> None:
-    ctx.span_log.flush()
     ctx.budget.save_elapsed()
     ctx.memory.finish_run(ctx.run_id, status, message)
 
@@ -112,6 +115,10 @@ def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
     checkpoint: the node that was interrupted runs again, everything before it is kept."""
     # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
     conn = sqlite3.connect(ctx.home / CHECKPOINT_FILE, check_same_thread=False)
+    # WAL without a sync per commit: a killed process loses no committed checkpoint (the
+    # OS holds its writes); a power cut may lose the last few, and resuming from an older
+    # one re-runs nodes whose memory writes are upserts: the memory is never behind.
+    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     try:
         saver = SqliteSaver(conn)
         graph = build_graph(ctx, saver)
@@ -250,13 +257,14 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
         return ctx.run_id
 
 
-def resume(home: Path, run_id: str, console: Console) -> str:
-    """Continue a run that was killed or interrupted, with the settings it started with."""
+def resume(home: Path, run_id: str, console: Console, executor: Executor | None = None) -> str:
+    """Continue a run that was killed or interrupted, with the settings it started with
+    (`executor`, as for `discover`)."""
     run = open_memory(home).get_run(run_id)
     if run["status"] == "finished":
         raise ArchlabError(f"run {run['run_id']} already finished")
     settings = Settings.model_validate({**run["config"], "home": str(home)})
-    with _run(settings, console, resumed=run) as ctx:
+    with _run(settings, console, resumed=run, executor=executor) as ctx:
         console.print(f"resuming run [bold]{ctx.run_id}[/] ({run['status']}) from its checkpoint")
         ctx.stopped = _stopped(_drive(ctx, None))
         _conclude(ctx)

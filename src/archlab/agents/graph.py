@@ -86,9 +86,13 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         except NoAnswer as e:
             source, outcome = "", ladder.rejected("answer", str(e))
         candidate["source"] = source
+        # saved and claimed candidates, the same count before the save settles the claim:
+        # read first, so that the read does not commit the save apart from the node's batch
+        n = ctx.budget.started()
         with ctx.budget.saving(candidate["candidate_id"]):
             _save_candidate(candidate)
-        n = ctx.budget.started()
+            if lanes > 1:  # other lanes count saved candidates: commit before the claim goes
+                ctx.memory.flush()
         plan = candidate["plan"]
         what = plan.get("summary") or plan["hypothesis"]
         if failed is not None:
@@ -143,36 +147,41 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         candidate, outcome = state["candidate"] or {}, state["outcome"]
         if outcome["status"] != "ok":
             return {"verdict": critic.critique(ctx, candidate, outcome), "stage": "proxy"}
+        ref = ladder.reference(ctx, candidate)  # one look-up for both questions
         if state.get("stage") == "proxy":
-            why = ladder.worth_confirming(ctx, candidate, outcome["score"])
+            why = ladder.worth_confirming(ctx, candidate, outcome["score"], ref)
             if why is not None:
                 ctx.console.print(
                     f"{_lane_tag(state) or '  '}[cyan]promote[/] to confirm: {escape(why)}"
                 )
                 return {"verdict": {"verdict": "promote", "reason": why}, "stage": "confirm"}
-        decision = ladder.decide(ctx, candidate, outcome)
+        decision = ladder.decide(ctx, candidate, outcome, ref)
         return {"verdict": critic.critique(ctx, candidate, outcome, decision), "stage": "proxy"}
 
     def record(state: LabState) -> dict[str, Any]:
         candidate, outcome, verdict = state["candidate"] or {}, state["outcome"], state["verdict"]
-        with ctx.memory.transaction():  # the outcome, its verdict and the run's time at once
-            ctx.memory.set_outcome(
-                candidate["candidate_id"],
-                status=outcome["status"],
-                error_class=outcome.get("error_class"),
-                message=outcome.get("message"),
-                score=outcome.get("score"),
-                metrics=outcome.get("metrics"),
-                n_params=outcome.get("n_params"),
-                duplicate_of=outcome.get("duplicate_of"),
-                seeds=outcome.get("seeds"),
-                fitness=trainer.fitness_of(ctx).definition() if outcome.get("score") else None,
-                audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
-            )
-            ctx.memory.save_verdict(
-                candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
-            )
-            ctx.budget.save_elapsed()
+        # the outcome, its verdict and the run's time commit at once (the node's batch),
+        # before other lanes stop seeing the candidate as in flight (they count the random
+        # samples recorded and in flight)
+        ctx.memory.set_outcome(
+            candidate["candidate_id"],
+            status=outcome["status"],
+            error_class=outcome.get("error_class"),
+            message=outcome.get("message"),
+            score=outcome.get("score"),
+            metrics=outcome.get("metrics"),
+            n_params=outcome.get("n_params"),
+            duplicate_of=outcome.get("duplicate_of"),
+            seeds=outcome.get("seeds"),
+            fitness=trainer.fitness_of(ctx).definition() if outcome.get("score") else None,
+            audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
+        )
+        ctx.memory.save_verdict(
+            candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
+        )
+        ctx.budget.save_elapsed()
+        if lanes > 1:
+            ctx.memory.flush()
         ctx.inflight.discard(candidate["candidate_id"])
         line = _summary(candidate, outcome, verdict)
         ctx.console.print(f"{_lane_tag(state) or '  '}{line}")
@@ -239,8 +248,9 @@ def _cancellable(ctx: RunContext, node: NodeFn) -> NodeFn:
 @contextmanager
 def live_status(ctx: RunContext, candidate_id: str, stage: str) -> Iterator[None]:
     """A spinner that follows the newest trial log of the candidate: elapsed time and the
-    latest step line. A terminal shows one spinner: a run with several lanes prints lines."""
-    if ctx.settings.run.lanes > 1:
+    latest step line. A terminal shows one spinner: a run with several lanes prints lines,
+    and output to a file or pipe gets none (its threads would cost every candidate)."""
+    if ctx.settings.run.lanes > 1 or not ctx.console.is_terminal:
         yield
         return
     trials = ctx.home / "trials" / ctx.run_id

@@ -2,8 +2,14 @@
 
 :class:`HeuristicBrain` proposes the next candidate from the experience memory (a pool of
 scored candidates): the baseline first, then mostly mutations of tournament winners, some
-crossovers and a few random restarts. Every random choice comes from the ``random.Random``
-passed in, so a seeded brain given the same pool and ``seen`` proposes the same thing.
+crossovers and a few random restarts. A mutation or crossover is not the first child drawn:
+the brain draws many (:attr:`HeuristicBrain.candidates`; mutations screened with some random
+draws, operator "new" if one is picked), and a surrogate fitted to every scored genome
+(:mod:`archlab.agents.surrogate`) picks the one it expects to improve most on the best
+score, so that each trial goes where the evidence so far points, or where the surrogate
+knows least. Random restarts (operator "random") stay uniform draws from the search space.
+Every random choice comes from the ``random.Random`` passed in, so a seeded brain given
+the same pool and ``seen`` proposes the same thing.
 
 Everything it produces stays within a compute budget (see :func:`within_budget`): at most
 :data:`MAX_PARAMS` parameters and an estimated CPU training step at most
@@ -16,7 +22,8 @@ import math
 import random
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from archlab.agents.genome import (
     CHANNELS,
@@ -31,6 +38,7 @@ from archlab.agents.genome import (
     gated_mlp_hidden,
     mlp_hidden,
 )
+from archlab.agents.surrogate import Prediction, Surrogate
 
 # -- search space and budget -----------------------------------------------------------------
 
@@ -93,7 +101,12 @@ def estimate_cost(genome: Genome) -> float:
 
 def relative_cost(genome: Genome) -> float:
     """estimate_cost(genome) / estimate_cost(baseline_genome()) at the budget's shape."""
-    return estimate_cost(genome) / estimate_cost(baseline_genome())
+    return estimate_cost(genome) / _baseline_cost()
+
+
+@cache
+def _baseline_cost() -> float:
+    return estimate_cost(baseline_genome())
 
 
 def within_budget(genome: Genome) -> bool:
@@ -119,8 +132,8 @@ class Proposal:
     """What the brain wants evaluated next, with the plan texts shown to researchers."""
 
     genome: Genome
-    parent_ids: list[str]  # candidate ids of the parents (empty for random/seed proposals)
-    operator: str  # "seed" | "random" | "mutate" | "crossover"
+    parent_ids: list[str]  # candidate ids of the parents (none for seed, random and new)
+    operator: str  # "seed" | "random" | "mutate" | "crossover" | "new" (a screened draw)
     hypothesis: str  # one sentence: what change and why it might help
     motivation: str
     expected_effect: str
@@ -160,6 +173,42 @@ _EDIT_WEIGHTS: dict[str, float] = {
     "mlp_ratio": 1.0,
     "conv_kernel": 1.0,
 }
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """The surrogate's view of the option it picked among ``options`` (what they were)."""
+
+    prediction: Prediction
+    options: str
+    model: Surrogate
+
+    def note(self) -> str:
+        """Why this option, for the motivation."""
+        p, m = self.prediction, self.model
+        credits = ", ".join(f"{name} {c:+.2g}" for name, c in p.reasons if abs(c) >= 5e-4)
+        because = f" (against the average scored genome: {credits})" if credits else ""
+        return (
+            f"Of {self.options}, it has the largest expected improvement on the best "
+            f"score {_fmt(m.best)} under a linear surrogate fitted to the {m.n} scored "
+            f"genomes{because}."
+        )
+
+    def expectation(self) -> str:
+        p = self.prediction
+        return f"the surrogate predicts {_fmt(p.mean)} +- {p.std:.2g}"
+
+
+_T = TypeVar("_T")
+
+#: Below this many evolvable candidates in the pool, mutations take bigger steps.
+_SMALL_POOL = 8
+
+
+def _genome(entry: PoolEntry) -> Genome:
+    if entry.genome is None:
+        raise ValueError(f"candidate {entry.candidate_id} has no genome")
+    return entry.genome
 
 
 def _score(entry: PoolEntry) -> float:
@@ -217,18 +266,22 @@ class HeuristicBrain:
         crossover_rate: float = 0.25,
         random_rate: float = 0.1,
         max_attempts: int = 50,
+        candidates: int = 48,
     ) -> None:
         if tournament_size < 1:
             raise ValueError("tournament_size must be >= 1")
         if not (0.0 <= crossover_rate <= 1.0 and 0.0 <= random_rate <= 1.0):
             raise ValueError("crossover_rate and random_rate must be in [0, 1]")
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
+        if max_attempts < 1 or candidates < 1:
+            raise ValueError("max_attempts and candidates must be >= 1")
         self.rng = rng
         self.tournament_size = tournament_size
         self.crossover_rate = crossover_rate
         self.random_rate = random_rate
         self.max_attempts = max_attempts
+        #: children generated per mutation (and a third as many random draws beside them, or
+        #: a third as many crossovers), of which the surrogate picks one
+        self.candidates = candidates
 
     # -- proposing ---------------------------------------------------------------------------
 
@@ -275,18 +328,67 @@ class HeuristicBrain:
                     "The memory holds no evolvable candidate besides the already-evaluated "
                     "baseline; a random restart explores away from it."
                 )
-            return self._mutation_proposal(None, base)
+            return self._mutation_proposal(None, base, self._mutate(base), None)
         r = self.rng.random()
         if r < self.random_rate:
             return self.random_proposal(
                 f"Random restarts (rate {self.random_rate:g}) keep the search from collapsing "
                 "onto the family of the current best candidates."
             )
+        model = Surrogate.fit([_genome(e) for e in entries], [_score(e) for e in entries])
         if r < self.random_rate + self.crossover_rate and len(entries) >= 2:
-            a = self.tournament(entries)
-            b = self.tournament([e for e in entries if e is not a])
-            return self._crossover_proposal(a, b)
-        return self._mutation_proposal(self.tournament(entries), None)
+            pairs: list[tuple[Genome, tuple[PoolEntry, PoolEntry]]] = []
+            for _ in range(max(1, self.candidates // 3)):
+                a = self.tournament(entries)
+                b = self.tournament([e for e in entries if e is not a])
+                pairs.append((self.crossover(_genome(a), _genome(b)), (a, b)))
+            what = f"{len(pairs)} crossovers of tournament winners"
+            child, (a, b), pick = self._screen(pairs, model, seen, what)
+            return self._crossover_proposal(a, b, child, pick)
+        # Bigger steps (up to 4 edits, any width) while few candidates are scored: the
+        # surrogate knows little then, and its picks should spread over the space.
+        reach = 4 if len(entries) < _SMALL_POOL else 2
+        options: list[tuple[Genome, tuple[PoolEntry, tuple[Genome, str, str]] | None]] = []
+        for _ in range(self.candidates):
+            parent = self.tournament(entries)
+            edit = self._mutate(_genome(parent), reach)
+            options.append((edit[0], (parent, edit)))
+        what = f"{len(options)} edits of tournament winners"
+        if model is not None and model.n >= 2:
+            # Random draws reach what edits of the pool cannot (another width at another
+            # depth, say); with one score the surrogate could only rank them by distance.
+            draws = max(1, self.candidates // 3)
+            options += [(self.random_genome(), None) for _ in range(draws)]
+            what = f"{len(options)} candidates ({what} and {draws} random draws)"
+        genome, origin, pick = self._screen(options, model, seen, what)
+        if origin is None:
+            return self._drawn_proposal(genome, pick)
+        parent, edit = origin
+        return self._mutation_proposal(parent, _genome(parent), edit, pick)
+
+    def _screen(
+        self,
+        options: list[tuple[Genome, _T]],
+        model: Surrogate | None,
+        seen: Container[str],
+        what: str,
+    ) -> tuple[Genome, _T, _Pick | None]:
+        """The novel option the surrogate expects to improve most on the best score (the
+        first novel option without a surrogate; the top option if none is novel).
+
+        Novelty is checked best first: ``seen`` may ask the memory one key at a time."""
+        unique: dict[str, tuple[Genome, _T]] = {}
+        for genome, why in options:
+            unique.setdefault(genome.key(), (genome, why))
+        keys = list(unique)
+        if model is None:
+            ranked: list[tuple[str, _Pick | None]] = [(key, None) for key in keys]
+        else:
+            predictions = model.predict([genome for genome, _ in unique.values()])
+            order = sorted(range(len(keys)), key=lambda i: -predictions[i].improvement)
+            ranked = [(keys[i], _Pick(predictions[i], what, model)) for i in order]
+        key, pick = next(((k, p) for k, p in ranked if k not in seen), ranked[0])
+        return (*unique[key], pick)
 
     def random_proposal(self, motivation: str) -> Proposal:
         g = self.random_genome()
@@ -302,12 +404,29 @@ class HeuristicBrain:
             expected_effect=f"Unknown score, a long shot; {_cost_note(g)}.",
         )
 
-    def _mutation_proposal(self, parent: PoolEntry | None, genome: Genome | None) -> Proposal:
-        if parent is not None:
-            assert parent.genome is not None
-            genome = parent.genome
-        assert genome is not None
-        child, change, why = self._mutate(genome)
+    def _drawn_proposal(self, genome: Genome, pick: _Pick | None) -> Proposal:
+        """A random draw that the surrogate preferred to every edit of the pool."""
+        expectation = f" ({pick.expectation()})" if pick else ""
+        return Proposal(
+            genome=genome,
+            parent_ids=[],
+            operator="new",
+            hypothesis=(
+                f"The architecture {genome.describe()}, drawn at random, may beat the "
+                "current best candidates from a region their edits do not reach."
+            ),
+            motivation=pick.note() if pick else "A random draw.",
+            expected_effect=f"Score above the best so far{expectation}; {_cost_note(genome)}.",
+        )
+
+    def _mutation_proposal(
+        self,
+        parent: PoolEntry | None,
+        genome: Genome,
+        edit: tuple[Genome, str, str],
+        pick: _Pick | None,
+    ) -> Proposal:
+        child, change, why = edit
         desc = genome.describe()
         if parent is None:
             parent_ids: list[str] = []
@@ -320,10 +439,13 @@ class HeuristicBrain:
             parent_ids = [parent.candidate_id]
             motivation = (
                 f"Parent {parent.candidate_id} ({desc}) scored {_fmt(parent.score)} and won a "
-                f"tournament of {self.tournament_size}; small edits of strong parents exploit "
-                "what already works."
+                f"tournament of {self.tournament_size}; edits of strong parents exploit what "
+                "already works."
             )
             versus = f"the parent's {_fmt(parent.score)}"
+        if pick is not None:
+            motivation += " " + pick.note()
+            versus += f" ({pick.expectation()})"
         return Proposal(
             genome=child,
             parent_ids=parent_ids,
@@ -335,26 +457,32 @@ class HeuristicBrain:
             ),
         )
 
-    def _crossover_proposal(self, a: PoolEntry, b: PoolEntry) -> Proposal:
-        assert a.genome is not None and b.genome is not None
-        child = self.crossover(a.genome, b.genome)
+    def _crossover_proposal(
+        self, a: PoolEntry, b: PoolEntry, child: Genome, pick: _Pick | None
+    ) -> Proposal:
+        ga, gb = _genome(a), _genome(b)
+        motivation = (
+            f"Parents {a.candidate_id} (score {_fmt(a.score)}) and {b.candidate_id} "
+            f"(score {_fmt(b.score)}) both won tournaments of {self.tournament_size}; "
+            "recombining good solutions can jump between families that single edits cannot."
+        )
+        expectation = ""
+        if pick is not None:
+            motivation += " " + pick.note()
+            expectation = f" ({pick.expectation()})"
         return Proposal(
             genome=child,
             parent_ids=[a.candidate_id, b.candidate_id],
             operator="crossover",
             hypothesis=(
-                f"Joining the early layers of {a.genome.describe()} with the late layers of "
-                f"{b.genome.describe()} into {child.describe()} may combine what makes each "
+                f"Joining the early layers of {ga.describe()} with the late layers of "
+                f"{gb.describe()} into {child.describe()} may combine what makes each "
                 "parent work."
             ),
-            motivation=(
-                f"Parents {a.candidate_id} (score {_fmt(a.score)}) and {b.candidate_id} "
-                f"(score {_fmt(b.score)}) both won tournaments of {self.tournament_size}; "
-                "recombining good solutions can jump between families that single edits "
-                "cannot."
-            ),
+            motivation=motivation,
             expected_effect=(
-                f"Score near or above max({_fmt(a.score)}, {_fmt(b.score)}); {_cost_note(child)}."
+                f"Score near or above max({_fmt(a.score)}, {_fmt(b.score)}){expectation}; "
+                f"{_cost_note(child)}."
             ),
         )
 
@@ -401,7 +529,9 @@ class HeuristicBrain:
         child, change, _ = self._mutate(genome)
         return child, change
 
-    def _mutate(self, genome: Genome) -> tuple[Genome, str, str]:
+    def _mutate(self, genome: Genome, reach: int = 2) -> tuple[Genome, str, str]:
+        """Like :meth:`mutate`, with 1..``reach`` edits (1 or 2, mostly 1, at reach 2);
+        beyond reach 2 a width edit may jump to any search width."""
         parent = genome.canonical()
         parent_over = not within_budget(parent)
         parent_cost = relative_cost(parent)
@@ -409,9 +539,12 @@ class HeuristicBrain:
             child = parent
             changes: list[str] = []
             reasons: list[str] = []
-            n_edits = 1 if self.rng.random() < 0.7 else 2
+            if reach <= 2:
+                n_edits = 1 if self.rng.random() < 0.7 or reach < 2 else 2
+            else:
+                n_edits = self.rng.randint(1, reach)
             for _ in range(n_edits):
-                child, change, why = self._edit(child)
+                child, change, why = self._edit(child, jump=reach > 2)
                 changes.append(change)
                 reasons.append(why)
             if child.key() == parent.key():
@@ -424,8 +557,9 @@ class HeuristicBrain:
         child = _fit_budget(_replace(parent, norm=other))
         return child, f"norm {parent.norm} -> {other}", _NORM_WHY[other]
 
-    def _edit(self, g: Genome) -> tuple[Genome, str, str]:
-        """One random applicable edit: (child, what changed, why it might help)."""
+    def _edit(self, g: Genome, jump: bool = False) -> tuple[Genome, str, str]:
+        """One random applicable edit: (child, what changed, why it might help); with
+        ``jump`` a width edit may go to any search width, else at most 32 away."""
         rng = self.rng
         n = len(g.blocks)
         kinds = [k for k in _EDIT_WEIGHTS if self._applicable(g, k)]
@@ -458,7 +592,8 @@ class HeuristicBrain:
             why = "a shallower model takes cheaper steps and may converge further in a fixed budget"
             return child, f"remove block {i + 1} {g.blocks[i].describe()}", why
         if kind == "d_model":
-            options = [x for x in SEARCH_D_MODELS if x != g.d_model and abs(x - g.d_model) <= 32]
+            step = SEARCH_D_MODELS[-1] if jump else 32
+            options = [x for x in SEARCH_D_MODELS if x != g.d_model and abs(x - g.d_model) <= step]
             d = rng.choice(options) if options else SEARCH_D_MODELS[-1]
             heads = _fit_heads(d, g.n_heads)
             child = _replace(g, d_model=d, n_heads=heads)

@@ -32,32 +32,31 @@ def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check:
 def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
     """Static, dedup, smoke, causality and complexity; the outcome says how far it got."""
     cid, source = candidate["candidate_id"], candidate["source"]
-    # checks with no trial between them commit together (one log flush, not one each)
-    with ctx.memory.transaction():
-        check = static_check(source)
-        if not check.ok:
-            record(
-                ctx, cid, "static", "failed", error_class=check.error_class, message=check.message
-            )
-            return rejected(check.error_class, check.message)
-        record(ctx, cid, "static", "passed")
-
-        fp = ctx.task_fingerprint
-        original = ctx.memory.find_duplicate(fp, source_hash(source), ast_hash(source))
-        if original is not None:
-            message = f"same code as {original['candidate_id']}; its result is reused"
-            record(ctx, cid, "dedup", "failed", error_class="duplicate", message=message,
-                   details={"duplicate_of": original["candidate_id"]})  # fmt: skip
-            return {
-                "status": "duplicate",
-                "error_class": "duplicate",
-                "message": message,
-                "score": original["score"],
-                "metrics": original["metrics"],
-                "n_params": original["n_params"],
-                "duplicate_of": original["candidate_id"],
-            }
-        record(ctx, cid, "dedup", "passed")
+    # The node's writes wait in its memory batch and commit together when it ends (a kill
+    # loses them with the node, which runs again on resume). The duplicate search comes
+    # before any check is written: a read commits the writes held so far.
+    check = static_check(source)
+    if not check.ok:
+        record(ctx, cid, "static", "failed", error_class=check.error_class, message=check.message)
+        return rejected(check.error_class, check.message)
+    original = ctx.memory.find_duplicate(
+        ctx.task_fingerprint, source_hash(source), ast_hash(source)
+    )
+    record(ctx, cid, "static", "passed")
+    if original is not None:
+        message = f"same code as {original['candidate_id']}; its result is reused"
+        record(ctx, cid, "dedup", "failed", error_class="duplicate", message=message,
+               details={"duplicate_of": original["candidate_id"]})  # fmt: skip
+        return {
+            "status": "duplicate",
+            "error_class": "duplicate",
+            "message": message,
+            "score": original["score"],
+            "metrics": original["metrics"],
+            "n_params": original["n_params"],
+            "duplicate_of": original["candidate_id"],
+        }
+    record(ctx, cid, "dedup", "passed")
 
     probe = None
     if ctx.task.causal and ctx.task.kind == "sequence":
@@ -66,22 +65,21 @@ def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
             seed=zlib.crc32(cid.encode()),
         )  # fmt: skip
     smoke = trainer.run_stage(ctx, cid, source, "smoke", probe=probe)
-    with ctx.memory.transaction():
-        if smoke["status"] != "ok":
-            record(ctx, cid, "smoke", "failed", error_class=smoke["error_class"],
-                   message=smoke["message"])  # fmt: skip
-            return rejected(smoke["error_class"], smoke["message"])
-        record(ctx, cid, "smoke", "passed", details={"n_params": smoke["n_params"]})
+    if smoke["status"] != "ok":
+        record(ctx, cid, "smoke", "failed", error_class=smoke["error_class"],
+               message=smoke["message"])  # fmt: skip
+        return rejected(smoke["error_class"], smoke["message"])
+    record(ctx, cid, "smoke", "passed", details={"n_params": smoke["n_params"]})
 
-        if probe is None:
-            record(ctx, cid, "causality", "skipped", message="the task is not autoregressive")
-        else:
-            causal = smoke.get("causality") or {"ok": False, "message": "no probe outputs"}
-            if not causal["ok"]:
-                record(ctx, cid, "causality", "failed", error_class="causality",
-                       message=causal["message"])  # fmt: skip
-                return rejected("causality", causal["message"])
-            record(ctx, cid, "causality", "passed", details={"pairs": len(probe.pairs)})
+    if probe is None:
+        record(ctx, cid, "causality", "skipped", message="the task is not autoregressive")
+    else:
+        causal = smoke.get("causality") or {"ok": False, "message": "no probe outputs"}
+        if not causal["ok"]:
+            record(ctx, cid, "causality", "failed", error_class="causality",
+                   message=causal["message"])  # fmt: skip
+            return rejected("causality", causal["message"])
+        record(ctx, cid, "causality", "passed", details={"pairs": len(probe.pairs)})
 
     if not (ctx.task.complexity_lengths and ctx.task.max_time_exponent):
         record(ctx, cid, "complexity", "skipped", message="the task sets no complexity limit")
@@ -116,7 +114,11 @@ def record_proxy(ctx: RunContext, candidate_id: str, outcome: dict[str, Any]) ->
 # --- seed-aware decisions ------------------------------------------------------------
 
 
-def reference(ctx: RunContext, candidate: dict[str, Any]) -> tuple[str, list[float]] | None:
+#: what a candidate must beat: a name and its seed scores, or None
+Reference = tuple[str, list[float]] | None
+
+
+def reference(ctx: RunContext, candidate: dict[str, Any]) -> Reference:
     """What a candidate must beat: its best confirmed parent, else the baseline."""
     best: tuple[str, list[float]] | None = None
     for parent_id in candidate["parents"]:
@@ -125,10 +127,10 @@ def reference(ctx: RunContext, candidate: dict[str, Any]) -> tuple[str, list[flo
             best = (f"parent {parent_id}", seeds)
     if best is not None:
         return best
-    baseline = ctx.memory.baseline(ctx.task_fingerprint)
-    if baseline is None or baseline["candidate_id"] == candidate["candidate_id"]:
+    baseline = ctx.memory.baseline_id(ctx.task_fingerprint)
+    if baseline is None or baseline == candidate["candidate_id"]:
         return None
-    seeds = ctx.memory.seed_scores(baseline["candidate_id"])
+    seeds = ctx.memory.seed_scores(baseline)
     return ("the baseline", seeds) if seeds else None
 
 
@@ -136,13 +138,15 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def worth_confirming(ctx: RunContext, candidate: dict[str, Any], score: float) -> str | None:
-    """Why the candidate earns the confirm stage's extra seeds, or None."""
+def worth_confirming(
+    ctx: RunContext, candidate: dict[str, Any], score: float, ref: Reference
+) -> str | None:
+    """Why the candidate earns the confirm stage's extra seeds, or None; `ref` is what it
+    must beat (`reference`)."""
     if ctx.settings.ladder.confirm_seeds < 2:
         return None
     if candidate["origin"] == "baseline":
         return "the baseline's seeds are every later comparison's reference"
-    ref = reference(ctx, candidate)
     if ref is None:
         return "nothing to compare with yet"
     name, seeds = ref
@@ -191,9 +195,11 @@ def confirm(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
     return {"seeds": stats.to_dict(), "score": stats.mean}
 
 
-def decide(ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any]) -> Judgement:
-    """Accept, reject or flag for audit, from the candidate's seeds against its reference."""
-    ref = reference(ctx, candidate)
+def decide(
+    ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any], ref: Reference
+) -> Judgement:
+    """Accept, reject or flag for audit, from the candidate's seeds against its reference
+    `ref` (`reference`)."""
     if candidate["origin"] == "baseline" or ref is None:
         return Judgement("accept", "the reference point for this task", _no_difference())
     if "seeds" not in outcome:
@@ -204,8 +210,8 @@ def decide(ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any]) 
             "not confirmed",
             _no_difference(),
         )
-    baseline = ctx.memory.baseline(ctx.task_fingerprint)
-    baseline_seeds = ctx.memory.seed_scores(baseline["candidate_id"]) if baseline else []
+    baseline = ctx.memory.baseline_id(ctx.task_fingerprint)
+    baseline_seeds = ctx.memory.seed_scores(baseline) if baseline else []
     name, seeds = ref
     return judge(
         ctx.memory.seed_scores(candidate["candidate_id"]),

@@ -11,16 +11,19 @@ import random
 import uuid
 from collections.abc import Container
 from dataclasses import replace
+from functools import cache
+from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from archlab.agents.brains import Asker, ReplayExhausted
-from archlab.agents.genome import CHANNELS, MIXERS, Genome, count_params
+from archlab.agents.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
 from archlab.agents.heuristic import HeuristicBrain, PoolEntry, Proposal
 from archlab.agents.human import Steer, read_steer
 from archlab.agents.llm import LLMError, NoAnswer, Question
 from archlab.agents.state import LabState, RunContext
+from archlab.eval.tasks.base import TokenTask
 from archlab.memory import human, queries
 from archlab.prompts import task_brief
 
@@ -71,7 +74,8 @@ def new_candidate_id() -> str:
 
 
 def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
-    if ctx.memory.baseline(ctx.task_fingerprint) is None:
+    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    if baseline is None:
         return {
             "candidate_id": new_candidate_id(),
             "origin": "baseline",
@@ -111,24 +115,40 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
     asker = ctx.brains.asker("planner")
     if asker is not None:
         return _ask_model(ctx, asker, step, notes)
+    # The packaged transformer baseline is the small transformer that baseline_genome()
+    # describes: the brain sees it as that genome, a parent already tried, not a new idea.
+    as_genome = baseline_genome() if _baseline_is_transformer(ctx.task) else None
     with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
         pool = [
             PoolEntry(
                 candidate_id=row["candidate_id"],
                 score=row["score"],
-                genome=Genome.model_validate(row["genome"]) if row["genome"] else None,
+                genome=Genome.model_validate(row["genome"])
+                if row["genome"]
+                else (as_genome if row["candidate_id"] == baseline["candidate_id"] else None),
             )
             for row in ctx.memory.parent_pool(ctx.task_fingerprint)
         ]
         known = _Known(
-            queries.KnownGenomes(ctx.memory, ctx.task_fingerprint), ctx.inflight.genome_keys()
+            queries.KnownGenomes(ctx.memory, ctx.task_fingerprint),
+            ctx.inflight.genome_keys() | ({as_genome.key()} if as_genome else set()),
         )
         proposal = _steered(brain, pool, known, read_steer(notes))
     return _candidate(proposal, origin="proposed", brain="heuristic")
 
 
+def _baseline_is_transformer(task: TokenTask) -> bool:
+    return task.baseline_source() == _transformer_source()
+
+
+@cache
+def _transformer_source() -> str:
+    return resources.files("archlab.eval.tasks.baselines").joinpath("transformer.py").read_text()
+
+
 class _Known:
-    """Genomes the memory holds, and those other lanes are evaluating right now."""
+    """Genomes the memory holds, and those other lanes are evaluating right now (or tried
+    in another form: the baseline)."""
 
     def __init__(self, memory: Container[str], in_flight: set[str]) -> None:
         self.memory, self.in_flight = memory, in_flight
@@ -146,13 +166,13 @@ def _steered(
 ) -> Proposal:
     """The brain's proposal that the researcher's notes allow, if one can be found."""
     proposal = brain.propose(pool, known)
-    if not steer or steer.allows(proposal.genome):
+    if not steer:
         return proposal
     why = f"steered by the researcher's notes ({steer.describe()})"
     for _ in range(_STEER_TRIES):
-        proposal = brain.propose(pool, known)
         if steer.allows(proposal.genome):
             return replace(proposal, motivation=f"{proposal.motivation}; {why}")
+        proposal = brain.propose(pool, known)
     for _ in range(_STEER_TRIES):
         sample = brain.random_proposal(why)
         if steer.allows(sample.genome) and sample.genome.key() not in known:

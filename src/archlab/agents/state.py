@@ -18,7 +18,6 @@ from archlab.agents.brains import Brains
 from archlab.agents.budget import RunBudget
 from archlab.config import Settings
 from archlab.eval.tasks.base import TokenData, TokenTask
-from archlab.memory.spans import SpanLog
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
 
@@ -50,6 +49,8 @@ class LabState(TypedDict, total=False):
     repair_next: bool
     #: the run's conclusion: scale stage and improvement over baseline and random search
     summary: dict[str, Any]
+    #: node spans not in the memory yet, kept by the checkpoint (see memory.spans.traced)
+    spans: list[dict[str, Any]]
 
 
 class Cancelled(Exception):
@@ -100,10 +101,6 @@ class RunContext:
     #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
     cancel: threading.Event = field(default_factory=threading.Event)
     inflight: InFlight = field(default_factory=InFlight)
-    span_log: SpanLog = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.span_log = SpanLog(self.memory)
 
     @cached_property
     def data(self) -> TokenData:

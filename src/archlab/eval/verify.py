@@ -4,6 +4,7 @@ the task contract, and hash it for duplicate detection."""
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import tokenize
@@ -50,6 +51,9 @@ def static_check(source: str) -> StaticCheck:
     return StaticCheck(True)
 
 
+# Both hashes are pure functions of the source, asked for by the coder and again by the
+# dedup stage: a small cache computes each once per candidate.
+@functools.lru_cache(maxsize=32)
 def source_hash(source: str) -> str:
     """Hash of the token stream without comments or layout: whitespace and comment edits match."""
     try:
@@ -73,6 +77,7 @@ class _Anonymize(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
+@functools.lru_cache(maxsize=32)
 def ast_hash(source: str) -> str | None:
     try:
         tree = ast.parse(source)

@@ -36,8 +36,9 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -46,6 +47,7 @@ from typing import Any
 import duckdb
 
 from archlab.errors import ArchlabError, MemoryCorruptError
+from archlab.memory import leases
 
 MEMORY_FILE = "memory.duckdb"
 WANTED_SUFFIX = ".wanted"
@@ -60,6 +62,11 @@ _DRAIN_WAIT_S = 0.5  # how long a new operation waits for a handover before join
 _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "curve", "loss_curve"}
 _JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
 _JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
+#: a task's baseline: its first candidate of origin baseline that was evaluated
+_BASELINE = (
+    "FROM candidates WHERE task_fingerprint = ? AND origin = 'baseline' "
+    "AND status NOT IN ('pending', 'duplicate') ORDER BY created_at LIMIT 1"
+)
 
 
 def now() -> datetime:
@@ -96,6 +103,95 @@ def _row_dicts(cursor: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class _Insert:
+    """Insert `row` (encoded), a row known to be new."""
+
+    table: str
+    row: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    """Insert `row` (encoded), or update the row with its key."""
+
+    table: str
+    keys: tuple[str, ...]
+    row: dict[str, Any]
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(self.row[k] for k in self.keys)
+
+
+#: a write: a row to insert or upsert, or any other statement, run on a cursor
+_Write = _Insert | _Upsert | Callable[[duckdb.DuckDBPyConnection], Any]
+
+
+def _apply(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
+    """Run the writes, with the effect of running them in order, in fewer statements
+    (DuckDB spends most of a small write planning it):
+
+    - Upserts become plain INSERTs or UPDATEs: one query per table finds which of their
+      keys exist, where INSERT ... ON CONFLICT DO UPDATE costs several times an INSERT.
+      The look-up needs no transaction around it: a process's writes take turns (the
+      write lock), no other process has the file open meanwhile, no row is ever deleted.
+    - New rows of a table go in together, one INSERT with many rows, when nothing but
+      inserts into other tables comes between them (those commute)."""
+    existing = _existing_keys(con, [w for w in writes if isinstance(w, _Upsert)])
+    rows: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}  # by table and columns
+
+    def insert_rows() -> None:
+        for (table, columns), values in rows.items():
+            row_marks = "(" + ", ".join("?" for _ in columns) + ")"
+            con.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES {', '.join(row_marks for _ in values)}",
+                [value for row in values for value in row],
+            )
+        rows.clear()
+
+    for write in writes:
+        if isinstance(write, _Upsert) and (write.table, write.key()) not in existing:
+            existing.add((write.table, write.key()))
+            write = _Insert(write.table, write.row)
+        if isinstance(write, _Insert):
+            rows.setdefault((write.table, tuple(write.row)), []).append(list(write.row.values()))
+            continue
+        insert_rows()  # the rows written before an update go in before it
+        if isinstance(write, _Upsert):
+            columns = [c for c in write.row if c not in write.keys]
+            sets = ", ".join(f"{c} = ?" for c in columns)
+            where = " AND ".join(f"{k} = ?" for k in write.keys)
+            con.execute(
+                f"UPDATE {write.table} SET {sets} WHERE {where}",
+                [write.row[c] for c in columns] + list(write.key()),
+            )
+        else:
+            write(con)
+    insert_rows()
+
+
+def _existing_keys(
+    con: duckdb.DuckDBPyConnection, upserts: list[_Upsert]
+) -> set[tuple[str, tuple[Any, ...]]]:
+    """(table, key) of the rows that exist among the upserts' keys, in one query."""
+    by_table: dict[tuple[str, tuple[str, ...]], set[Any]] = {}
+    for upsert in upserts:
+        by_table.setdefault((upsert.table, upsert.keys), set()).add(upsert.row[upsert.keys[0]])
+    if not by_table:
+        return set()
+    width = max(len(keys) for _, keys in by_table)
+    selects, params = [], []
+    for (table, keys), firsts in by_table.items():
+        columns = ", ".join([*keys] + ["NULL"] * (width - len(keys)))
+        marks = ", ".join("?" for _ in firsts)
+        selects.append(f"SELECT '{table}', {columns} FROM {table} WHERE {keys[0]} IN ({marks})")
+        params += list(firsts)
+    arity = {table: len(keys) for table, keys in by_table}
+    rows = con.execute(" UNION ALL ".join(selects), params).fetchall()
+    return {(row[0], tuple(row[1 : 1 + arity[row[0]]])) for row in rows}
+
+
 class _SharedFile:
     """This process's one connection to a memory file, for every Memory object and thread
     that uses the file, handed over to another process that asks for the file."""
@@ -117,6 +213,7 @@ class _SharedFile:
         self._answered: int | None = None  # the request (the wanted file's mtime) answered
         self._yielded_at: float | None = None
         self._local = threading.local()
+        self.batches = threading.local()  # each thread's held writes (Memory.batch)
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
 
@@ -327,7 +424,9 @@ class Memory:
     def connect(self, read_only: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A cursor for one operation, on the process's connection to the file. Nested uses
         in the same thread share it, so a caller can batch several queries
-        (`with memory.connect():`); other threads get their own."""
+        (`with memory.connect():`); other threads get their own. The thread's held writes
+        (see `batch`) are committed first, so that it reads what it wrote."""
+        self.flush()
         return self._file.connection(read_only)
 
     def release(self) -> None:
@@ -341,7 +440,7 @@ class Memory:
         return dict(self._file.stats)
 
     def _migrate(self) -> None:
-        with self.connect() as con, self._file.write_lock:
+        with self._file.connection(False) as con, self._file.write_lock:
             try:
                 con.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -368,50 +467,81 @@ class Memory:
         return int(row[0]) if row and row[0] is not None else 0
 
     def _query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        with self.connect() as con:
+        with self.connect() as con:  # commits the thread's held writes first
             return _row_dicts(con.execute(sql, params or []))
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """The writes inside commit together: one commit (a log flush) instead of one each,
-        for a node's few writes with no wait between them."""
-        with self.connect() as con, self._file.write_lock:
-            con.begin()
-            try:
-                yield
-            except BaseException:
-                con.rollback()
-                raise
-            con.commit()
+        """The writes inside commit together or not at all (inside a batch, after the
+        writes it holds)."""
+        self.flush()
+        batches = self._file.batches
+        held, batches.writes = getattr(batches, "writes", None), None  # straight in
+        try:
+            with self._file.connection(False) as con, self._file.write_lock:
+                con.begin()
+                try:
+                    yield
+                except BaseException:
+                    con.rollback()
+                    raise
+                con.commit()
+        finally:
+            batches.writes = held
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold this thread's writes and commit them together (one transaction, one log
+        flush) when the batch ends, or earlier when the thread reads the memory (it sees
+        what it wrote) or calls `flush()`. The writes held when the body raises are
+        dropped: what a batch writes between two commits is all or nothing. A graph node
+        is one batch: its writes commit before LangGraph checkpoints it, so a kill leaves
+        the memory at or ahead of the checkpoint, never behind; the node in flight runs
+        again on resume and rewrites its rows (upserts). Other threads and processes see
+        the writes once committed. A batch in a batch is part of it."""
+        batches = self._file.batches
+        if getattr(batches, "writes", None) is not None:
+            yield
+            return
+        batches.writes = []
+        try:
+            yield
+            self.flush()
+        finally:
+            batches.writes = None
+
+    def flush(self) -> None:
+        """Commit the writes this thread's batch holds, if any, in one transaction."""
+        batches = self._file.batches
+        writes = getattr(batches, "writes", None)
+        if not writes:
+            return
+        batches.writes = []
+        with self.transaction(), self._file.connection(False) as con:
+            _apply(con, writes)
+
+    def _write(self, write: _Write) -> None:
+        """Apply `write` now, or hold it for the thread's batch."""
+        held = getattr(self._file.batches, "writes", None)
+        if held is not None:
+            held.append(write)
+            return
+        with self._file.connection(False) as con, self._file.write_lock:
+            _apply(con, [write])
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         """A row that is always new: a plain INSERT costs a fraction of an upsert."""
-        values = _encoded(row)
-        marks = ", ".join("?" for _ in values)
-        with self.connect() as con, self._file.write_lock:
-            con.execute(
-                f"INSERT INTO {table} ({', '.join(values)}) VALUES ({marks})",
-                list(values.values()),
-            )
+        self._write(_Insert(table, _encoded(row)))
 
     def _upsert(self, table: str, key: str, row: dict[str, Any]) -> None:
-        values = _encoded(row)
-        columns = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        keys = {k.strip() for k in key.split(",")}  # one key column, or several
-        updates = ", ".join(f"{c} = excluded.{c}" for c in values if c not in keys)
-        with self.connect() as con, self._file.write_lock:
-            con.execute(
-                f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
-                f"ON CONFLICT ({key}) DO UPDATE SET {updates}",
-                list(values.values()),
-            )
+        keys = tuple(k.strip() for k in key.split(","))  # one key column, or several
+        self._write(_Upsert(table, keys, _encoded(row)))
 
     def _update(self, table: str, key: str, key_value: str, fields: dict[str, Any]) -> None:
         values = _encoded(fields)
         sets = ", ".join(f"{c} = ?" for c in values)
-        with self.connect() as con, self._file.write_lock:
-            con.execute(f"UPDATE {table} SET {sets} WHERE {key} = ?", [*values.values(), key_value])
+        sql = f"UPDATE {table} SET {sets} WHERE {key} = ?"
+        self._write(lambda con: con.execute(sql, [*values.values(), key_value]))
 
     # --- runs -----------------------------------------------------------------
     def start_run(self, **run: Any) -> None:
@@ -426,19 +556,21 @@ class Memory:
         )
 
     def runs(self) -> list[dict[str, Any]]:
-        return self._query(
+        """Every run, newest first; a running one that no process drives shows `killed`."""
+        rows = self._query(
             "SELECT r.*, count(c.candidate_id) AS n_candidates, max(c.score) AS best_score "
             "FROM runs r LEFT JOIN candidates c USING (run_id) "
             "GROUP BY ALL ORDER BY r.started_at DESC"
         )
+        return [leases.shown_status(self.path.parent, row) for row in rows]
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """A run by id or unique id prefix."""
+        """A run by id or unique id prefix (its status as `runs` shows it)."""
         rows = self._query("SELECT * FROM runs WHERE starts_with(run_id, ?)", [run_id])
         if len(rows) != 1:
             what = "no run" if not rows else f"{len(rows)} runs"
             raise ArchlabError(f"{what} match '{run_id}' (see `archlab runs`)")
-        return rows[0]
+        return leases.shown_status(self.path.parent, rows[0])
 
     # --- candidates -----------------------------------------------------------
     def save_candidate(self, **candidate: Any) -> None:
@@ -468,9 +600,12 @@ class Memory:
     def find_duplicate(
         self, task_fingerprint: str, source_hash: str, ast_hash: str | None
     ) -> dict[str, Any] | None:
+        """The earliest evaluated candidate of the task with the same code: its id, score,
+        metrics and parameter count (the columns a duplicate reuses; all of them cost twice
+        the time)."""
         rows = self._query(
-            "SELECT * FROM candidates WHERE task_fingerprint = ? "
-            "AND status NOT IN ('pending', 'duplicate') "
+            "SELECT candidate_id, score, metrics, n_params FROM candidates "
+            "WHERE task_fingerprint = ? AND status NOT IN ('pending', 'duplicate') "
             "AND (source_hash = ? OR (ast_hash IS NOT NULL AND ast_hash = ?)) "
             "ORDER BY created_at LIMIT 1",
             [task_fingerprint, source_hash, ast_hash],
@@ -487,12 +622,13 @@ class Memory:
         )
 
     def baseline(self, task_fingerprint: str) -> dict[str, Any] | None:
-        rows = self._query(
-            "SELECT * FROM candidates WHERE task_fingerprint = ? AND origin = 'baseline' "
-            "AND status NOT IN ('pending', 'duplicate') ORDER BY created_at LIMIT 1",
-            [task_fingerprint],
-        )
+        rows = self._query(f"SELECT * {_BASELINE}", [task_fingerprint])
         return rows[0] if rows else None
+
+    def baseline_id(self, task_fingerprint: str) -> str | None:
+        """The baseline's id alone: half the time of its whole row."""
+        rows = self._query(f"SELECT candidate_id {_BASELINE}", [task_fingerprint])
+        return str(rows[0]["candidate_id"]) if rows else None
 
     # --- trials and verdicts --------------------------------------------------
     def save_trial(self, **trial: Any) -> None:
@@ -564,6 +700,7 @@ class Memory:
     # --- LLM calls and read-only queries ---------------------------------------
     def save_llm_call(self, **call: Any) -> None:
         self._upsert("llm_calls", "call_id", {**call, "created_at": now()})
+        self.flush()  # a paid answer reaches the disk at once: a resume must not pay again
 
     def llm_calls(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(
@@ -595,12 +732,17 @@ class Memory:
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
         """A write for callers that own their SQL (memory.human), under the write lock."""
-        with self.connect() as con, self._file.write_lock:
-            con.execute(sql, params or [])
+        self._write(lambda con: con.execute(sql, params or []))
 
     # --- spans and ad-hoc SQL ---------------------------------------------------
     def save_span(self, **span: Any) -> None:
         self._insert("spans", span)  # span ids are drawn fresh
+
+    def save_handed_on_spans(self, spans: list[dict[str, Any]]) -> None:
+        """Spans that nodes handed on in the graph's state (memory.spans): upserts, as a
+        node that re-runs after a crash hands them on again."""
+        for span in spans:
+            self._upsert("spans", "span_id", span)
 
     def spans(self, run_id: str) -> list[dict[str, Any]]:
         """The run's graph-node spans (memory.spans derives the LLM and trial spans)."""

@@ -43,8 +43,10 @@ def _budgets(
 ) -> list[dict[str, Any]]:
     """Each budget's use against its limit from the run's config (None: no limit)."""
     limits = (run["config"] or {}).get("run", {})
-    end = run["finished_at"] if run["status"] != "running" and run["finished_at"] else now()
-    elapsed_s = (end - run["started_at"]).total_seconds()
+    if run["status"] == "running":
+        elapsed_s = (now() - run["started_at"]).total_seconds()
+    else:  # the time it spent running over all its sessions, as the budget counts it
+        elapsed_s = run["elapsed_s"] or 0.0
     minutes, max_usd = limits.get("minutes") or 0, limits.get("max_usd") or 0
     rows = [
         ("candidates", n_candidates, limits.get("trials"), "{:,}"),

@@ -1,0 +1,50 @@
+"""`python recorded_run.py HOME CANDIDATES [RUN_ID]`: the soak's discovery (or, given a
+run id, its resume) with trials answered from a recording after each kind's first
+(RecordedExecutor): a process that writes to the memory as fast as the lab can, for the
+tests to kill."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from archlab.config import Settings, load_settings
+from archlab.eval.bench import RecordedExecutor
+from archlab.lab import discover, resume
+from archlab.sandbox.executor import make_executor
+from conftest import TINY_MQAR
+
+
+def soak_settings(home: Path, candidates: int) -> Settings:
+    """Four lanes, two workers, tiny MQAR trials, two confirm seeds."""
+    soak = {**TINY_MQAR, "proxy_steps": 8, "train_examples": 128, "eval_examples": 16}
+    return load_settings(
+        flags={
+            "home": str(home),
+            "run": {"trials": candidates, "lanes": 4},
+            "executor": {"workers": 2},
+            "tasks": {"mqar": soak},
+            "sandbox": {"memory_gb": 4},
+            "ladder": {"confirm_seeds": 2, "scale_top": 0},
+        },
+        environ={},
+    )
+
+
+def recorded_executor(settings: Settings) -> RecordedExecutor:
+    return RecordedExecutor(make_executor(settings, settings.home_dir / "trials"))
+
+
+def main(home: Path, candidates: int, run_id: str | None) -> None:
+    settings = soak_settings(home, candidates)
+    console = Console(quiet=True)
+    if run_id is None:
+        discover(settings, console, recorded_executor(settings))
+    else:
+        resume(home, run_id, console, recorded_executor(settings))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -1,0 +1,51 @@
+"""The planner with the heuristic brain: what it hands the brain from the memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from archlab.agents.genome import Genome, baseline_genome
+from archlab.agents.planner import _baseline_is_transformer
+from archlab.config import load_settings
+from archlab.eval.bench import RecordedExecutor
+from archlab.eval.tasks.digits import Digits
+from archlab.eval.tasks.mqar import MQAR
+from archlab.lab import discover, open_memory
+from archlab.sandbox.executor import make_executor
+from conftest import TINY_MQAR
+
+
+def test_only_the_packaged_transformer_baseline_is_the_baseline_genome() -> None:
+    assert _baseline_is_transformer(MQAR(**TINY_MQAR))
+    assert not _baseline_is_transformer(Digits())
+
+
+@pytest.mark.slow
+def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:
+    """Before, the brain's first proposal was the baseline's own genome, rendered: a wasted
+    trial. Now the transformer baseline is the baseline genome, tried, and a parent."""
+    settings = load_settings(
+        flags={
+            "home": str(tmp_path / "home"),
+            "run": {"trials": 3, "seed": 0},
+            "tasks": {"mqar": {**TINY_MQAR, "proxy_steps": 8}},
+            "ladder": {"confirm_seeds": 1, "scale_top": 0},
+            "search": {"random_samples": 0},
+        },
+        environ={},
+    )
+    executor = RecordedExecutor(make_executor(settings, tmp_path / "trials"))
+    run_id = discover(settings, Console(quiet=True), executor)
+    rows = open_memory(settings.home_dir).query(
+        "SELECT candidate_id, origin, parents, genome FROM candidates WHERE run_id = ? "
+        "ORDER BY created_at",
+        [run_id],
+    )
+    assert [r["origin"] for r in rows] == ["baseline", "proposed", "proposed"]
+    baseline_id = rows[0]["candidate_id"]
+    genomes = [Genome.model_validate(r["genome"]).key() for r in rows[1:]]
+    assert baseline_genome().key() not in genomes and len(set(genomes)) == 2
+    assert rows[1]["parents"] == [baseline_id]  # the only parent the pool holds
