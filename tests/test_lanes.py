@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from archlab.agents.planner import ComposePlan, _steered
 from archlab.config import LLMProfile, RunSettings, load_settings
 from archlab.errors import ArchlabError
 from archlab.eval.tasks.mqar import MQAR
-from archlab.lab import discover, open_memory
+from archlab.lab import discover, open_memory, resume
 from archlab.memory import leases, queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
@@ -307,6 +308,38 @@ def check_memory(home: Path, run_id: str, trials: int, final: bool) -> None:
         assert one("SELECT summary IS NOT NULL FROM runs WHERE run_id = ?")
 
 
+def kill_and_resume(
+    home: Path,
+    budget: int,
+    launch: Callable[[str | None], subprocess.Popen[str]],
+    rng: random.Random,
+    rounds: int,
+    seconds: tuple[float, float],
+) -> int:
+    """Start a run (`launch(None)`), SIGKILL it after a random number of `seconds`, resume
+    it (`launch(run_id)`) and kill it again, `rounds` times, with the memory's invariants
+    checked after every kill; then let the last resume finish. How many kills landed."""
+    run_id, kills = None, 0
+    for attempt in range(rounds + 1):
+        proc = launch(run_id)
+        try:
+            proc.wait(timeout=rng.uniform(*seconds) if attempt < rounds else 600)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        _, stderr = proc.communicate()
+        assert proc.returncode in (0, -signal.SIGKILL), stderr
+        if run_id is None and (home / "memory.duckdb").exists():
+            run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
+        if run_id is not None:
+            check_memory(home, run_id, budget, final=False)
+        if proc.returncode == 0:
+            break
+    assert run_id is not None and proc.returncode == 0
+    check_memory(home, run_id, budget, final=True)
+    return kills
+
+
 def _planner(body: dict[str, Any]) -> Reply:
     """A new architecture for every question, so that the novelty check never objects."""
     n = len(body["messages"]) + sum(map(ord, body["messages"][-1]["content"][-400:]))
@@ -323,34 +356,23 @@ def _planner(body: dict[str, Any]) -> Reply:
 def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
     lab_dir: Path,
 ) -> None:
-    trials, rng, kills = 6, random.Random(11), 0
-    home = lab_dir / "home"
+    trials, home = 6, lab_dir / "home"
     with FakeLLM() as fake:
         fake.defaults["planner"] = _planner
         (lab_dir / "archlab.toml").write_text(
             TINY_CONFIG + f'\n[roles]\nplanner = "llm:default"\n\n[llm.default]\n'
             f'base_url = "{fake.base_url}"\nmodel = "fake-model"\n'
         )
-        run_id = None
         first = ["run", "--trials", str(trials), "--lanes", "2", "--workers", "2"]
-        for _ in range(10):
-            proc = start(lab_dir, *(["resume", run_id] if run_id else first))
-            try:
-                proc.wait(timeout=rng.uniform(3, 10))
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                kills += 1
-            if run_id is None and (home / "memory.duckdb").exists():
-                run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
-            if run_id is not None:
-                check_memory(home, run_id, trials, final=False)
-            if proc.returncode == 0:
-                break
-        else:
-            archlab(lab_dir, "resume", str(run_id))
-    assert run_id is not None and kills >= 5
-    check_memory(home, run_id, trials, final=True)
+        kills = kill_and_resume(
+            home,
+            trials,
+            lambda run_id: start(lab_dir, *(["resume", run_id] if run_id else first)),
+            rng=random.Random(11),
+            rounds=10,
+            seconds=(3, 10),
+        )
+    assert kills >= 5
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
     assert run["status"] == "finished"
 
@@ -380,6 +402,20 @@ def test_a_run_lease_is_held_by_one_process_and_dropped_when_it_dies(tmp_path: P
     assert leases.shown_status(tmp_path, running)["status"] == "killed"
     with leases.hold(tmp_path, "r1"):  # free again: this process drives it now
         assert leases.is_driven(tmp_path, "r1")
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    settings = soak_settings(home, 3)
+    open_memory(home).start_run(  # all a run leaves when killed before its first node
+        run_id="r-early", task="mqar", task_fingerprint="fp", brain="heuristic", seed=0,
+        config=settings.model_dump(mode="json"),
+    )  # fmt: skip
+    resume(home, "r-early", Console(quiet=True), recorded_executor(settings))
+    check_memory(home, "r-early", 3, final=True)
 
 
 @pytest.mark.slow
@@ -453,26 +489,16 @@ def test_kill_9_during_recorded_trials_then_resume_keeps_the_memory_consistent(
 ) -> None:
     """The kill -9 test at the rate the lab alone writes (trials answered from a
     recording): many more kills land in the middle of a memory write."""
-    candidates, rng, kills = 120, random.Random(5), 0
+    candidates = 120
     home, script = tmp_path / "home", Path(__file__).with_name("recorded_run.py")
-    run_id = None
-    for attempt in range(16):  # killed at a random moment, the last one left to finish
+
+    def launch(run_id: str | None) -> subprocess.Popen[str]:
         argv = [sys.executable, str(script), str(home), str(candidates)]
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv + ([run_id] if run_id else []), stderr=subprocess.PIPE, text=True
         )
-        try:
-            proc.wait(timeout=rng.uniform(3, 8) if attempt < 15 else 600)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        _, stderr = proc.communicate()
-        assert proc.returncode in (0, -signal.SIGKILL), stderr
-        if run_id is None and (home / "memory.duckdb").exists():
-            run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
-        if run_id is not None:
-            check_memory(home, run_id, candidates, final=False)
-        if proc.returncode == 0:
-            break
-    assert run_id is not None and proc.returncode == 0 and kills >= 10
-    check_memory(home, run_id, candidates, final=True)
+
+    kills = kill_and_resume(
+        home, candidates, launch, rng=random.Random(5), rounds=15, seconds=(3, 8)
+    )
+    assert kills >= 10

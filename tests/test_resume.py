@@ -38,7 +38,7 @@ def test_kill_9_during_training_then_resume(lab_dir: Path) -> None:
     proc.wait(timeout=30)
 
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
-    assert run["status"] == "running"  # killed: nobody closed it
+    assert run["status"] == "killed"  # nobody closed it, and no process drives it
     resumed = archlab(lab_dir, "resume", run["run_id"][:10])
     assert "resuming run" in resumed.stderr
 

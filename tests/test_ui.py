@@ -25,10 +25,11 @@ from rich.console import Console
 from archlab.config import load_settings
 from archlab.lab import discover
 from archlab.memory import leases
+from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory, now
 from archlab.report.plots import params_plot, score_plot
 from archlab.ui.server import UIServer
-from archlab.ui.views import candidate_href
+from archlab.ui.views import _trace, candidate_href
 from conftest import NETGUARD, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
 from test_cli import start
@@ -249,6 +250,32 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Memory, str]:
         run_id = discover(settings, Console(quiet=True))
     _real_runs.append((Memory(home / MEMORY_FILE), run_id))
     return _real_runs[0]
+
+
+@pytest.mark.slow
+def test_a_candidates_trace_reads_only_its_own_calls_and_trials(
+    real_run: tuple[Memory, str],
+) -> None:
+    """The candidate page loads the trials and LLM calls of its candidate only, and finds
+    the same spans, parented alike, as the whole run's spans do."""
+    memory, run_id = real_run
+    everything = spans_of(memory, run_id)
+    planner_calls = [s for s in everything if s["kind"] == "llm" and s["candidate_id"] is None]
+    assert planner_calls  # the model planner's calls name no candidate: the window finds them
+    for c in memory.candidates(run_id):
+        cid = c["candidate_id"]
+        mine = spans_of(memory, run_id, cid)
+        assert {s["span_id"] for s in mine if s["kind"] != "node"} < {
+            s["span_id"] for s in everything if s["kind"] != "node"
+        }
+        nodes = {
+            s["span_id"] for s in everything if s["kind"] == "node" and s["candidate_id"] == cid
+        }
+        expected = [
+            s for s in everything
+            if s["span_id"] in nodes or s["parent_id"] in nodes or s["candidate_id"] == cid
+        ]  # fmt: skip
+        assert _trace(memory, run_id, cid) == expected
 
 
 @pytest.mark.slow

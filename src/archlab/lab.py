@@ -131,7 +131,13 @@ def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
             for lane in range(lanes)
         ]
         inputs: list[LabState | None] = []
-        if start is None and saver.get_tuple(configs[0]) is None:
+        # killed before its first checkpoint, a run has no candidates and starts afresh;
+        # with candidates, its checkpoints are lost and a fresh start would repeat steps
+        if (
+            start is None
+            and saver.get_tuple(configs[0]) is None
+            and ctx.memory.candidates(ctx.run_id)
+        ):
             raise ArchlabError(f"run {ctx.run_id} left no checkpoint to resume from")
         fresh: LabState = {"run_id": ctx.run_id, "evaluated": 0, "history": []}
         for lane, config in enumerate(configs):

@@ -187,14 +187,34 @@ def _enclosing(nodes: dict[str | None, list[dict[str, Any]]], child: dict[str, A
     return None
 
 
-def spans_of(memory: Memory, run_id: str) -> list[dict[str, Any]]:
-    """Every span of the run, children right after their parent, in time order."""
+def spans_of(memory: Memory, run_id: str, candidate_id: str | None = None) -> list[dict[str, Any]]:
+    """Every span of the run, children right after their parent, in time order. With
+    `candidate_id`, of the trials and LLM calls (a run's prompts can add up to hundreds of
+    megabytes) only those its trace needs: the ones that name it, and the calls of no
+    candidate made while its nodes ran (the plan node's)."""
     nodes = [_node_span(r) for r in memory.spans(run_id)]
     by_candidate: dict[str | None, list[dict[str, Any]]] = {}
     for node in nodes:
         by_candidate.setdefault(node["candidate_id"], []).append(node)
-    trials = memory.query("SELECT * FROM trials WHERE run_id = ? ORDER BY finished_at", [run_id])
-    children = [_llm_span(r) for r in memory.llm_calls(run_id)] + [_trial_span(r) for r in trials]
+    if candidate_id is None:
+        calls = memory.llm_calls(run_id)
+        trials = memory.query(
+            "SELECT * FROM trials WHERE run_id = ? ORDER BY finished_at", [run_id]
+        )
+    else:
+        ran = by_candidate.get(candidate_id, [])
+        window = [min(n["start"] for n in ran), max(n["end"] for n in ran)] if ran else []
+        calls = memory.query(
+            "SELECT * FROM llm_calls WHERE run_id = ? AND (candidate_id = ? OR "
+            "(candidate_id IS NULL AND created_at BETWEEN ? AND ?)) "
+            "ORDER BY created_at, attempt, retry",
+            [run_id, candidate_id, *(window or [None, None])],
+        )
+        trials = memory.query(
+            "SELECT * FROM trials WHERE run_id = ? AND candidate_id = ? ORDER BY finished_at",
+            [run_id, candidate_id],
+        )
+    children = [_llm_span(r) for r in calls] + [_trial_span(r) for r in trials]
     by_parent: dict[str | None, list[dict[str, Any]]] = {}
     for child in children:
         child["parent_id"] = _enclosing(by_candidate, child)

@@ -120,7 +120,7 @@ def run_page(memory: Memory, run_id: str) -> dict[str, Any]:
 def _trace(memory: Memory, run_id: str, candidate_id: str) -> list[dict[str, Any]]:
     """The candidate's spans: its graph nodes and whatever ran inside them (a planner call
     belongs to no candidate yet, but to the plan node that made this one)."""
-    spans = spans_of(memory, run_id)
+    spans = spans_of(memory, run_id, candidate_id)
     nodes = {
         s["span_id"] for s in spans if s["kind"] == "node" and s["candidate_id"] == candidate_id
     }
