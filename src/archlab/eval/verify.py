@@ -7,6 +7,7 @@ import ast
 import functools
 import hashlib
 import io
+import threading
 import tokenize
 from dataclasses import dataclass
 
@@ -21,6 +22,17 @@ _SKIPPED_TOKENS = {
 }
 
 
+#: CPython 3.11 builds AST objects with interpreter-wide recursion bookkeeping, so lanes
+#: parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
+#: (python/cpython#106905): one parse at a time
+_PARSING = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    with _PARSING:
+        return ast.parse(source)
+
+
 @dataclass(frozen=True)
 class StaticCheck:
     ok: bool
@@ -30,7 +42,7 @@ class StaticCheck:
 
 def static_check(source: str) -> StaticCheck:
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except SyntaxError as e:
         return StaticCheck(False, "syntax", f"line {e.lineno}: {e.msg}")
     except ValueError as e:  # e.g. null bytes
@@ -80,7 +92,7 @@ class _Anonymize(ast.NodeTransformer):
 @functools.lru_cache(maxsize=32)
 def ast_hash(source: str) -> str | None:
     try:
-        tree = ast.parse(source)
+        tree = parse(source)
     except (SyntaxError, ValueError):
         return None
     tree = _Anonymize().visit(tree)
