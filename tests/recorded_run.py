@@ -1,12 +1,19 @@
 """`python recorded_run.py HOME CANDIDATES [RUN_ID]`: the soak's discovery (or, given a
 run id, its resume) with trials answered from a recording after each kind's first
 (RecordedExecutor): a process that writes to the memory as fast as the lab can, for the
-tests to kill."""
+tests to kill. With `DIE_AFTER_PLAN=N` in its environment the process kills itself at one
+exact point: once LangGraph has saved the writes of the Nth plan node, before the
+checkpoint that follows them."""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from rich.console import Console
 
@@ -46,5 +53,21 @@ def main(home: Path, candidates: int, run_id: str | None) -> None:
         resume(home, run_id, console, recorded_executor(settings))
 
 
+def die_after_plan(nth: int) -> None:
+    put_writes, planned = SqliteSaver.put_writes, []
+
+    def dying(self: SqliteSaver, config: Any, writes: Sequence[tuple[str, Any]], *a: Any) -> None:
+        put_writes(self, config, writes, *a)
+        channels = dict(writes)
+        if channels.get("candidate") and "step" in channels:  # plan's writes: an idea
+            planned.append(a)
+            if len(planned) == nth:
+                os._exit(137)
+
+    SqliteSaver.put_writes = dying  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
+    if "DIE_AFTER_PLAN" in os.environ:
+        die_after_plan(int(os.environ["DIE_AFTER_PLAN"]))
     main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

@@ -144,7 +144,7 @@ def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
             snapshot = graph.get_state(config) if start is None else None
             if snapshot is not None and snapshot.values:
                 inputs.append(None)
-                ctx.budget.hold(_claim_held(ctx, snapshot.values, snapshot.next))
+                ctx.budget.hold(_claim_held(ctx, snapshot.values))
             else:  # a new run, or a lane that had not started when the run stopped
                 inputs.append({**(start or fresh), "lane": lane})
         ctx.data  # noqa: B018 -- generated once here, before the lanes share it
@@ -153,17 +153,22 @@ def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
         conn.close()
 
 
-def _claim_held(ctx: RunContext, state: dict[str, Any], upcoming: tuple[str, ...]) -> int:
+def _claim_held(ctx: RunContext, state: dict[str, Any]) -> int:
     """Whether a resumed lane holds a claimed slot: it is about to code a candidate that
-    the memory has not saved yet (a planned idea, or the next attempt of a repair)."""
+    the memory has not saved yet (a planned idea, or the next attempt of a repair).
+
+    `state` is the lane's live state: with the writes of a node that finished after the
+    last checkpoint (LangGraph keeps them and does not run the node again), so the answer
+    comes from the state and the memory, not from which node is next."""
     candidate = state.get("candidate")
     if not candidate:
         return 0
-    ctx.inflight.add(candidate["candidate_id"], candidate["origin"], coder.genome_key(candidate))
-    if "code" not in upcoming:
-        return 0
     cid = candidate["candidate_id"]
-    if (state.get("verdict") or {}).get("verdict") == "repair":
+    if not ctx.memory.query(
+        "SELECT 1 FROM candidates WHERE candidate_id = ? AND status <> 'pending'", [cid]
+    ):
+        ctx.inflight.add(cid, candidate["origin"], coder.genome_key(candidate))
+    if state.get("repair_next"):  # record claimed a slot for the next attempt
         cid = coder.repair_id(cid)
     saved = ctx.memory.query("SELECT 1 FROM candidates WHERE candidate_id = ?", [cid])
     return 0 if saved else 1
@@ -212,7 +217,7 @@ def _run_lanes(
 
 
 def _baseline_settled(ctx: RunContext) -> bool:
-    return ctx.cancel.is_set() or ctx.memory.baseline(ctx.task_fingerprint) is not None
+    return ctx.cancel.is_set() or ctx.baseline_id() is not None
 
 
 def _stop_trials() -> None:

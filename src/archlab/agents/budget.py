@@ -57,10 +57,6 @@ class RunBudget:
                 return f"dollar budget spent (${usd:.4f} of ${run.max_usd:g})"
         return None
 
-    def started(self) -> int:
-        """Candidates started so far: saved ones and the slots claimed for the next."""
-        return self._saved() + self._claimed
-
     def claim(self) -> str | None:
         """Take a slot for one more candidate (a new idea or a repair), or say which budget
         is spent. Budgets are checked between candidates: one in flight always finishes."""
@@ -84,15 +80,18 @@ class RunBudget:
             self._claimed -= 1
 
     @contextmanager
-    def saving(self, candidate_id: str) -> Iterator[None]:
+    def saving(self, candidate_id: str) -> Iterator[int]:
         """Around the first save of a candidate: its claim becomes a saved row. Saving it
-        again (the node re-ran after a crash) settles nothing."""
+        again (the node re-ran after a crash) settles nothing. Gives the candidates started
+        so far, this one included."""
         with self._lock:
-            known = self.memory.query(
-                "SELECT 1 FROM candidates WHERE candidate_id = ?", [candidate_id]
+            (row,) = self.memory.query(
+                "SELECT count(*) AS saved, count(*) FILTER (candidate_id = ?) AS known "
+                "FROM candidates WHERE run_id = ?",
+                [candidate_id, self.run_id],
             )
-            yield
-            if not known:
+            yield row["saved"] + self._claimed
+            if not row["known"]:
                 self._claimed -= 1
 
     def _saved(self) -> int:

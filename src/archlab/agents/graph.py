@@ -86,10 +86,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         except NoAnswer as e:
             source, outcome = "", ladder.rejected("answer", str(e))
         candidate["source"] = source
-        # saved and claimed candidates, the same count before the save settles the claim:
-        # read first, so that the read does not commit the save apart from the node's batch
-        n = ctx.budget.started()
-        with ctx.budget.saving(candidate["candidate_id"]):
+        with ctx.budget.saving(candidate["candidate_id"]) as n:
             _save_candidate(candidate)
             if lanes > 1:  # other lanes count saved candidates: commit before the claim goes
                 ctx.memory.flush()
@@ -101,7 +98,8 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
             f"{_lane_tag(state)}[bold]#{n}[/] {candidate['candidate_id']} "
             f"[cyan]{plan['operator']}[/] {escape(what)}"
         )
-        return {"candidate": candidate, "outcome": outcome, "verdict": {}}
+        # the repair's slot is settled by the save
+        return {"candidate": candidate, "outcome": outcome, "verdict": {}, "repair_next": False}
 
     def _save_candidate(candidate: dict[str, Any]) -> None:
         source = candidate["source"]

@@ -127,7 +127,7 @@ def reference(ctx: RunContext, candidate: dict[str, Any]) -> Reference:
             best = (f"parent {parent_id}", seeds)
     if best is not None:
         return best
-    baseline = ctx.memory.baseline_id(ctx.task_fingerprint)
+    baseline = ctx.baseline_id()
     if baseline is None or baseline == candidate["candidate_id"]:
         return None
     seeds = ctx.memory.seed_scores(baseline)
@@ -210,7 +210,7 @@ def decide(
             "not confirmed",
             _no_difference(),
         )
-    baseline = ctx.memory.baseline_id(ctx.task_fingerprint)
+    baseline = ctx.baseline_id()
     baseline_seeds = ctx.memory.seed_scores(baseline) if baseline else []
     name, seeds = ref
     return judge(

@@ -74,7 +74,7 @@ def new_candidate_id() -> str:
 
 
 def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
-    baseline = ctx.memory.baseline(ctx.task_fingerprint)
+    baseline = ctx.baseline_id()
     if baseline is None:
         return {
             "candidate_id": new_candidate_id(),
@@ -101,9 +101,7 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
     )
-    sampled = len(ctx.memory.random_sample_scores(ctx.task_fingerprint))
-    sampled += ctx.inflight.count("random")
-    if sampled < search.random_samples and step % 2 == 0:
+    if step % 2 == 0 and _random_samples(ctx) < search.random_samples:
         # The honest yardstick, whatever the brain: the average architecture sampled at
         # random from the same space, trained by the same script (every other step, so
         # that a short run still shows the brain at work).
@@ -125,7 +123,7 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
                 score=row["score"],
                 genome=Genome.model_validate(row["genome"])
                 if row["genome"]
-                else (as_genome if row["candidate_id"] == baseline["candidate_id"] else None),
+                else (as_genome if row["candidate_id"] == baseline else None),
             )
             for row in ctx.memory.parent_pool(ctx.task_fingerprint)
         ]
@@ -135,6 +133,12 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
         )
         proposal = _steered(brain, pool, known, read_steer(notes))
     return _candidate(proposal, origin="proposed", brain="heuristic")
+
+
+def _random_samples(ctx: RunContext) -> int:
+    """Random samples of the task's space, recorded and in flight."""
+    recorded = len(ctx.memory.random_sample_scores(ctx.task_fingerprint))
+    return recorded + ctx.inflight.count("random")
 
 
 def _baseline_is_transformer(task: TokenTask) -> bool:

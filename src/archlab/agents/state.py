@@ -45,7 +45,8 @@ class LabState(TypedDict, total=False):
     stopped: str | None
     #: the training stage the candidate in flight is at: proxy, or confirm once promoted
     stage: str
-    #: record's decision: the failed candidate gets another coding attempt (a slot claimed)
+    #: record's decision: the failed candidate gets another coding attempt (a slot claimed,
+    #: settled when code saves the attempt)
     repair_next: bool
     #: the run's conclusion: scale stage and improvement over baseline and random search
     summary: dict[str, Any]
@@ -101,6 +102,14 @@ class RunContext:
     #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
     cancel: threading.Event = field(default_factory=threading.Event)
     inflight: InFlight = field(default_factory=InFlight)
+    _baseline_id: str | None = field(default=None, init=False, repr=False)
+
+    def baseline_id(self) -> str | None:
+        """The task's baseline (the earliest settled one), looked up until it exists, then
+        kept: every candidate asks for it, and once settled it does not change."""
+        if self._baseline_id is None:
+            self._baseline_id = self.memory.baseline_id(self.task_fingerprint)
+        return self._baseline_id
 
     @cached_property
     def data(self) -> TokenData:

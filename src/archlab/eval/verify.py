@@ -6,20 +6,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import io
 import threading
-import tokenize
 from dataclasses import dataclass
 
 import numpy as np
-
-_SKIPPED_TOKENS = {
-    tokenize.COMMENT,
-    tokenize.NL,
-    tokenize.NEWLINE,
-    tokenize.INDENT,
-    tokenize.DEDENT,
-}
 
 
 #: CPython 3.11 builds AST objects with interpreter-wide recursion bookkeeping, so lanes
@@ -41,12 +31,31 @@ class StaticCheck:
 
 
 def static_check(source: str) -> StaticCheck:
+    return _analysis(source)[0]
+
+
+def ast_hash(source: str) -> str | None:
+    """Hash of the program's structure and names: blind to comments, layout and docstrings;
+    None for code that does not parse."""
+    return _analysis(source)[1]
+
+
+# Both are pure functions of the source, asked for by the coder (to save the candidate)
+# and again by the static and dedup stages: a small cache parses each source once.
+@functools.lru_cache(maxsize=32)
+def _analysis(source: str) -> tuple[StaticCheck, str | None]:
     try:
         tree = parse(source)
     except SyntaxError as e:
-        return StaticCheck(False, "syntax", f"line {e.lineno}: {e.msg}")
+        return StaticCheck(False, "syntax", f"line {e.lineno}: {e.msg}"), None
     except ValueError as e:  # e.g. null bytes
-        return StaticCheck(False, "syntax", str(e))
+        return StaticCheck(False, "syntax", str(e)), None
+    check = _contract(tree)
+    tree = _Anonymize().visit(tree)
+    return check, hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:32]
+
+
+def _contract(tree: ast.Module) -> StaticCheck:
     builders = [
         node
         for node in tree.body
@@ -63,21 +72,13 @@ def static_check(source: str) -> StaticCheck:
     return StaticCheck(True)
 
 
-# Both hashes are pure functions of the source, asked for by the coder and again by the
-# dedup stage: a small cache computes each once per candidate.
 @functools.lru_cache(maxsize=32)
 def source_hash(source: str) -> str:
-    """Hash of the token stream without comments or layout: whitespace and comment edits match."""
-    try:
-        tokens = [
-            tok.string
-            for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type not in _SKIPPED_TOKENS
-        ]
-        canonical = "\x00".join(tokens)
-    except (tokenize.TokenError, SyntaxError):
-        canonical = "".join(source.split())
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    """Hash of the code's words in order, whatever the amount of whitespace between them.
+    Comments and docstrings are ast_hash's to ignore (dedup asks for either hash, and only
+    code that parses gets that far): tokenizing to drop them here cost as much again as
+    the AST hash."""
+    return hashlib.sha256(" ".join(source.split()).encode()).hexdigest()[:32]
 
 
 class _Anonymize(ast.NodeTransformer):
@@ -87,16 +88,6 @@ class _Anonymize(ast.NodeTransformer):
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return None
         return self.generic_visit(node)
-
-
-@functools.lru_cache(maxsize=32)
-def ast_hash(source: str) -> str | None:
-    try:
-        tree = parse(source)
-    except (SyntaxError, ValueError):
-        return None
-    tree = _Anonymize().visit(tree)
-    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:32]
 
 
 # --- causality: judged on the trusted side from the model's own logits -----------------

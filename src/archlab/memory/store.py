@@ -127,17 +127,19 @@ class _Upsert:
 _Write = _Insert | _Upsert | Callable[[duckdb.DuckDBPyConnection], Any]
 
 
-def _apply(con: duckdb.DuckDBPyConnection, writes: list[_Write]) -> None:
+def _apply(con: duckdb.DuckDBPyConnection, writes: list[_Write], look_up: bool = True) -> None:
     """Run the writes, with the effect of running them in order, in fewer statements
     (DuckDB spends most of a small write planning it):
 
-    - Upserts become plain INSERTs or UPDATEs: one query per table finds which of their
-      keys exist, where INSERT ... ON CONFLICT DO UPDATE costs several times an INSERT.
-      The look-up needs no transaction around it: a process's writes take turns (the
-      write lock), no other process has the file open meanwhile, no row is ever deleted.
+    - Upserts become plain INSERTs or UPDATEs: one query finds which of their keys exist,
+      where INSERT ... ON CONFLICT DO UPDATE costs several times an INSERT. The look-up
+      needs no transaction around it: a process's writes take turns (the write lock), no
+      other process has the file open meanwhile, no row is ever deleted. Without
+      `look_up`, every upserted row is taken as new (an existing one fails the INSERT).
     - New rows of a table go in together, one INSERT with many rows, when nothing but
       inserts into other tables comes between them (those commute)."""
-    existing = _existing_keys(con, [w for w in writes if isinstance(w, _Upsert)])
+    upserts = [w for w in writes if isinstance(w, _Upsert)] if look_up else []
+    existing = _existing_keys(con, upserts)
     rows: dict[tuple[str, tuple[str, ...]], list[list[Any]]] = {}  # by table and columns
 
     def insert_rows() -> None:
@@ -517,8 +519,12 @@ class Memory:
         if not writes:
             return
         batches.writes = []
-        with self.transaction(), self._file.connection(False) as con:
-            _apply(con, writes)
+        try:  # the rows a batch upserts are new, but for a node re-run after a crash
+            with self.transaction(), self._file.connection(False) as con:
+                _apply(con, writes, look_up=False)
+        except duckdb.ConstraintException:  # one exists: the same writes, keys looked up
+            with self.transaction(), self._file.connection(False) as con:
+                _apply(con, writes)
 
     def _write(self, write: _Write) -> None:
         """Apply `write` now, or hold it for the thread's batch."""
@@ -602,15 +608,18 @@ class Memory:
     ) -> dict[str, Any] | None:
         """The earliest evaluated candidate of the task with the same code: its id, score,
         metrics and parameter count (the columns a duplicate reuses; all of them cost twice
-        the time)."""
+        the time). The earliest is picked here: ORDER BY ... LIMIT 1 doubles the query's
+        time, and candidates with the same code are few (later ones are duplicates)."""
         rows = self._query(
-            "SELECT candidate_id, score, metrics, n_params FROM candidates "
+            "SELECT candidate_id, score, metrics, n_params, created_at FROM candidates "
             "WHERE task_fingerprint = ? AND status NOT IN ('pending', 'duplicate') "
-            "AND (source_hash = ? OR (ast_hash IS NOT NULL AND ast_hash = ?)) "
-            "ORDER BY created_at LIMIT 1",
+            "AND (source_hash = ? OR (ast_hash IS NOT NULL AND ast_hash = ?))",
             [task_fingerprint, source_hash, ast_hash],
         )
-        return rows[0] if rows else None
+        if not rows:
+            return None
+        earliest = min(rows, key=lambda row: row["created_at"])
+        return {k: v for k, v in earliest.items() if k != "created_at"}
 
     def parent_pool(self, task_fingerprint: str, limit: int = 50) -> list[dict[str, Any]]:
         """The best scored candidates of this exact task, across every run."""
