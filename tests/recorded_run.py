@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
-
 from rich.console import Console
 
 from archlab.config import Settings, load_settings

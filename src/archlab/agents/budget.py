@@ -1,5 +1,6 @@
 """A run's budgets (candidates, wall time, tokens, dollars), shared by its lanes and carried
-across resumes: every count comes from the memory, never from one lane's state.
+across resumes: the run's counts, never one lane's. Saved candidates are counted in the
+memory when a process takes the run up, then as its lanes save them.
 
 A lane claims a candidate slot before planning and the slot is settled when the candidate
 is saved, so K lanes never start more candidates than the budget allows. Time is the time
@@ -16,6 +17,10 @@ from contextlib import contextmanager
 from archlab.config import RunSettings
 from archlab.memory.store import Memory
 
+#: how often the run's time is stored as its candidates are recorded: a kill -9 loses at
+#: most this much of it from the time budget (storing it with every candidate cost a write)
+SAVE_ELAPSED_S = 10.0
+
 
 class RunBudget:
     def __init__(
@@ -28,8 +33,9 @@ class RunBudget:
         """`elapsed_before`: the seconds earlier sessions of the run ran."""
         self.settings, self.memory, self.run_id = settings, memory, run_id
         self._elapsed_before = elapsed_before
-        self._started = time.monotonic()
+        self._started = self._elapsed_saved_at = time.monotonic()
         self._claimed = 0
+        self._saved_count: int | None = None
         self._lock = threading.Lock()
 
     def elapsed(self) -> float:
@@ -39,7 +45,13 @@ class RunBudget:
         minutes = self.settings.minutes
         return not minutes or self.elapsed() < minutes * 60
 
-    def save_elapsed(self) -> None:
+    def save_elapsed(self, every_s: float = 0.0) -> None:
+        """Store the time the run has spent; with `every_s`, only if the last store is
+        older than that."""
+        clock = time.monotonic()
+        if every_s and clock - self._elapsed_saved_at < every_s:
+            return
+        self._elapsed_saved_at = clock
         self.memory.execute(
             "UPDATE runs SET elapsed_s = ? WHERE run_id = ?", [self.elapsed(), self.run_id]
         )
@@ -85,17 +97,20 @@ class RunBudget:
         again (the node re-ran after a crash) settles nothing. Gives the candidates started
         so far, this one included."""
         with self._lock:
-            (row,) = self.memory.query(
-                "SELECT count(*) AS saved, count(*) FILTER (candidate_id = ?) AS known "
-                "FROM candidates WHERE run_id = ?",
-                [candidate_id, self.run_id],
+            known = self.memory.query(
+                "SELECT 1 FROM candidates WHERE candidate_id = ?", [candidate_id]
             )
-            yield row["saved"] + self._claimed
-            if not row["known"]:
+            yield self._saved() + self._claimed
+            if not known:
                 self._claimed -= 1
+                self._saved_count = self._saved() + 1
 
     def _saved(self) -> int:
-        rows = self.memory.query(
-            "SELECT count(*) AS n FROM candidates WHERE run_id = ?", [self.run_id]
-        )
-        return int(rows[0]["n"])
+        """The run's saved candidates: counted in the memory once, then kept here as they
+        are saved (the run's lease makes this process its only writer)."""
+        if self._saved_count is None:
+            rows = self.memory.query(
+                "SELECT count(*) AS n FROM candidates WHERE run_id = ?", [self.run_id]
+            )
+            self._saved_count = int(rows[0]["n"])
+        return self._saved_count

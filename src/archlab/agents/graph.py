@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from archlab.agents import coder, critic, human, ladder, planner, trainer
 from archlab.agents.brains import ReplayExhausted
+from archlab.agents.budget import SAVE_ELAPSED_S
 from archlab.agents.llm import NoAnswer
 from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.eval.verify import ast_hash, source_hash
@@ -158,7 +159,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
 
     def record(state: LabState) -> dict[str, Any]:
         candidate, outcome, verdict = state["candidate"] or {}, state["outcome"], state["verdict"]
-        # the outcome, its verdict and the run's time commit at once (the node's batch),
+        # the outcome, its verdict and (every few seconds) the run's time commit at once,
         # before other lanes stop seeing the candidate as in flight (they count the random
         # samples recorded and in flight)
         ctx.memory.set_outcome(
@@ -177,7 +178,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         ctx.memory.save_verdict(
             candidate_id=candidate["candidate_id"], run_id=ctx.run_id, **verdict
         )
-        ctx.budget.save_elapsed()
+        ctx.budget.save_elapsed(every_s=SAVE_ELAPSED_S)
         if lanes > 1:
             ctx.memory.flush()
         ctx.inflight.discard(candidate["candidate_id"])

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: CPython 3.11 builds AST objects with interpreter-wide recursion bookkeeping, so lanes
 #: parsing at once can fail with "SystemError: AST constructor recursion depth mismatch"
 #: (python/cpython#106905): one parse at a time
