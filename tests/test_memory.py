@@ -91,6 +91,32 @@ def test_upsert_keeps_one_row(tmp_path: Path) -> None:
     assert len(rows) == 1 and rows[0]["score"] == 0.4
 
 
+def test_a_batch_that_rewrites_existing_rows_updates_them(tmp_path: Path) -> None:
+    """A batch inserts the rows it upserts as new; one that exists (a node re-run after a
+    crash) fails that INSERT, and the batch is written again with its keys looked up."""
+    memory = Memory(tmp_path / "m.duckdb")
+    with memory.batch():
+        _candidate(memory, "a", 0.1)
+    with memory.batch():
+        _candidate(memory, "b", 0.2)
+        _candidate(memory, "a", 0.4)
+    scores = {row["candidate_id"]: row["score"] for row in memory.candidates("r1")}
+    assert scores == {"a": 0.4, "b": 0.2}
+
+
+def test_closing_does_not_wait_forever_on_an_operation_cut_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C between taking the connection and the `try` that gives it back leaves the
+    operation counted: the process used to hang at exit waiting for it."""
+    monkeypatch.setattr(store, "_CLOSE_WAIT_S", 0.1)
+    memory = Memory(tmp_path / "m.duckdb")
+    memory._file._acquire(read_only=False)  # taken, never given back
+    started = time.monotonic()
+    memory._file.close()
+    assert time.monotonic() - started < 5 and memory._file._con is None
+
+
 def test_a_transaction_commits_its_writes_together_or_none(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     with memory.transaction():

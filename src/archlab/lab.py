@@ -206,10 +206,10 @@ def _run_lanes(
                 thread.join(0.5)
     except KeyboardInterrupt:
         ctx.cancel.set()
-        _stop_trials()
         for thread in threads:
-            if thread.ident is not None:
-                thread.join()
+            while thread.is_alive():  # again and again: a lane may start one more trial
+                _stop_trials()  # before it sees the cancel
+                thread.join(0.2)
         raise
     if failures:
         raise failures[0]

@@ -61,9 +61,12 @@ def run_stage(
         complexity=complexity,
         gpus=settings.executor.gpus_per_trial,
     )
+    stopped = f"trial {trial_id} stopped with the run; it runs again on resume"
+    if ctx.cancel.is_set():
+        raise Cancelled(stopped)
     report = ctx.executor.run(request)
     if ctx.cancel.is_set():  # stopped on purpose (Ctrl-C): not the candidate's failure
-        raise Cancelled(f"trial {trial_id} stopped with the run; it runs again on resume")
+        raise Cancelled(stopped)
     outcome = _outcome(ctx, report)
     if report.status == "ok" and probe is not None and report.probe is not None:
         outcome["causality"] = asdict(causality_check(probe, report.probe))

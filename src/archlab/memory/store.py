@@ -59,6 +59,9 @@ _MIN_HOLD_S = 0.2  # a busy holder keeps the file this long before it answers a 
 _IDLE_S = 0.02  # an idle holder answers at once: no operation for this long
 _HANDOVER_WAIT_S = 1.0  # how long a holder that yielded leaves the file to the asker
 _DRAIN_WAIT_S = 0.5  # how long a new operation waits for a handover before joining anyway
+#: how long closing waits for operations in flight: a Ctrl-C that lands between taking the
+#: connection and the `try` that gives it back leaves one counted forever
+_CLOSE_WAIT_S = 5.0
 _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "curve", "loss_curve"}
 _JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
 _JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
@@ -372,8 +375,7 @@ class _SharedFile:
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join()
         with self._cond:
-            while self._in_flight:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._in_flight, timeout=_CLOSE_WAIT_S)
             if self._con is not None:
                 self._close()
 
