@@ -239,6 +239,9 @@ def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal delivers it: a shell starts background jobs (a CI script's
+        # `cmd &`) with SIGINT ignored, and Python then keeps ignoring it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     trials = lab_dir / "home" / "trials"
     deadline = time.monotonic() + 120
