@@ -483,6 +483,7 @@ def test_soak_thousands_of_recorded_trials(tmp_path: Path) -> None:
     assert duplicates == 0
 
 
+@pytest.mark.slow
 def test_a_kill_between_plans_saved_writes_and_its_checkpoint_keeps_the_budget(
     tmp_path: Path,
 ) -> None:
