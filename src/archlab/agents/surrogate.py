@@ -8,8 +8,8 @@ accumulate they move towards what the data credit. The fit takes well under a mi
 at the pool sizes the planner passes (at most 50 candidates).
 
 The features (:data:`FEATURES`) describe a genome's composition generically (shares of each
-mixer and channel, width, heads, depth, norm, residual, ...), so nothing in them knows what
-a particular task rewards.
+mixer and channel, width, heads, depth, norm, residual, whether a local mixer feeds an
+attention layer, ...), so nothing in them knows what a particular task rewards.
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ FEATURES: tuple[str, ...] = (
     "mlp_ratio",
     "conv_kernel",
     "attention width",
+    "local mixer before attention",
+    "width x local before attention",
 )
+
+#: Mixers that see only nearby positions (or a decaying summary): one of them ahead of an
+#: attention layer hands it shifted tokens, as in H3 and Hyena, so the order of the stack
+#: is a feature, not only its shares.
+_LOCAL_MIXERS = frozenset({"causal_conv", "gated_recurrence"})
 
 #: Grids of the prior precision of the weights and of the noise variance (scores scaled to
 #: unit variance) from which the fit keeps the pair with the highest evidence.
@@ -51,6 +58,8 @@ def features(genome: Genome) -> list[float]:
     channels = [b.channel for b in g.blocks]
     width = (g.d_model - 32) / 96
     attention = sum(m in HEADED_MIXERS for m in mixers) / n
+    first_attention = next((i for i, m in enumerate(mixers) if m in HEADED_MIXERS), 0)
+    local_first = float(any(m in _LOCAL_MIXERS for m in mixers[:first_attention]))
     return [
         *(mixers.count(m) / n for m in MIXERS),
         *(float(m in mixers) for m in MIXERS),
@@ -64,6 +73,8 @@ def features(genome: Genome) -> list[float]:
         (g.mlp_ratio - 1) / 3 if g.uses_mlp_ratio else 0.0,
         (g.conv_kernel - 2) / 6 if g.uses_conv_kernel else 0.0,
         width * attention,
+        local_first,
+        width * local_first,
     ]
 
 
