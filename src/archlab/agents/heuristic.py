@@ -75,7 +75,7 @@ def estimate_cost(genome: Genome) -> float:
     parameter counts alone are a poor guide. Only ratios (:func:`relative_cost`) are used;
     the absolute scale depends on the machine.
     """
-    g = genome.canonical()
+    g = genome  # heads, kernel and MLP ratio count only in the blocks that use them
     d = g.d_model
     h = g.n_heads
     norm = 0.007 * d if g.norm == "layernorm" else 0.017 * d
@@ -547,7 +547,7 @@ class HeuristicBrain:
                 child, change, why = self._edit(child, jump=reach > 2)
                 changes.append(change)
                 reasons.append(why)
-            if child.key() == parent.key():
+            if child == parent:  # both canonical: equal fields, equal keys
                 continue
             ok = relative_cost(child) < parent_cost if parent_over else within_budget(child)
             if ok:
@@ -657,7 +657,7 @@ class HeuristicBrain:
         each global hyperparameter comes from either parent. Within budget, and different
         from both parents whenever the retries allow."""
         rng = self.rng
-        parents = {a.canonical().key(), b.canonical().key()}
+        parents = (a.canonical(), b.canonical())
         child = a.canonical()
         for _ in range(self.max_attempts):
             i = rng.randint(1, len(a.blocks))
@@ -679,7 +679,7 @@ class HeuristicBrain:
                 )
             )
             child = candidate
-            if candidate.key() not in parents:
+            if candidate not in parents:
                 return candidate
         return child
 

@@ -52,26 +52,29 @@ _NOISES = (0.05, 0.2, 0.5, 1.0)
 
 def features(genome: Genome) -> list[float]:
     """The genome as :data:`FEATURES`, each about 0..1; unused hyperparameters are 0."""
-    g = genome.canonical()
+    # no canonical() needed: the hyperparameters it resets are the ones zeroed here
+    g = genome
     n = len(g.blocks)
     mixers = [b.mixer for b in g.blocks]
     channels = [b.channel for b in g.blocks]
     width = (g.d_model - 32) / 96
-    attention = sum(m in HEADED_MIXERS for m in mixers) / n
-    first_attention = next((i for i, m in enumerate(mixers) if m in HEADED_MIXERS), 0)
+    headed = [m in HEADED_MIXERS for m in mixers]
+    attention = sum(headed) / n
+    first_attention = headed.index(True) if attention else 0
     local_first = float(any(m in _LOCAL_MIXERS for m in mixers[:first_attention]))
+    uses_mlp = channels.count("none") < n
     return [
         *(mixers.count(m) / n for m in MIXERS),
         *(float(m in mixers) for m in MIXERS),
         channels.count("mlp") / n,
         channels.count("gated_mlp") / n,
         width,
-        math.log2(g.n_heads) / 3 if g.uses_heads else 0.0,
+        math.log2(g.n_heads) / 3 if attention else 0.0,
         (n - 1) / 3,
         float(g.norm == "rmsnorm"),
         float(g.residual == "post_norm"),
-        (g.mlp_ratio - 1) / 3 if g.uses_mlp_ratio else 0.0,
-        (g.conv_kernel - 2) / 6 if g.uses_conv_kernel else 0.0,
+        (g.mlp_ratio - 1) / 3 if uses_mlp else 0.0,
+        (g.conv_kernel - 2) / 6 if "causal_conv" in mixers else 0.0,
         width * attention,
         local_first,
         width * local_first,
@@ -121,23 +124,27 @@ class Surrogate:
         spread = float(y.std())
         y_scale = spread if spread > 1e-12 else max(abs(y_mean), 1.0)
         t = (y - y_mean) / y_scale
+        # one eigendecomposition serves every grid point: the posterior precision
+        # alpha I + beta X'X shares X'X's eigenvectors, with eigenvalues alpha + beta * l
+        eigenvalues, vectors = np.linalg.eigh(xc.T @ xc)
+        eigenvalues = np.maximum(eigenvalues, 0.0)
+        projected = vectors.T @ (xc.T @ t)
         best_fit: tuple[float, np.ndarray, np.ndarray, float] | None = None
         for alpha in _ALPHAS:
             for noise in _NOISES:
                 beta = 1.0 / noise
-                precision = alpha * np.eye(d) + beta * xc.T @ xc
-                covariance = np.linalg.inv(precision)
-                w = beta * covariance @ xc.T @ t
+                precision = alpha + beta * eigenvalues
+                w = vectors @ (beta * projected / precision)
                 residual = t - xc @ w
-                _, logdet = np.linalg.slogdet(precision)
                 evidence = 0.5 * (
                     d * math.log(alpha)
                     + n * math.log(beta)
                     - beta * float(residual @ residual)
                     - alpha * float(w @ w)
-                    - logdet
+                    - float(np.log(precision).sum())
                 )
                 if best_fit is None or evidence > best_fit[0]:
+                    covariance = (vectors / precision) @ vectors.T
                     best_fit = (evidence, w, covariance, noise / n)
         assert best_fit is not None
         _, w, covariance, intercept_var = best_fit
@@ -148,17 +155,17 @@ class Surrogate:
         means = self.y_mean + self.y_scale * (x @ self.weights)
         variances = np.einsum("ij,jk,ik->i", x, self.covariance, x) + self.intercept_var
         stds = self.y_scale * np.sqrt(np.maximum(variances, 0.0))
-        predictions = []
-        for row, mean, std in zip(x, means, stds, strict=True):
-            contributions = self.y_scale * row * self.weights
-            order = np.argsort(-np.abs(contributions), kind="stable")[:3]
-            reasons = [(FEATURES[i], float(contributions[i])) for i in order]
-            predictions.append(
-                Prediction(
-                    float(mean), float(std), _expected_improvement(mean, std, self.best), reasons
-                )
+        contributions = self.y_scale * x * self.weights
+        top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :3]
+        return [
+            Prediction(
+                float(mean),
+                float(std),
+                _expected_improvement(mean, std, self.best),
+                [(FEATURES[i], float(row[i])) for i in order],
             )
-        return predictions
+            for mean, std, row, order in zip(means, stds, contributions, top, strict=True)
+        ]
 
 
 def _expected_improvement(mean: float, std: float, best: float) -> float:
