@@ -13,7 +13,7 @@ every genome tried) with scores from the cache, training only genomes it has not
 `--random N` first scores N uniform draws of the genome space (cached like the rest): the
 target is the median of random search's best of 64 resampled from their scores. Prints
 each search's best score after every trial, the trials each took to reach the target
-(99: not within --trials), their median, and the mean best after 4, 8, 16 trials.
+(None: not within --trials), their median, and the mean best after 4, 8, 16 trials.
 """
 
 from __future__ import annotations
@@ -30,13 +30,12 @@ from pathlib import Path
 
 from archlab.agents.genome import Genome, baseline_genome, render
 from archlab.agents.heuristic import HeuristicBrain, PoolEntry
-from archlab.eval.bench import SEARCH_MQAR, SEARCH_PROXY_STEPS
+from archlab.eval.bench import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
 from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import run_trial
 
 TASK = MQAR(**SEARCH_MQAR, proxy_steps=SEARCH_PROXY_STEPS)
-NOT_REACHED = 99
 
 
 class Landscape:
@@ -88,15 +87,13 @@ def search(landscape: Landscape, seed: int, trials: int) -> list[float]:
     base = baseline_genome()
     entries = [PoolEntry("c0", landscape.score(base), base)]
     seen = {base.key()}
-    curve = [entries[0].score]
     for step in range(1, trials):
         brain = HeuristicBrain(random.Random(f"{seed}:simulation:{step}"))
         pool = sorted((e for e in entries if math.isfinite(e.score)), key=lambda e: -e.score)
         genome = brain.propose(pool[:50], seen).genome
         seen.add(genome.key())
         entries.append(PoolEntry(f"c{step}", landscape.score(genome), genome))
-        curve.append(max(curve[-1], entries[-1].score))
-    return curve
+    return _best_so_far([e.score for e in entries])
 
 
 def random_best_of_64(scores: list[float]) -> float:
@@ -121,11 +118,13 @@ def main() -> None:
         curves = list(
             pool.map(lambda seed: search(landscape, seed, args.trials), range(args.seeds))
         )
-    reached = [next((t for t, b in enumerate(c, 1) if b >= target), NOT_REACHED) for c in curves]
+    reached = [_trials_to_reach(curve, target) for curve in curves]
+    # not reached within --trials ranks after every count
+    median = statistics.median(math.inf if n is None else n for n in reached)
     for curve in curves:
         print(" ".join(f"{best:.3f}" for best in curve))
     print(f"target (random search's median best of 64): {target:.3f}")
-    print(f"trials to reach it: {reached}, median {statistics.median(reached)}")
+    print(f"trials to reach it (None: not within --trials): {reached}, median {median}")
     for t in (4, 8, 16):
         if t <= args.trials:
             print(f"mean best after {t} trials: {statistics.mean(c[t - 1] for c in curves):.3f}")

@@ -62,19 +62,18 @@ def features(genome: Genome) -> list[float]:
     attention = sum(headed) / n
     first_attention = headed.index(True) if attention else 0
     local_first = float(any(m in _LOCAL_MIXERS for m in mixers[:first_attention]))
-    uses_mlp = channels.count("none") < n
     return [
         *(mixers.count(m) / n for m in MIXERS),
         *(float(m in mixers) for m in MIXERS),
         channels.count("mlp") / n,
         channels.count("gated_mlp") / n,
         width,
-        math.log2(g.n_heads) / 3 if attention else 0.0,
+        math.log2(g.n_heads) / 3 if g.uses_heads else 0.0,
         (n - 1) / 3,
         float(g.norm == "rmsnorm"),
         float(g.residual == "post_norm"),
-        (g.mlp_ratio - 1) / 3 if uses_mlp else 0.0,
-        (g.conv_kernel - 2) / 6 if "causal_conv" in mixers else 0.0,
+        (g.mlp_ratio - 1) / 3 if g.uses_mlp_ratio else 0.0,
+        (g.conv_kernel - 2) / 6 if g.uses_conv_kernel else 0.0,
         width * attention,
         local_first,
         width * local_first,
