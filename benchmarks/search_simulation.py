@@ -11,8 +11,9 @@ every genome tried) with scores from the cache, training only genomes it has not
     .venv/bin/python benchmarks/search_simulation.py --random 160 --seeds 8 --trials 20
 
 `--random N` first scores N uniform draws of the genome space (cached like the rest): the
-target is the median of random search's best of 64 resampled from their scores. Prints
-each search's best score after every trial, the trials each took to reach the target
+target is the median of random search's best of 64 resampled from their scores.
+`--candidates N` sets the edits the brain screens per proposal (`SCREENED_EDITS` if not
+given). Prints each search's best score after every trial, the trials each took to reach the target
 (None: not within --trials), their median, and the mean best after 4, 8, 16 trials.
 """
 
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from archlab.agents.genome import Genome, baseline_genome, render
-from archlab.agents.heuristic import HeuristicBrain, PoolEntry
+from archlab.agents.heuristic import SCREENED_EDITS, HeuristicBrain, PoolEntry
 from archlab.eval.bench import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
 from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher
@@ -82,13 +83,13 @@ class Landscape:
         return score
 
 
-def search(landscape: Landscape, seed: int, trials: int) -> list[float]:
+def search(landscape: Landscape, seed: int, trials: int, candidates: int) -> list[float]:
     """The best score after each trial of one planner-like heuristic search."""
     base = baseline_genome()
     entries = [PoolEntry("c0", landscape.score(base), base)]
     seen = {base.key()}
     for step in range(1, trials):
-        brain = HeuristicBrain(random.Random(f"{seed}:simulation:{step}"))
+        brain = HeuristicBrain(random.Random(f"{seed}:simulation:{step}"), candidates=candidates)
         pool = sorted((e for e in entries if math.isfinite(e.score)), key=lambda e: -e.score)
         genome = brain.propose(pool[:50], seen).genome
         seen.add(genome.key())
@@ -108,6 +109,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="trials trained at once")
+    parser.add_argument(
+        "--candidates", type=int, default=SCREENED_EDITS,
+        help="edits the brain screens per proposal (its default if not given)",
+    )  # fmt: skip
     args = parser.parse_args()
     landscape = Landscape(args.cache)
     with ThreadPoolExecutor(args.workers) as pool:
@@ -116,7 +121,10 @@ def main() -> None:
         ]
         target = random_best_of_64([s for s in pool.map(landscape.score, draws)])
         curves = list(
-            pool.map(lambda seed: search(landscape, seed, args.trials), range(args.seeds))
+            pool.map(
+                lambda seed: search(landscape, seed, args.trials, args.candidates),
+                range(args.seeds),
+            )
         )
     reached = [_trials_to_reach(curve, target) for curve in curves]
     # not reached within --trials ranks after every count

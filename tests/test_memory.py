@@ -74,6 +74,40 @@ def test_round_trip_and_ranking(tmp_path: Path) -> None:
     assert memory.get_run("r")["config"] == {"a": 1}
 
 
+def test_novelty_answers_are_kept_for_one_planning_step(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    known = KnownGenomes(memory, "fp")
+    assert "k-a" not in known
+    _candidate(memory, "a", 0.2, genome_key="k-a")
+    assert "k-a" not in known  # this step's answer; the next step asks again
+    assert "k-a" in KnownGenomes(memory, "fp")
+
+
+def test_seed_scores_of_several_candidates_in_one_query(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    trials = [("a", "confirm", 2, "ok", 0.3), ("a", "proxy", 0, "ok", 0.1),
+              ("a", "confirm", 1, "failed", None), ("a", "scale", 0, "ok", 0.9),
+              ("b", "proxy", 0, "ok", 0.5)]  # fmt: skip
+    for i, (cid, stage, seed, status, score) in enumerate(trials):
+        memory.save_trial(
+            trial_id=f"t{i}", candidate_id=cid, run_id="r1", stage=stage, seed=seed,
+            budget={}, status=status, exit_reason="exited", wall_time_s=1.0,
+            isolation="basic", score=score,
+        )  # fmt: skip
+    assert memory.seed_scores_of(["a", "b", "c"]) == {"a": [0.1, 0.3], "b": [0.5]}
+    assert memory.seed_scores("a") == [0.1, 0.3] and memory.seed_scores("c") == []
+    assert memory.seed_scores_of([]) == {}
+
+
+def test_verdicts_of_a_run_in_one_query(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    judged = (("a", "r1", "accept"), ("b", "r1", "reject"), ("c", "r2", "audit"))
+    for cid, run_id, verdict in judged:
+        memory.save_verdict(candidate_id=cid, run_id=run_id, verdict=verdict, reason="why")
+    assert memory.verdicts("r1") == {"a": "accept", "b": "reject"}
+    assert memory.verdicts("r3") == {}
+
+
 def test_duplicates_found_by_either_hash(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     _candidate(memory, "a", 0.3, source_hash="s1", ast_hash="t1")

@@ -253,6 +253,7 @@ def runs(
 
 def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
     run_row = memory.get_run(run_id)
+    verdicts = memory.verdicts(run_row["run_id"])
     candidates = [
         {
             "id": c["candidate_id"],
@@ -269,7 +270,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "seeds": c["seeds"],
             "scale_score": c["scale_score"],
             "audit": c["audit"],
-            "verdict": (memory.verdict(c["candidate_id"]) or {}).get("verdict"),
+            "verdict": verdicts.get(c["candidate_id"]),
         }
         for c in memory.candidates(run_row["run_id"])
     ]

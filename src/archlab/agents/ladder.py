@@ -120,17 +120,18 @@ Reference = tuple[str, list[float]] | None
 
 def reference(ctx: RunContext, candidate: dict[str, Any]) -> Reference:
     """What a candidate must beat: its best confirmed parent, else the baseline."""
+    baseline = ctx.baseline_id()
+    if baseline == candidate["candidate_id"]:
+        baseline = None
+    scores = ctx.memory.seed_scores_of([*candidate["parents"], *([baseline] if baseline else [])])
     best: tuple[str, list[float]] | None = None
     for parent_id in candidate["parents"]:
-        seeds = ctx.memory.seed_scores(parent_id)
+        seeds = scores.get(parent_id, [])
         if len(seeds) >= 2 and (best is None or _mean(seeds) > _mean(best[1])):
             best = (f"parent {parent_id}", seeds)
     if best is not None:
         return best
-    baseline = ctx.baseline_id()
-    if baseline is None or baseline == candidate["candidate_id"]:
-        return None
-    seeds = ctx.memory.seed_scores(baseline)
+    seeds = scores.get(baseline, []) if baseline else []
     return ("the baseline", seeds) if seeds else None
 
 
@@ -210,11 +211,12 @@ def decide(
             "not confirmed",
             _no_difference(),
         )
-    baseline = ctx.baseline_id()
-    baseline_seeds = ctx.memory.seed_scores(baseline) if baseline else []
+    cid, baseline = candidate["candidate_id"], ctx.baseline_id()
+    scores = ctx.memory.seed_scores_of([cid, *([baseline] if baseline else [])])
+    baseline_seeds = scores.get(baseline, []) if baseline else []
     name, seeds = ref
     return judge(
-        ctx.memory.seed_scores(candidate["candidate_id"]),
+        scores.get(cid, []),
         seeds,
         name,
         _mean(baseline_seeds) if baseline_seeds else None,
@@ -278,20 +280,22 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
         for c in ctx.memory.candidates(ctx.run_id)
         if c["status"] == "ok" and c["origin"] != "baseline"
     ]
-    accepted = [c for c in ranked if (ctx.memory.verdict(c["candidate_id"]) or {}).get("verdict")
-                in ("accept", "audit")]  # fmt: skip
+    verdicts = ctx.memory.verdicts(ctx.run_id)
+    accepted = [c for c in ranked if verdicts.get(c["candidate_id"]) in ("accept", "audit")]
     best = accepted[0] if accepted else (ranked[0] if ranked else None)
     result: dict[str, Any] = {"scale": scaled, "best": None}
     if best is None:
         return result
-    best_seeds = ctx.memory.seed_scores(best["candidate_id"])
+    ids = [best["candidate_id"], *([baseline["candidate_id"]] if baseline else [])]
+    seeds = ctx.memory.seed_scores_of(ids)
+    best_seeds = seeds.get(best["candidate_id"], [])
     result["best"] = {
         "candidate_id": best["candidate_id"],
         "score": best["score"],
         "seeds": len(best_seeds),
         "accepted": best in accepted,
     }
-    baseline_seeds = ctx.memory.seed_scores(baseline["candidate_id"]) if baseline else []
+    baseline_seeds = seeds.get(baseline["candidate_id"], []) if baseline else []
     if best_seeds and baseline_seeds:
         result["vs_baseline"] = asdict(difference(best_seeds, baseline_seeds))
     random_scores = ctx.memory.random_sample_scores(fp)

@@ -168,16 +168,21 @@ def with_genome(memory: Memory, task_fingerprint: str, genome_key: str) -> str |
 
 class KnownGenomes:
     """`key in known`: whether the memory holds a candidate with that genome, asked one key
-    at a time, so a novelty check costs the same with 10 candidates or 100,000."""
+    at a time, so a novelty check costs the same with 10 candidates or 100,000. One is made
+    per planning step and keeps its answers: the step asks about its pick more than once;
+    the next step's sees what was saved since."""
 
     def __init__(self, memory: Memory, task_fingerprint: str) -> None:
         self.memory, self.task_fingerprint = memory, task_fingerprint
+        self._answers: dict[str, bool] = {}
 
     def __contains__(self, key: object) -> bool:
-        return (
-            isinstance(key, str)
-            and with_genome(self.memory, self.task_fingerprint, key) is not None
-        )
+        if not isinstance(key, str):
+            return False
+        if key not in self._answers:
+            found = with_genome(self.memory, self.task_fingerprint, key)
+            self._answers[key] = found is not None
+        return self._answers[key]
 
 
 def same_summary(memory: Memory, task_fingerprint: str, text: str) -> str | None:

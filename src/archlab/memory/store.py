@@ -36,7 +36,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -657,6 +657,11 @@ class Memory:
         rows = self._query("SELECT * FROM verdicts WHERE candidate_id = ?", [candidate_id])
         return rows[0] if rows else None
 
+    def verdicts(self, run_id: str) -> dict[str, str]:
+        """The verdict on each candidate the run judged, by id."""
+        rows = self._query("SELECT candidate_id, verdict FROM verdicts WHERE run_id = ?", [run_id])
+        return {row["candidate_id"]: row["verdict"] for row in rows}
+
     # --- the verification ladder ------------------------------------------------
     def save_check(
         self,
@@ -689,12 +694,26 @@ class Memory:
 
     def seed_scores(self, candidate_id: str) -> list[float]:
         """Scores of the candidate's proxy-budget trials, one per seed (proxy and confirm)."""
+        return self.seed_scores_of([candidate_id]).get(candidate_id, [])
+
+    def seed_scores_of(self, candidate_ids: Sequence[str]) -> dict[str, list[float]]:
+        """`seed_scores` of each candidate that has any, in one query. It selects by the
+        key alone and filters here: DuckDB then finds the rows in the trials' index, where
+        any other condition made it scan the table (three candidates at 200k trials: 0.8
+        against 7 ms)."""
+        if not candidate_ids:
+            return {}
         rows = self._query(
-            "SELECT score FROM trials WHERE candidate_id = ? AND stage IN ('proxy', 'confirm') "
-            "AND status = 'ok' AND score IS NOT NULL ORDER BY seed",
-            [candidate_id],
+            "SELECT candidate_id, stage, seed, status, score FROM trials "
+            f"WHERE candidate_id IN ({', '.join('?' for _ in candidate_ids)})",
+            list(candidate_ids),
         )
-        return [float(r["score"]) for r in rows]
+        scores: dict[str, list[float]] = {}
+        for row in sorted(rows, key=lambda row: row["seed"]):
+            proxy_budget = row["stage"] in ("proxy", "confirm")
+            if proxy_budget and row["status"] == "ok" and row["score"] is not None:
+                scores.setdefault(row["candidate_id"], []).append(float(row["score"]))
+        return scores
 
     def random_sample_scores(self, task_fingerprint: str) -> list[float]:
         """Proxy scores of randomly sampled architectures: the search's honest baseline."""
