@@ -13,8 +13,9 @@ every genome tried) with scores from the cache, training only genomes it has not
 `--random N` first scores N uniform draws of the genome space (cached like the rest): the
 target is the median of random search's best of 64 resampled from their scores.
 `--candidates N` sets the edits the brain screens per proposal (`SCREENED_EDITS` if not
-given). Prints each search's best score after every trial, the trials each took to reach the target
-(None: not within --trials), their median, and the mean best after 4, 8, 16 trials.
+given). Prints each search's best score after every trial, the trials each took to reach
+the target (None: not within --trials), their median, and the mean best after 4, 8, 16
+trials.
 """
 
 from __future__ import annotations

@@ -338,7 +338,6 @@ def kill_and_resume(
             (status,) = _query(home, "SELECT status FROM runs WHERE run_id = ?", [run_id])[0]
             finished = status == "finished"
         if finished:
-            assert proc.returncode in (0, -signal.SIGKILL)
             break
         assert proc.returncode != 0, "the process exited cleanly with its run unfinished"
     assert run_id is not None and finished
