@@ -104,8 +104,21 @@ def test_verdicts_of_a_run_in_one_query(tmp_path: Path) -> None:
     judged = (("a", "r1", "accept"), ("b", "r1", "reject"), ("c", "r2", "audit"))
     for cid, run_id, verdict in judged:
         memory.save_verdict(candidate_id=cid, run_id=run_id, verdict=verdict, reason="why")
-    assert memory.verdicts("r1") == {"a": "accept", "b": "reject"}
+    verdicts = memory.verdicts("r1")
+    assert {cid: v["verdict"] for cid, v in verdicts.items()} == {"a": "accept", "b": "reject"}
+    assert verdicts["a"] == memory.verdict("a")
     assert memory.verdicts("r3") == {}
+
+
+def test_checks_of_a_run_in_one_query(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    for cid, run_id in (("a", "r1"), ("b", "r1"), ("c", "r2"), ("d", "r1")):
+        _candidate(memory, cid, 0.1, run_id=run_id)
+    for cid, stage in (("a", "static"), ("c", "static"), ("a", "dedup"), ("b", "static")):
+        memory.save_check(cid, stage, "passed")
+    checks = memory.run_checks("r1")
+    assert checks == {cid: memory.checks(cid) for cid in ("a", "b")}  # d has none, c is r2's
+    assert [c["stage"] for c in checks["a"]] == ["static", "dedup"]
 
 
 def test_duplicates_found_by_either_hash(tmp_path: Path) -> None:

@@ -221,12 +221,20 @@ def test_sql_is_read_only(home: Path) -> None:
 
 
 def test_report_is_self_contained(home: Path, tmp_path: Path) -> None:
+    memory = Memory(home / MEMORY_FILE)
+    memory.save_check(PARENT, "static", "passed")
+    memory.save_check(CHILD, "smoke", "failed", message="smoke-failure-message")
+    memory.save_verdict(candidate_id=PARENT, run_id=RUN, verdict="accept", reason="parent-why")
     cli(home, "report", RUN, "-o", str(tmp_path / "report.html"))
     page = (tmp_path / "report.html").read_text()
     assert "<svg" in page and "<circle" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
     for text in (PARENT, CHILD, "idea aaaa0000parent", "shape"):
         assert text in page
+    # each candidate's section shows its own checks and verdict
+    parent, child = page.split(f'id="{PARENT}"')[1], page.split(f'id="{CHILD}"')[1]
+    assert "parent-why" in parent.split(f'id="{CHILD}"')[0] and "parent-why" not in child
+    assert "smoke-failure-message" in child
 
 
 def test_spans_ride_in_the_state_until_the_candidate_is_recorded(tmp_path: Path) -> None:

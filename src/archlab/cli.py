@@ -270,7 +270,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "seeds": c["seeds"],
             "scale_score": c["scale_score"],
             "audit": c["audit"],
-            "verdict": verdicts.get(c["candidate_id"]),
+            "verdict": verdicts.get(c["candidate_id"], {}).get("verdict"),
         }
         for c in memory.candidates(run_row["run_id"])
     ]

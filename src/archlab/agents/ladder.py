@@ -280,7 +280,7 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
         for c in ctx.memory.candidates(ctx.run_id)
         if c["status"] == "ok" and c["origin"] != "baseline"
     ]
-    verdicts = ctx.memory.verdicts(ctx.run_id)
+    verdicts = {cid: v["verdict"] for cid, v in ctx.memory.verdicts(ctx.run_id).items()}
     accepted = [c for c in ranked if verdicts.get(c["candidate_id"]) in ("accept", "audit")]
     best = accepted[0] if accepted else (ranked[0] if ranked else None)
     result: dict[str, Any] = {"scale": scaled, "best": None}

@@ -657,10 +657,10 @@ class Memory:
         rows = self._query("SELECT * FROM verdicts WHERE candidate_id = ?", [candidate_id])
         return rows[0] if rows else None
 
-    def verdicts(self, run_id: str) -> dict[str, str]:
-        """The verdict on each candidate the run judged, by id."""
-        rows = self._query("SELECT candidate_id, verdict FROM verdicts WHERE run_id = ?", [run_id])
-        return {row["candidate_id"]: row["verdict"] for row in rows}
+    def verdicts(self, run_id: str) -> dict[str, dict[str, Any]]:
+        """The verdict on each candidate the run judged (`verdict`'s row), by id."""
+        rows = self._query("SELECT * FROM verdicts WHERE run_id = ?", [run_id])
+        return {row["candidate_id"]: row for row in rows}
 
     # --- the verification ladder ------------------------------------------------
     def save_check(
@@ -691,6 +691,18 @@ class Memory:
         return self._query(
             "SELECT * FROM checks WHERE candidate_id = ? ORDER BY checked_at", [candidate_id]
         )
+
+    def run_checks(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """`checks` of each candidate of the run that has any, by id, in one query."""
+        rows = self._query(
+            "SELECT * FROM checks WHERE candidate_id IN "
+            "(SELECT candidate_id FROM candidates WHERE run_id = ?) ORDER BY checked_at",
+            [run_id],
+        )
+        checks: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            checks.setdefault(row["candidate_id"], []).append(row)
+        return checks
 
     def seed_scores(self, candidate_id: str) -> list[float]:
         """Scores of the candidate's proxy-budget trials, one per seed (proxy and confirm)."""

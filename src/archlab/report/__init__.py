@@ -109,13 +109,15 @@ def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
 
 
 def html_report(memory: Memory, run_id: str) -> str:
-    run = memory.get_run(run_id)
-    leaderboard = memory.candidates(run["run_id"])
+    with memory.connect():  # one open of the file for the four reads
+        run = memory.get_run(run_id)
+        leaderboard = memory.candidates(run["run_id"])
+        checks, verdicts = memory.run_checks(run["run_id"]), memory.verdicts(run["run_id"])
     by_time = [
         {
             **c,
-            "checks": memory.checks(c["candidate_id"]),
-            "verdict": memory.verdict(c["candidate_id"]),
+            "checks": checks.get(c["candidate_id"], []),
+            "verdict": verdicts.get(c["candidate_id"]),
         }
         for c in sorted(leaderboard, key=lambda c: c["created_at"])
     ]
