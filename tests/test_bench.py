@@ -51,6 +51,15 @@ def test_search_summary_counts_trials_to_random_best_and_nulls_misses() -> None:
     assert summary["search_heuristic_best_per_seed"] == [0.4, 0.5, 0.3]
 
 
+def test_targets_are_bounds_met_at_equality() -> None:
+    assert bench.target_met("sandbox_overhead_ratio", 1.05) is True
+    assert bench.target_met("sandbox_overhead_ratio", 1.06) is False
+    assert bench.target_met("worker_scaling", 1.8) is True
+    assert bench.target_met("worker_scaling", 1.79) is False
+    assert bench.target_met("search_trials_to_random_best64", None) is None  # not measured
+    assert bench.target_met("memory_insert_per_s", 300.0) is None  # no target
+
+
 def test_percentile_is_the_nearest_rank() -> None:
     values = [float(v) for v in range(1, 21)]
     assert bench._percentile(values, 0.95) == 19.0
@@ -80,3 +89,8 @@ def test_quick_bench_reports_every_key(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert results["search_trials_to_random_best64"] is None
     assert results["search_random_trials"] == 2
     assert "sandbox_overhead_ratio" in result.output
+    # each target is judged, the unmeasured one (no best of 64 in --quick) as such
+    assert results["targets_met"].keys() == bench.TARGETS.keys()
+    assert results["targets_met"]["search_trials_to_random_best64"] is None
+    assert isinstance(results["targets_met"]["worker_scaling"], bool)
+    assert "<= 16: not measured" in result.output

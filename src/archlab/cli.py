@@ -474,18 +474,26 @@ def bench(
     ] = None,
 ) -> None:
     """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
-    from archlab.eval.bench import run_benchmarks
+    from archlab.eval.bench import TARGETS, run_benchmarks
 
     results = run_benchmarks(quick)
     if json_file:
         json_file.write_text(json.dumps(results, indent=2) + "\n")
-    table = Table("measurement", "value")
+    met = results.pop("targets_met")
+    table = Table("measurement", "value", "target")
     for key, value in results.items():
         last = value[-1] if isinstance(value, list) and value else None
         if isinstance(last, float):  # a curve: whole in the JSON
             value = f"{len(value)} values, last {last:.4g}"
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        target = ""
+        if key in TARGETS:
+            bound, limit = TARGETS[key]
+            verdict = {True: "[green]met[/]", False: "[red]missed[/]", None: "not measured"}
+            target = f"{bound} {limit:g}: {verdict[met[key]]}"
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value), target)
     out.print(table)
+    if quick:
+        out.print("--quick: shorter trials and fewer seeds than the targets are set for")
 
 
 llm_app = typer.Typer(help="LLM profiles: check that an endpoint works.", no_args_is_help=True)

@@ -530,8 +530,28 @@ MEASUREMENTS: list[Callable[[bool], dict[str, Any]]] = [
 ]
 
 
+#: the figures with a target, and the target (a full run's: --quick trains shorter trials,
+#: and its search has no best of 64 to reach)
+TARGETS: dict[str, tuple[str, float]] = {
+    "sandbox_overhead_ratio": ("<=", 1.05),
+    "orchestration_ms_median": ("<=", 50),
+    "memory_query_ms_100k": ("<=", 50),
+    "worker_scaling": (">=", 1.8),
+    "search_trials_to_random_best64": ("<=", 16),
+}
+
+
+def target_met(key: str, value: Any) -> bool | None:
+    """Whether the figure meets its target; None when it has none or was not measured."""
+    if key not in TARGETS or value is None:
+        return None
+    bound, target = TARGETS[key]
+    return bool(value <= target if bound == "<=" else value >= target)
+
+
 def run_benchmarks(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for measure in MEASUREMENTS:
         results.update(measure(quick))
+    results["targets_met"] = {key: target_met(key, results.get(key)) for key in TARGETS}
     return results
