@@ -19,6 +19,8 @@ REQUIRED_KEYS = {
     "sandbox_overhead_ratio_cold": float,
     "orchestration_ms_median": float,
     "orchestration_ms_p95": float,
+    "orchestration_llm_ms_median": float,
+    "orchestration_llm_ms_p95": float,
     "memory_query_ms_10k": float,
     "memory_query_ms_100k": float,
     "memory_insert_per_s": float,
@@ -83,6 +85,7 @@ def test_quick_bench_reports_every_key(monkeypatch: pytest.MonkeyPatch, tmp_path
     for key, kind in REQUIRED_KEYS.items():
         assert isinstance(results[key], kind), (key, results[key])
     assert results["orchestration_candidates"] == 3
+    assert results["orchestration_llm_candidates"] == 3  # every replayed answer was used
     assert len(results["search_best_by_trial_heuristic"]) == 2
     assert len(results["search_best_by_trial_random"]) == 2
     # random search had 2 trials, not 64: the target's figure is not claimed

@@ -256,6 +256,19 @@ def test_novelty_and_parent_lookups(tmp_path: Path) -> None:
     assert [e["id"] for e in queries.lineage(memory, "c19")] == [f"c{i}" for i in range(19, 13, -1)]
 
 
+def test_the_best_with_code_and_a_spread_below_them_in_one_query(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    _fill(memory, 20)  # scores rise with the number; every fifth one failed
+    best, diverse = queries.ranked(memory, "fp", with_code=True)
+    assert [e["id"] for e in best] == ["c18", "c17", "c16"]
+    assert all(e["code"] for e in best)
+    # the 13 scored below them, at ranks 0, 4 and 8 of those, without code
+    assert [e["id"] for e in diverse] == ["c15", "c10", "c5"]
+    assert not any(e["code"] for e in diverse)
+    best, diverse = queries.ranked(memory, "fp", with_code=False)
+    assert not any(e["code"] for e in best) and len(diverse) == 3
+
+
 # --- archlab llm check ------------------------------------------------------------------------
 
 

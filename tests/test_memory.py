@@ -110,6 +110,16 @@ def test_verdicts_of_a_run_in_one_query(tmp_path: Path) -> None:
     assert memory.verdicts("r3") == {}
 
 
+def test_candidates_by_exact_ids_in_one_query(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / "m.duckdb")
+    for cid in ("x1", "y2", "z3"):
+        _candidate(memory, cid, 0.1)
+    found = memory.candidates_by_id(["z3", "x1", "missing"])
+    assert found == {"x1": memory.get_candidate("x1"), "z3": memory.get_candidate("z3")}
+    assert memory.candidates_by_id(["x"]) == {}  # no prefixes, unlike get_candidate
+    assert memory.candidates_by_id([]) == {}
+
+
 def test_checks_of_a_run_in_one_query(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     for cid, run_id in (("a", "r1"), ("b", "r1"), ("c", "r2"), ("d", "r1")):

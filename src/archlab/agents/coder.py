@@ -119,7 +119,8 @@ def _ask_model(ctx: RunContext, candidate: dict[str, Any], failed: dict[str, Any
             log="\n".join((log or "").strip().splitlines()[-LOG_LINES:]),
         )
     else:
-        parents = [ctx.memory.get_candidate(p) for p in candidate["parents"]]
+        by_id = ctx.memory.candidates_by_id(candidate["parents"])
+        parents = [by_id[p] for p in candidate["parents"] if p in by_id]
         base = parents[0]["source"] if parents else None
         shown = [
             {"id": p["candidate_id"], "score": p["score"], "code": p["source"]} for p in parents

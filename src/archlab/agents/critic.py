@@ -79,8 +79,9 @@ def _repairable_failure(ctx: RunContext, outcome: dict[str, Any]) -> str | None:
             return None
         return f"{outcome['error_class']}: {outcome['message']}"
     if outcome["status"] == "duplicate" and outcome.get("score") is None:
-        original = ctx.memory.get_candidate(outcome["duplicate_of"])
-        if original["error_class"]:
+        original_id = outcome["duplicate_of"]
+        original = ctx.memory.candidates_by_id([original_id]).get(original_id)
+        if original and original["error_class"]:
             return (
                 f"{original['error_class']}: {original['message']} (this code already failed "
                 f"as {original['candidate_id']})"
@@ -111,24 +112,20 @@ def _heuristic(candidate: dict[str, Any], decision: Judgement) -> dict[str, Any]
 
 
 def _references(ctx: RunContext, candidate: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scored parents, then the baseline (unless it is the candidate itself)."""
-    refs = []
-    for parent_id in candidate["parents"]:
-        parent = ctx.memory.get_candidate(parent_id)
-        if parent["score"] is not None:
-            refs.append(
-                {"kind": "parent", "name": f"parent {parent_id}", "id": parent_id, **parent}
-            )
-    baseline = ctx.memory.baseline(ctx.task_fingerprint)
-    if (
-        baseline
-        and baseline["score"] is not None
-        and baseline["candidate_id"] not in {candidate["candidate_id"], *candidate["parents"]}
-    ):
-        refs.append(
-            {"kind": "baseline", "name": "the baseline", "id": baseline["candidate_id"], **baseline}
-        )
-    return refs
+    """The scored parents, then the baseline (unless it is the candidate itself or a
+    parent), read in one query."""
+    parents = candidate["parents"]
+    baseline = ctx.baseline_id()
+    if baseline in (candidate["candidate_id"], *parents):
+        baseline = None
+    rows = ctx.memory.candidates_by_id([*parents, *([baseline] if baseline else [])])
+    named = [(p, "parent", f"parent {p}") for p in parents]
+    named += [(baseline, "baseline", "the baseline")] if baseline else []
+    return [
+        {"kind": kind, "name": name, "id": cid, **rows[cid]}
+        for cid, kind, name in named
+        if cid in rows and rows[cid]["score"] is not None
+    ]
 
 
 def _ask_model(

@@ -9,6 +9,7 @@ import io
 import itertools
 import json
 import math
+import random
 import statistics
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from archlab.agents.genome import baseline_genome
+from archlab.agents.genome import baseline_genome, render
+from archlab.agents.heuristic import HeuristicBrain
 from archlab.config import Settings
 from archlab.eval.tasks.mqar import MQAR
 from archlab.memory import queries
@@ -281,10 +283,71 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(math.ceil(q * len(ordered)) - 1, len(ordered) - 1)]
 
 
-#: candidates measured in the orchestration benchmark's discovery
+#: candidates measured in each of the orchestration benchmark's discoveries
 ORCHESTRATION_TRIALS = {False: 24, True: 8}
 #: the first candidates, the baseline and a random sample, whose trials run for real
 _RECORDING = 2
+#: the past run whose model answers the second discovery re-plays
+_ANSWERS_RUN = "bench-answers"
+
+
+def _replayable_run(memory: Memory, task: MQAR, steps: int) -> None:
+    """A past design-mode run, `_ANSWERS_RUN`, whose planner, coder and critic answered
+    steps 1 to `steps`: what `replay:RUN` re-plays without a model. Each step mutates one
+    of the memory's scored candidates into a different random genome's module, one the
+    memory does not hold yet."""
+    memory.start_run(
+        run_id=_ANSWERS_RUN, task=task.name, task_fingerprint=task.fingerprint(),
+        brain="replay", seed=0, config={},
+    )  # fmt: skip
+    known = {c["genome_key"] for c in memory.query("SELECT genome_key FROM candidates")}
+    pool = [c["candidate_id"] for c in memory.parent_pool(task.fingerprint())]
+    draw = HeuristicBrain(random.Random(0))
+    with memory.batch():
+        for step in range(1, steps + 1):
+            genome = draw.random_genome()
+            while genome.key() in known:
+                genome = draw.random_genome()
+            known.add(genome.key())
+            answers = {
+                "planner": {
+                    "motivation": "replayed", "hypothesis": "replayed", "operator": "mutate",
+                    "parents": [pool[step % len(pool)]], "expected_effect": "replayed",
+                    "summary": f"design {step}",
+                },
+                "coder": {"source": render(genome), "edits": 0},
+                "critic": {
+                    "analysis": "replayed", "implements_plan": True, "verdict": "reject",
+                    "reason": "replayed", "insight": "replayed",
+                },
+            }  # fmt: skip
+            for role, answer in answers.items():
+                memory.save_llm_call(
+                    call_id=f"{role}-{step}", run_id=_ANSWERS_RUN, role=role, purpose=role,
+                    step=step, repair=0, attempt=1, retry=0, brain="bench", model="bench",
+                    request={}, prompt_tokens=0, completion_tokens=0, tokens_estimated=False,
+                    cost_usd=0.0, latency_s=0.0, status="ok", answer=answer,
+                )  # fmt: skip
+
+
+def _overheads_ms(memory: Memory, run_id: str) -> list[float]:
+    """Per candidate of the run after its first, the time from the end of the one before
+    to the end of its last node, less its LLM calls' latency."""
+    with memory.connect() as con:
+        rows = con.execute(
+            "WITH node AS (SELECT candidate_id, min(started_at) AS first, "
+            "max(ended_at) AS last FROM spans WHERE run_id = ? AND candidate_id IS NOT NULL "
+            "GROUP BY candidate_id), "
+            "llm AS (SELECT candidate_id, sum(latency_s) AS s FROM llm_calls "
+            "WHERE run_id = ? GROUP BY candidate_id) "
+            "SELECT epoch(node.first), epoch(node.last), coalesce(llm.s, 0) "
+            "FROM node LEFT JOIN llm USING (candidate_id) ORDER BY node.first",
+            [run_id, run_id],
+        ).fetchall()
+    return [
+        1000 * (last - previous_end - llm_s)
+        for (_, previous_end, _), (_, last, llm_s) in itertools.pairwise(rows)
+    ]
 
 
 def orchestration_overhead(quick: bool) -> dict[str, Any]:
@@ -292,41 +355,51 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
     (heuristic brain, tiny MQAR) whose trials are answered from a recording
     (RecordedExecutor), and per candidate the time from the end of the one before to the
     end of its last node (the graph, its checkpoints, planning, memory reads and writes,
-    scoring) minus its LLM calls' latency (none with the heuristic brain). The first
-    candidates, whose trials ran for real, are left out."""
+    scoring) minus its LLM calls' latency. The first candidates, whose trials ran for real,
+    are left out. Then the same with model brains (design mode): a second discovery in the
+    same memory whose planner, coder and critic re-play answers (`replay:RUN`), so that
+    each candidate also pays for its prompts' context, their rendering, the answers'
+    validation and their log, and none for a model."""
     trials = ORCHESTRATION_TRIALS[quick]
+    task = MQAR(**TINY_MQAR)
+    sections: dict[str, Any] = {
+        "tasks": {"mqar": TINY_MQAR},
+        "ladder": {"confirm_seeds": 1, "scale_top": 0},
+    }
+
+    def recorded(trials_dir: Path) -> RecordedExecutor:
+        real = LocalExecutor(
+            make_launcher("basic", 4000), trials_dir, 1, tasks=lambda _: (task, task.data(0))
+        )
+        return RecordedExecutor(real)
+
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as folder:
         root = Path(folder)
-        task = MQAR(**TINY_MQAR)
-        real = LocalExecutor(
-            make_launcher("basic", 4000), root / "trials", 1, tasks=lambda _: (task, task.data(0))
-        )
         memory, run_id = _discover(
             root / "home",
-            RecordedExecutor(real),
+            recorded(root / "trials"),
             run={"task": "mqar", "trials": trials + _RECORDING},
-            tasks={"mqar": TINY_MQAR},
-            ladder={"confirm_seeds": 1, "scale_top": 0},
+            **sections,
         )
-        with memory.connect() as con:
-            rows = con.execute(
-                "WITH node AS (SELECT candidate_id, min(started_at) AS first, "
-                "max(ended_at) AS last FROM spans WHERE run_id = ? AND candidate_id IS NOT NULL "
-                "GROUP BY candidate_id), "
-                "llm AS (SELECT candidate_id, sum(latency_s) AS s FROM llm_calls "
-                "WHERE run_id = ? GROUP BY candidate_id) "
-                "SELECT epoch(node.first), epoch(node.last), coalesce(llm.s, 0) "
-                "FROM node LEFT JOIN llm USING (candidate_id) ORDER BY node.first",
-                [run_id, run_id],
-            ).fetchall()
-    overhead_ms = [
-        1000 * (last - previous_end - llm_s)
-        for (_, previous_end, _), (_, last, llm_s) in itertools.pairwise(rows)
-    ][_RECORDING - 1 :]
+        overhead_ms = _overheads_ms(memory, run_id)[_RECORDING - 1 :]
+        # the baseline exists by now: the first candidate records the trials (and is left
+        # out, having no candidate before it)
+        _replayable_run(memory, task, trials + 1)
+        _, llm_run_id = _discover(
+            root / "home",
+            recorded(root / "llm-trials"),
+            run={"task": "mqar", "trials": trials + 1, "mode": "design"},
+            roles={role: f"replay:{_ANSWERS_RUN}" for role in ("planner", "coder", "critic")},
+            **sections,
+        )
+        llm_overhead_ms = _overheads_ms(memory, llm_run_id)
     return {
         "orchestration_candidates": len(overhead_ms),
         "orchestration_ms_median": statistics.median(overhead_ms),
         "orchestration_ms_p95": _percentile(overhead_ms, 0.95),
+        "orchestration_llm_candidates": len(llm_overhead_ms),
+        "orchestration_llm_ms_median": statistics.median(llm_overhead_ms),
+        "orchestration_llm_ms_p95": _percentile(llm_overhead_ms, 0.95),
     }
 
 

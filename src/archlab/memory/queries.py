@@ -56,36 +56,28 @@ def _entry(row: dict[str, Any], code: str | None = None) -> dict[str, Any]:
     }
 
 
-def best(memory: Memory, task_fingerprint: str, with_code: bool) -> list[dict[str, Any]]:
+def ranked(
+    memory: Memory, task_fingerprint: str, with_code: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The best candidates (with their code in design mode), and candidates at evenly spaced
+    ranks below them, skipping repeats of what the prompt shows: one query for both."""
     source = ", source" if with_code else ""
     rows = memory.query(
         f"SELECT {_COLUMNS}{source} FROM candidates "
         "WHERE task_fingerprint = ? AND status = 'ok' AND score IS NOT NULL "
         "ORDER BY score DESC, created_at LIMIT ?",
-        [task_fingerprint, N_BEST],
+        [task_fingerprint, N_BEST + DIVERSE_POOL],
     )
-    return [_entry(r, r.get("source")) for r in rows]
-
-
-def diverse(memory: Memory, task_fingerprint: str, shown: list[dict[str, Any]]) -> list[dict]:
-    """Candidates at evenly spaced ranks below the best, skipping repeats of what is shown."""
-    rows = memory.query(
-        f"SELECT {_COLUMNS} FROM candidates "
-        "WHERE task_fingerprint = ? AND status = 'ok' AND score IS NOT NULL "
-        "ORDER BY score DESC, created_at LIMIT ? OFFSET ?",
-        [task_fingerprint, DIVERSE_POOL, N_BEST],
-    )
-    seen = {e["summary"] for e in shown}
+    best = [_entry(r, r.get("source")) for r in rows[:N_BEST]]
+    seen = {e["summary"] for e in best}
     fresh = []
-    for row in rows:
+    for row in rows[N_BEST:]:
         entry = _entry(row)
         if entry["summary"] not in seen:
             seen.add(entry["summary"])
             fresh.append(entry)
-    if len(fresh) <= N_DIVERSE:
-        return fresh
-    stride = len(fresh) / N_DIVERSE
-    return [fresh[int(i * stride)] for i in range(N_DIVERSE)]
+    stride = max(len(fresh) / N_DIVERSE, 1)
+    return best, [fresh[int(i * stride)] for i in range(min(len(fresh), N_DIVERSE))]
 
 
 def failures(memory: Memory, task_fingerprint: str) -> list[dict[str, Any]]:
@@ -203,11 +195,11 @@ def normalize(text: str) -> str:
 
 def planner_context(memory: Memory, task_fingerprint: str, with_code: bool) -> dict[str, Any]:
     with memory.connect():  # one open of the file for all the queries below
-        top = best(memory, task_fingerprint, with_code)
+        top, diverse = ranked(memory, task_fingerprint, with_code)
         return {
             "totals": totals(memory, task_fingerprint),
             "best": top,
-            "diverse": diverse(memory, task_fingerprint, top),
+            "diverse": diverse,
             "failures": failures(memory, task_fingerprint),
             "insights": insights(memory, task_fingerprint),
             "lineage": lineage(memory, top[0]["id"])[1:] if top else [],

@@ -599,6 +599,17 @@ class Memory:
             raise ArchlabError(f"{what} match '{candidate_id}'")
         return rows[0]
 
+    def candidates_by_id(self, candidate_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The candidates with these exact ids (those that exist), by id, in one query by
+        the key (`get_candidate`, for ids a person typed, takes prefixes: a scan)."""
+        if not candidate_ids:
+            return {}
+        marks = ", ".join("?" for _ in candidate_ids)
+        rows = self._query(
+            f"SELECT * FROM candidates WHERE candidate_id IN ({marks})", list(candidate_ids)
+        )
+        return {row["candidate_id"]: row for row in rows}
+
     def candidates(self, run_id: str) -> list[dict[str, Any]]:
         return self._query(
             "SELECT * FROM candidates WHERE run_id = ? ORDER BY score DESC NULLS LAST, created_at",
