@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archlab.cli import app
+from archlab.errors import ConfigError
 from archlab.eval import bench
 
 #: what the Performance section and the benchmark's targets read
@@ -60,6 +61,27 @@ def test_targets_are_bounds_met_at_equality() -> None:
     assert bench.target_met("worker_scaling", 1.79) is False
     assert bench.target_met("search_trials_to_random_best64", None) is None  # not measured
     assert bench.target_met("memory_insert_per_s", 300.0) is None  # no target
+
+
+def test_only_the_named_measurements_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "memory", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    assert set(results) == {
+        "memory_insert_per_s", "memory_query_ms_10k", "memory_heuristic_plan_ms_10k",
+        "memory_query_ms_100k", "memory_heuristic_plan_ms_100k", "targets_met",
+    }  # fmt: skip
+    assert results["targets_met"].keys() == {"memory_query_ms_100k"}
+    # refused before any measurement runs (`archlab` prints the error and exits 2)
+    refused = CliRunner().invoke(app, ["bench", "--only", "memory,sandbox,nope"]).exception
+    assert isinstance(refused, ConfigError)
+    assert str(refused) == (
+        "no measurement named nope: choose from sandbox, launch, memory, orchestration, "
+        "workers, search"
+    )
+    help_text = " ".join(CliRunner().invoke(app, ["bench", "--help"]).output.split())
+    assert all(name in help_text for name in bench.MEASUREMENTS)
 
 
 def test_percentile_is_the_nearest_rank() -> None:

@@ -472,11 +472,18 @@ def bench(
     json_file: Annotated[
         Path | None, typer.Option("--json", help="also write the results to this file")
     ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="these measurements alone, comma-separated: "
+            "sandbox, launch, memory, orchestration, workers, search"
+        ),
+    ] = None,
 ) -> None:
     """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
     from archlab.eval.bench import TARGETS, run_benchmarks
 
-    results = run_benchmarks(quick)
+    results = run_benchmarks(quick, [n.strip() for n in only.split(",")] if only else [])
     if json_file:
         json_file.write_text(json.dumps(results, indent=2) + "\n")
     met = results.pop("targets_met")

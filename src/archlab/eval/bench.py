@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +28,7 @@ from rich.console import Console
 from archlab.agents.genome import baseline_genome, render
 from archlab.agents.heuristic import HeuristicBrain
 from archlab.config import Settings
+from archlab.errors import ConfigError
 from archlab.eval.tasks.mqar import MQAR
 from archlab.memory import queries
 from archlab.memory.store import MEMORY_FILE, Memory
@@ -592,15 +593,16 @@ def search_summary(quick: bool, per_seed: list[dict[str, list[float]]]) -> dict[
     }
 
 
-#: every measurement `archlab bench` runs, in order; each gets the --quick flag
-MEASUREMENTS: list[Callable[[bool], dict[str, Any]]] = [
-    sandbox_overhead,
-    launch_overhead,
-    memory_queries,
-    orchestration_overhead,
-    worker_scaling,
-    search_quality,
-]
+#: every measurement `archlab bench` runs, by the name `--only` takes, in order; each gets
+#: the --quick flag
+MEASUREMENTS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "sandbox": sandbox_overhead,
+    "launch": launch_overhead,
+    "memory": memory_queries,
+    "orchestration": orchestration_overhead,
+    "workers": worker_scaling,
+    "search": search_quality,
+}
 
 
 #: the figures with a target, and the target (a full run's: --quick trains shorter trials,
@@ -622,9 +624,19 @@ def target_met(key: str, value: Any) -> bool | None:
     return bool(value <= target if bound == "<=" else value >= target)
 
 
-def run_benchmarks(quick: bool) -> dict[str, Any]:
+def run_benchmarks(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
+    """The measurements named in `only` (every one if none is), and whether the figures
+    they took meet their targets."""
+    unknown = [name for name in only if name not in MEASUREMENTS]
+    if unknown:
+        raise ConfigError(
+            f"no measurement named {', '.join(unknown)}: choose from {', '.join(MEASUREMENTS)}"
+        )
     results: dict[str, Any] = {}
-    for measure in MEASUREMENTS:
-        results.update(measure(quick))
-    results["targets_met"] = {key: target_met(key, results.get(key)) for key in TARGETS}
+    for name, measure in MEASUREMENTS.items():
+        if not only or name in only:
+            results.update(measure(quick))
+    results["targets_met"] = {
+        key: target_met(key, results[key]) for key in TARGETS if key in results
+    }
     return results
