@@ -310,21 +310,21 @@ def _replayable_run(memory: Memory, task: MQAR, steps: int) -> None:
             while genome.key() in known:
                 genome = draw.random_genome()
             known.add(genome.key())
-            answers = {
-                "planner": {
+            answers = {  # by role and the purpose its calls are logged under
+                ("planner", "plan"): {
                     "motivation": "replayed", "hypothesis": "replayed", "operator": "mutate",
                     "parents": [pool[step % len(pool)]], "expected_effect": "replayed",
                     "summary": f"design {step}",
                 },
-                "coder": {"source": render(genome), "edits": 0},
-                "critic": {
+                ("coder", "write"): {"source": render(genome), "edits": 0},
+                ("critic", "critique"): {
                     "analysis": "replayed", "implements_plan": True, "verdict": "reject",
                     "reason": "replayed", "insight": "replayed",
                 },
             }  # fmt: skip
-            for role, answer in answers.items():
+            for (role, purpose), answer in answers.items():
                 memory.save_llm_call(
-                    call_id=f"{role}-{step}", run_id=_ANSWERS_RUN, role=role, purpose=role,
+                    call_id=f"{role}-{step}", run_id=_ANSWERS_RUN, role=role, purpose=purpose,
                     step=step, repair=0, attempt=1, retry=0, brain="bench", model="bench",
                     request={}, prompt_tokens=0, completion_tokens=0, tokens_estimated=False,
                     cost_usd=0.0, latency_s=0.0, status="ok", answer=answer,
