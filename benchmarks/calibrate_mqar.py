@@ -22,9 +22,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import run_trial
+from archlab.tasks.mqar import MQAR
 
 HERE = Path(__file__).resolve().parent
 

@@ -24,11 +24,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from archlab.eval.tasks import get_task
-from archlab.eval.tasks.base import Budget, TokenData, TokenTask
-from archlab.eval.tasks.mad import SUITE
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.tasks import get_task
+from archlab.tasks.base import Budget, TokenData, TokenTask
+from archlab.tasks.mad import SUITE
 
 HERE = Path(__file__).resolve().parent
 TASKS = [*(task.name for task in SUITE), "mad", "charlm", "digits"]

@@ -30,12 +30,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from archlab.agents.genome import Genome, baseline_genome, render
-from archlab.agents.heuristic import SCREENED_EDITS, HeuristicBrain, PoolEntry
-from archlab.eval.bench import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
-from archlab.eval.tasks.mqar import MQAR
+from archlab.benchmarks import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import run_trial
+from archlab.search.genome import Genome, baseline_genome, render
+from archlab.search.heuristic import SCREENED_EDITS, HeuristicBrain, PoolEntry
+from archlab.tasks.mqar import MQAR
 
 TASK = MQAR(**SEARCH_MQAR, proxy_steps=SEARCH_PROXY_STEPS)
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from archlab.eval import bench
-from archlab.eval.tasks.base import Budget, TokenTask
-from archlab.eval.tasks.mqar import MQAR
+from archlab import benchmarks as bench
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.tasks.base import Budget, TokenTask
+from archlab.tasks.mqar import MQAR
 
 # No test can reach a real model: sockets connect to loopback only, in this process from
 # here on and, through PYTHONPATH (see _isolated_environment), in Python subprocesses.

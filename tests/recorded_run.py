@@ -16,9 +16,9 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
+from archlab.benchmarks import RecordedExecutor
 from archlab.config import Settings, load_settings
-from archlab.eval.bench import RecordedExecutor
-from archlab.lab import discover, resume
+from archlab.orchestration.runs import discover, resume
 from archlab.sandbox.executor import make_executor
 from conftest import TINY_MQAR
 

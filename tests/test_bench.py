@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from archlab import benchmarks as bench
 from archlab.cli import app
 from archlab.errors import ConfigError
-from archlab.eval import bench
 
 #: what the Performance section and the benchmark's targets read
 REQUIRED_KEYS = {

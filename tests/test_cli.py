@@ -145,7 +145,7 @@ def test_eval_of_a_broken_candidate_is_recorded(lab_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_eval_of_a_good_candidate_then_its_duplicate(lab_dir: Path) -> None:
-    from archlab.eval.tasks.mqar import MQAR
+    from archlab.tasks.mqar import MQAR
 
     path = lab_dir / "baseline.py"
     path.write_text(MQAR().baseline_source())

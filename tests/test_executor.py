@@ -15,7 +15,6 @@ import pytest
 
 from archlab.config import load_settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.executor import (
     DevicePool,
     LocalExecutor,
@@ -25,6 +24,7 @@ from archlab.sandbox.executor import (
 )
 from archlab.sandbox.launcher import BasicLauncher, Execution, Limits, clean_env
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR, sandbox_trial
 
 CRASHING = """

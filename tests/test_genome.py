@@ -1,4 +1,4 @@
-"""Tests for archlab.agents.genome: validation, keys, and the rendered torch modules."""
+"""Tests for archlab.search.genome: validation, keys, and the rendered torch modules."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from archlab.agents.genome import (
+from archlab.search.genome import (
     CHANNELS,
     MIXERS,
     Block,

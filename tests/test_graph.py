@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from archlab.config import load_settings
-from archlab.eval.tasks import BUILTIN_TASKS
-from archlab.eval.tasks.mqar import MQAR
-from archlab.lab import CHECKPOINT_FILE, discover, open_memory
+from archlab.orchestration.runs import CHECKPOINT_FILE, discover, open_memory
+from archlab.tasks import BUILTIN_TASKS
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR
 
 pytestmark = pytest.mark.slow

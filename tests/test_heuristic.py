@@ -1,4 +1,4 @@
-"""Tests for archlab.agents.heuristic: the offline evolutionary proposer."""
+"""Tests for archlab.search.heuristic: the offline evolutionary proposer."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from archlab.agents.genome import Block, Genome, baseline_genome, count_params, render
-from archlab.agents.heuristic import (
+from archlab.search.genome import Block, Genome, baseline_genome, count_params, render
+from archlab.search.heuristic import (
     MAX_PARAMS,
     MAX_RELATIVE_COST,
     SEARCH_D_MODELS,
@@ -27,7 +27,7 @@ from archlab.agents.heuristic import (
     valid_heads,
     within_budget,
 )
-from archlab.agents.surrogate import FEATURES, Surrogate, features
+from archlab.search.surrogate import FEATURES, Surrogate, features
 
 _counter = itertools.count()
 

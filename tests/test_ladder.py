@@ -75,7 +75,7 @@ def test_the_complexity_stage_measures_a_claim_of_cheap_attention(lab_dir: Path)
     """With a limit on time growth, softmax attention's cost is measured, not believed."""
     config = lab_dir / "archlab.toml"
     config.write_text(config.read_text() + "max_time_exponent = 0.5\n")
-    from archlab.eval.tasks.mqar import MQAR
+    from archlab.tasks.mqar import MQAR
 
     path = lab_dir / "attention.py"
     path.write_text(MQAR().baseline_source())

@@ -16,20 +16,20 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from archlab.agents.brains import Remembering
-from archlab.agents.budget import RunBudget
-from archlab.agents.genome import Block, Genome
-from archlab.agents.heuristic import HeuristicBrain, PoolEntry
-from archlab.agents.human import primitives, read_steer
-from archlab.agents.llm import LLM, Question
-from archlab.agents.planner import ComposePlan, _steered
 from archlab.config import LLMProfile, RunSettings, load_settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks.mqar import MQAR
-from archlab.lab import discover, open_memory, resume
+from archlab.llm.brains import Remembering
+from archlab.llm.client import LLM, Question
 from archlab.memory import leases, queries
 from archlab.memory.store import Memory
+from archlab.orchestration.budget import RunBudget
+from archlab.orchestration.runs import discover, open_memory, resume
 from archlab.prompts import Prompts, task_brief
+from archlab.roles.planner import ComposePlan, _steered
+from archlab.roles.reviewer import primitives, read_steer
+from archlab.search.genome import Block, Genome
+from archlab.search.heuristic import HeuristicBrain, PoolEntry
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
 from recorded_run import recorded_executor, soak_settings

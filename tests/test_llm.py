@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from archlab.agents.critic import Critique
-from archlab.agents.llm import LLM, LLMError, NoAnswer, Question, extract_json, split_think
 from archlab.config import LLMProfile
+from archlab.llm.client import LLM, LLMError, NoAnswer, Question, extract_json, split_think
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts
+from archlab.roles.critic import Critique
 from fake_llm import (
     FakeLLM,
     Reply,

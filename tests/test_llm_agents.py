@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from archlab.agents.brains import ReplayBrain, ReplayExhausted, build_brains, parse_brain
-from archlab.agents.coder import read_code
-from archlab.agents.critic import Critique
-from archlab.agents.genome import baseline_genome, render
-from archlab.agents.llm import Question, Unusable
 from archlab.cli import app
 from archlab.config import load_settings
 from archlab.errors import ConfigError
-from archlab.eval.tasks.mqar import MQAR
+from archlab.llm.brains import ReplayBrain, ReplayExhausted, build_brains, parse_brain
+from archlab.llm.client import Question, Unusable
 from archlab.memory import queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
+from archlab.roles.coder import read_code
+from archlab.roles.critic import Critique
+from archlab.search.genome import baseline_genome, render
+from archlab.tasks.mqar import MQAR
 from fake_llm import FakeLLM, Reply, as_json, code_block, edit, fenced
 
 PARENT = """import torch

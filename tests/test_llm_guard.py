@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from archlab.agents.critic import Critique
-from archlab.agents.llm import LLM, LLMError, Question
 from archlab.config import LLM_PRESETS, LLMProfile
+from archlab.llm.client import LLM, LLMError, Question
 from archlab.prompts import Prompts
+from archlab.roles.critic import Critique
 from conftest import netguard
 
 

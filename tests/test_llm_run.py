@@ -15,8 +15,8 @@ import pytest
 from rich.console import Console
 
 from archlab.config import load_settings
-from archlab.eval.tasks.mqar import MQAR
-from archlab.lab import discover, open_memory
+from archlab.orchestration.runs import discover, open_memory
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import (
     FakeLLM,

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from archlab.errors import ArchlabError, ConfigError
-from archlab.eval.tasks import get_task
-from archlab.eval.tasks.base import IGNORE_INDEX
-from archlab.eval.tasks.mqar import MQAR, answer_accuracy, generate_mqar
+from archlab.tasks import get_task
+from archlab.tasks.base import IGNORE_INDEX
+from archlab.tasks.mqar import MQAR, answer_accuracy, generate_mqar
 
 
 def test_generation_is_deterministic_and_well_formed() -> None:

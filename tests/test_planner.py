@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from archlab.agents.genome import Genome, baseline_genome
-from archlab.agents.planner import _baseline_is_transformer
+from archlab.benchmarks import RecordedExecutor
 from archlab.config import load_settings
-from archlab.eval.bench import RecordedExecutor
-from archlab.eval.tasks.digits import Digits
-from archlab.eval.tasks.mqar import MQAR
-from archlab.lab import discover, open_memory
+from archlab.orchestration.runs import discover, open_memory
+from archlab.roles.planner import _baseline_is_transformer
 from archlab.sandbox.executor import make_executor
+from archlab.search.genome import Genome, baseline_genome
+from archlab.tasks.digits import Digits
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR
 
 

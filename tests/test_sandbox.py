@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from archlab.eval.tasks.base import Budget
-from archlab.eval.tasks.mqar import MQAR
 from archlab.sandbox.launcher import BasicLauncher, Limits, clean_env
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.tasks.base import Budget
+from archlab.tasks.mqar import MQAR
 from conftest import sandbox_trial
 
 pytestmark = pytest.mark.slow

@@ -6,13 +6,13 @@ import pytest
 from archlab.errors import ConfigError
 from archlab.eval.fitness import Fitness
 from archlab.eval.stats import difference, summarize, t95
-from archlab.eval.tasks.mqar import MQAR
 from archlab.eval.verify import (
     causality_check,
     causality_probe,
     complexity_check,
     time_exponent,
 )
+from archlab.tasks.mqar import MQAR
 
 
 def test_t_quantiles_are_conservative_between_table_rows() -> None:

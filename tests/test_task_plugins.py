@@ -11,9 +11,9 @@ import pytest
 from pydantic import Field, validate_call
 
 from archlab.errors import ArchlabError, ConfigError
-from archlab.eval.tasks import get_task, task_names
-from archlab.eval.tasks.base import IGNORE_INDEX, SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
-from archlab.eval.tasks.mqar import MQAR
+from archlab.tasks import get_task, task_names
+from archlab.tasks.base import IGNORE_INDEX, SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
+from archlab.tasks.mqar import MQAR
 from conftest import sandbox_trial
 
 ROOT = Path(__file__).resolve().parent.parent

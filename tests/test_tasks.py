@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from archlab.errors import ArchlabError, ConfigError
-from archlab.eval.tasks import BUILTIN_TASKS, get_task, task_names
-from archlab.eval.tasks.base import IGNORE_INDEX, Budget, Metrics, TokenData, TokenTask
-from archlab.eval.tasks.charlm import CharLM, stdlib_corpus
-from archlab.eval.tasks.mad import (
+from archlab.eval.verify import static_check
+from archlab.tasks import BUILTIN_TASKS, get_task, task_names
+from archlab.tasks.base import IGNORE_INDEX, Budget, Metrics, TokenData, TokenTask
+from archlab.tasks.charlm import CharLM, stdlib_corpus
+from archlab.tasks.mad import (
     BLANK,
     CONTENT,
     MARK,
@@ -28,7 +29,6 @@ from archlab.eval.tasks.mad import (
     NoisyRecall,
     SelectiveCopying,
 )
-from archlab.eval.verify import static_check
 from conftest import sandbox_trial
 
 SMALL = {"train_examples": 64, "eval_examples": 32}
@@ -301,7 +301,7 @@ def test_digits_without_scikit_learn_says_how_to_install(
 
 
 def test_baselines_meet_the_contract() -> None:
-    for source in resources.files("archlab.eval.tasks.baselines").iterdir():
+    for source in resources.files("archlab.tasks.baselines").iterdir():
         if source.name.endswith(".py") and source.name != "__init__.py":
             assert static_check(source.read_text()).ok, source.name
 

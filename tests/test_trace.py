@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from archlab.cli import app
 from archlab.errors import ArchlabError
-from archlab.memory.spans import spans_of, trace_id, traced
+from archlab.memory.spans import spans_of, trace_id
 from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.orchestration.tracing import traced
 
 RUN = "20260101-000000-0001"
 PARENT = "aaaa0000parent"

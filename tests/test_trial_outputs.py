@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from archlab.eval.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
-from archlab.eval.tasks.mqar import MQAR
 from archlab.eval.verify import causality_check, causality_probe
 from archlab.sandbox.trial import TrialReport
+from archlab.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
+from archlab.tasks.mqar import MQAR
 from conftest import NON_CAUSAL, sandbox_trial
 
 pytestmark = pytest.mark.slow

@@ -23,10 +23,10 @@ from markupsafe import escape
 from rich.console import Console
 
 from archlab.config import load_settings
-from archlab.lab import discover
 from archlab.memory import leases
 from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory, now
+from archlab.orchestration.runs import discover
 from archlab.report.plots import params_plot, score_plot
 from archlab.ui.server import UIServer
 from archlab.ui.views import _trace, candidate_href

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from archlab.config import Settings, load_settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks import get_task, task_names
 from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.tasks import get_task, task_names
 
 app = typer.Typer(
     help="Automated neural-architecture discovery: planner, coder, trainer and critic agents.",
@@ -133,7 +133,9 @@ def run(
     ] = None,
 ) -> None:
     """Run an autonomous discovery until its budget is spent."""
-    from archlab.lab import discover  # torch and langgraph load only for commands that need them
+    from archlab.orchestration.runs import (
+        discover,  # torch and langgraph load only for commands that need them
+    )
 
     settings = _settings(
         **{
@@ -180,11 +182,11 @@ def reject(
 
 
 def _decide(decision: str, run_id: str, candidate: str | None, reason: str | None) -> None:
-    from archlab.memory import human
+    from archlab.memory import reviews
 
     memory = _memory(_settings())
     run = memory.get_run(run_id)
-    for cid in human.decide(memory, run["run_id"], decision, candidate, reason):
+    for cid in reviews.decide(memory, run["run_id"], decision, candidate, reason):
         typer.echo(f"{decision.removesuffix('e')}ed {cid}")
 
 
@@ -194,11 +196,11 @@ def steer(
     note: Annotated[str, typer.Argument(help='guidance for the planner, e.g. "avoid conv"')],
 ) -> None:
     """Hand the planner of a run a note that shapes its next proposals."""
-    from archlab.memory import human
+    from archlab.memory import reviews
 
     memory = _memory(_settings())
     run = memory.get_run(run_id)
-    human.add_note(memory, run["run_id"], note)
+    reviews.add_note(memory, run["run_id"], note)
     typer.echo(f"noted for run {run['run_id']}: the planner reads it before its next proposal")
 
 
@@ -220,7 +222,7 @@ def resume(
     run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
 ) -> None:
     """Continue a killed or interrupted run from its last checkpoint, with its own settings."""
-    from archlab.lab import resume as resume_run
+    from archlab.orchestration.runs import resume as resume_run
 
     settings = _settings()
     _until_done(lambda: resume_run(settings.home_dir, run_id, progress), settings)
@@ -376,7 +378,7 @@ def eval_(
     ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Verify and train a hand-written candidate, and record it in the memory."""
-    from archlab.lab import evaluate_file
+    from archlab.orchestration.runs import evaluate_file
 
     settings = _settings(**{"run.task": task, **_executor_flags(workers, executor, ray_address)})
     result = evaluate_file(settings, file, progress)
@@ -455,7 +457,7 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Say which sandbox level candidate code gets here, and what a stronger one lacks."""
-    from archlab.doctor import diagnose, render
+    from archlab.sandbox.doctor import diagnose, render
 
     report = diagnose(_settings().sandbox.level)
     if as_json:
@@ -481,7 +483,7 @@ def bench(
     ] = None,
 ) -> None:
     """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
-    from archlab.eval.bench import TARGETS, run_benchmarks
+    from archlab.benchmarks import TARGETS, run_benchmarks
 
     results = run_benchmarks(quick, [n.strip() for n in only.split(",")] if only else [])
     if json_file:
@@ -518,8 +520,8 @@ def llm_check(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Send one small structured request per profile; report latency and what is wrong."""
-    from archlab.agents.brains import profiles_in_use
-    from archlab.agents.llm import LLM, LLMError, check
+    from archlab.llm.brains import profiles_in_use
+    from archlab.llm.client import LLM, LLMError, check
     from archlab.prompts import Prompts
 
     settings = _settings(**_llm_flags(llm_base_url, llm_model, llm_structured_output))

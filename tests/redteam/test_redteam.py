@@ -29,7 +29,6 @@ import duckdb
 import pytest
 from hostile import ATTACKS, CONTROL, Attack, render
 
-from archlab.eval.tasks.mqar import MQAR
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox.launcher import (
     LOG_FILE,
@@ -41,6 +40,7 @@ from archlab.sandbox.launcher import (
 )
 from archlab.sandbox.strict import StrictLauncher, strict_missing
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from archlab.errors import ConfigError
-from archlab.eval.tasks.base import TokenTask
+from archlab.tasks.base import TokenTask
 
 
 @dataclass(frozen=True)

@@ -784,7 +784,7 @@ class Memory:
         return self._query(sql, params)
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
-        """A write for callers that own their SQL (memory.human), under the write lock."""
+        """A write for callers that own their SQL (memory.reviews), under the write lock."""
         self._write(lambda con: con.execute(sql, params or []))
 
     # --- spans and ad-hoc SQL ---------------------------------------------------

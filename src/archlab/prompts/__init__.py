@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 
 from archlab.errors import ConfigError
-from archlab.eval.tasks.base import TokenTask
+from archlab.tasks.base import TokenTask
 
 
 class Prompts:

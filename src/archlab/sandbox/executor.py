@@ -30,9 +30,9 @@ import numpy as np
 
 from archlab.config import Settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks.base import Budget, TokenData, TokenTask
 from archlab.sandbox.launcher import Launcher, make_launcher
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.tasks.base import Budget, TokenData, TokenTask
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,7 +77,7 @@ TaskLoader = Callable[[TrialRequest], tuple[TokenTask, TokenData]]
 
 @lru_cache(maxsize=4)
 def _built(name: str, options: str, data_seed: int) -> tuple[TokenTask, TokenData]:
-    from archlab.eval.tasks import get_task  # the registry loads plugins: only when needed
+    from archlab.tasks import get_task  # the registry loads plugins: only when needed
 
     task = get_task(name, json.loads(options))
     return task, task.data(data_seed)

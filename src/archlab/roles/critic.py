@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from archlab.agents.brains import HEURISTIC, Asker
-from archlab.agents.llm import NoAnswer, Question
-from archlab.agents.state import RunContext
 from archlab.eval.stats import Judgement
+from archlab.llm.brains import HEURISTIC, Asker
+from archlab.llm.client import NoAnswer, Question
 from archlab.memory.queries import CODE_CHARS, clip
 from archlab.prompts import task_brief
+from archlab.roles.context import RunContext
 
 #: failures that another coding attempt cannot fix
 _NOT_REPAIRABLE = {"duplicate", "answer", "review"}

@@ -186,7 +186,7 @@ def count_params(genome: Genome, vocab_size: int, seq_len: int) -> int:
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("archlab.agents", "templates"),
+        loader=jinja2.PackageLoader("archlab.search", "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )

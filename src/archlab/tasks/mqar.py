@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, validate_call
 
-from archlab.eval.tasks.base import (
+from archlab.tasks.base import (
     IGNORE_INDEX,
     SMOKE_BUDGET,
     Budget,
@@ -146,5 +146,5 @@ class MQAR(TokenTask):
         return Metrics(values=accuracy_curve_metrics(curve), curve=curve)
 
     def baseline_source(self) -> str:
-        files = resources.files("archlab.eval.tasks.baselines")
+        files = resources.files("archlab.tasks.baselines")
         return files.joinpath("transformer.py").read_text()

@@ -5,7 +5,7 @@ scored candidates): the baseline first, then mostly mutations of tournament winn
 crossovers and a few random restarts. A mutation or crossover is not the first child drawn:
 the brain draws many (:attr:`HeuristicBrain.candidates`; mutations screened with some random
 draws, operator "new" if one is picked), and a surrogate fitted to every scored genome
-(:mod:`archlab.agents.surrogate`) picks the one it expects to improve most on the best
+(:mod:`archlab.search.surrogate`) picks the one it expects to improve most on the best
 score, so that each trial goes where the evidence so far points, or where the surrogate
 knows least. Random restarts (operator "random") stay uniform draws from the search space.
 Every random choice comes from the ``random.Random`` passed in, so a seeded brain given
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from archlab.agents.genome import (
+from archlab.search.genome import (
     CHANNELS,
     MIXERS,
     NORMS,
@@ -38,7 +38,7 @@ from archlab.agents.genome import (
     gated_mlp_hidden,
     mlp_hidden,
 )
-from archlab.agents.surrogate import Prediction, Surrogate
+from archlab.search.surrogate import Prediction, Surrogate
 
 # -- search space and budget -----------------------------------------------------------------
 

@@ -25,11 +25,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from archlab.agents.genome import baseline_genome, render
-from archlab.agents.heuristic import HeuristicBrain
 from archlab.config import Settings
 from archlab.errors import ConfigError
-from archlab.eval.tasks.mqar import MQAR
 from archlab.memory import queries
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox import harness
@@ -44,6 +41,9 @@ from archlab.sandbox.launcher import (
     read_tail,
 )
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.search.genome import baseline_genome, render
+from archlab.search.heuristic import HeuristicBrain
+from archlab.tasks.mqar import MQAR
 
 #: a full proxy trial runs the task's default proxy budget; a quick one this many steps
 QUICK_STEPS = 96
@@ -237,7 +237,9 @@ def _discover(
     home: Path, executor: Executor | None = None, /, **sections: dict[str, Any]
 ) -> tuple[Memory, str]:
     """A real discovery in `home` with the heuristic brain, quietly; its memory and run id."""
-    from archlab.lab import discover  # the lab pulls in the graph: only when measuring it
+    from archlab.orchestration.runs import (
+        discover,  # the lab pulls in the graph: only when measuring it
+    )
 
     config: dict[str, Any] = {"home": str(home), "sandbox": {"threads": 1}}
     for name, values in sections.items():

@@ -14,9 +14,9 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from archlab.agents.llm import LLM, NoAnswer, Question
 from archlab.config import Settings
 from archlab.errors import ConfigError
+from archlab.llm.client import LLM, NoAnswer, Question
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts
 

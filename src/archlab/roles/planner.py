@@ -17,15 +17,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from archlab.agents.brains import Asker, ReplayExhausted
-from archlab.agents.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
-from archlab.agents.heuristic import HeuristicBrain, PoolEntry, Proposal
-from archlab.agents.human import Steer, read_steer
-from archlab.agents.llm import LLMError, NoAnswer, Question
-from archlab.agents.state import LabState, RunContext
-from archlab.eval.tasks.base import TokenTask
-from archlab.memory import human, queries
+from archlab.llm.brains import Asker, ReplayExhausted
+from archlab.llm.client import LLMError, NoAnswer, Question
+from archlab.memory import queries, reviews
+from archlab.orchestration.state import LabState
 from archlab.prompts import task_brief
+from archlab.roles.context import RunContext
+from archlab.roles.reviewer import Steer, read_steer
+from archlab.search.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
+from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.tasks.base import TokenTask
 
 _PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
 
@@ -109,7 +110,7 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
             "random samples of the genome space are the yardstick any search must beat"
         )
         return _candidate(sample, origin="random", brain="random")
-    notes = human.notes(ctx.memory, ctx.run_id)
+    notes = reviews.notes(ctx.memory, ctx.run_id)
     asker = ctx.brains.asker("planner")
     if asker is not None:
         return _ask_model(ctx, asker, step, notes)
@@ -147,7 +148,7 @@ def _baseline_is_transformer(task: TokenTask) -> bool:
 
 @cache
 def _transformer_source() -> str:
-    return resources.files("archlab.eval.tasks.baselines").joinpath("transformer.py").read_text()
+    return resources.files("archlab.tasks.baselines").joinpath("transformer.py").read_text()
 
 
 class _Known:

@@ -16,19 +16,20 @@ from typing import Any
 from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
-from archlab.agents import coder, ladder
-from archlab.agents.brains import build_brains
-from archlab.agents.budget import RunBudget
-from archlab.agents.graph import build_graph, live_status
-from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.config import Settings
 from archlab.errors import ArchlabError
-from archlab.eval.tasks import get_task
+from archlab.llm.brains import build_brains
 from archlab.memory import leases
-from archlab.memory.spans import traced
 from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.orchestration.budget import RunBudget
+from archlab.orchestration.graph import build_graph, live_status
+from archlab.orchestration.state import LabState
+from archlab.orchestration.tracing import traced
+from archlab.roles import coder, ladder
+from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import Executor, make_executor
 from archlab.sandbox.launcher import kill_group
+from archlab.tasks import get_task
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
 

@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from archlab.agents import trainer
-from archlab.agents.state import RunContext
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
+from archlab.roles import trainer
+from archlab.roles.context import RunContext
 
 #: every stage, in the order a candidate climbs them
 STAGES = ("static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "scale")

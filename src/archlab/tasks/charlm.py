@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, FilePath, validate_call
 
 from archlab.errors import ConfigError
-from archlab.eval.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
+from archlab.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 
 
 def stdlib_corpus(limit: int) -> bytes:
@@ -140,6 +140,4 @@ class CharLM(TokenTask):
         return {"bits_per_byte": float(nats.mean() / np.log(2))}
 
     def baseline_source(self) -> str:
-        return (
-            resources.files("archlab.eval.tasks.baselines").joinpath("transformer.py").read_text()
-        )
+        return resources.files("archlab.tasks.baselines").joinpath("transformer.py").read_text()

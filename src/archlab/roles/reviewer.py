@@ -15,10 +15,10 @@ from typing import Any
 
 from rich.markup import escape
 
-from archlab.agents.genome import CHANNELS, MIXERS, NORMS, RESIDUALS, Genome
-from archlab.agents.ladder import record, rejected
-from archlab.agents.state import Cancelled, RunContext
-from archlab.memory import human
+from archlab.memory import reviews
+from archlab.roles.context import Cancelled, RunContext
+from archlab.roles.ladder import record, rejected
+from archlab.search.genome import CHANNELS, MIXERS, NORMS, RESIDUALS, Genome
 
 #: how often a waiting lane looks for a decision
 POLL_S = 1.0
@@ -96,12 +96,12 @@ def await_review(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any] |
     """Wait until someone approves or rejects the candidate; the rejection as its outcome,
     or None to train it."""
     cid = candidate["candidate_id"]
-    human.request_review(ctx.memory, ctx.run_id, cid)
+    reviews.request_review(ctx.memory, ctx.run_id, cid)
     ctx.console.print(
         f"  [yellow]waiting for review[/] of {cid} ({escape(candidate['plan'].get('summary', ''))}"
         f"): `archlab approve {ctx.run_id} --candidate {cid}` or `archlab reject ...`"
     )
-    while not (review := human.review_of(ctx.memory, cid) or {}).get("decision"):
+    while not (review := reviews.review_of(ctx.memory, cid) or {}).get("decision"):
         if ctx.cancel.wait(POLL_S):
             raise Cancelled("the run was told to stop while waiting for review")
     reason = review["reason"] or "no reason given"

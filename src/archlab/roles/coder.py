@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from archlab.agents.genome import Genome, render
-from archlab.agents.llm import Question, Unusable, fenced_blocks
-from archlab.agents.state import RunContext
 from archlab.errors import ArchlabError
+from archlab.llm.client import Question, Unusable, fenced_blocks
 from archlab.prompts import task_brief
+from archlab.roles.context import RunContext
+from archlab.search.genome import Genome, render
 
 #: one search/replace edit: the SEARCH lines, then what replaces them
 _EDIT = re.compile(

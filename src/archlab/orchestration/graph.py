@@ -18,13 +18,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from rich.markup import escape
 
-from archlab.agents import coder, critic, human, ladder, planner, trainer
-from archlab.agents.brains import ReplayExhausted
-from archlab.agents.budget import SAVE_ELAPSED_S
-from archlab.agents.llm import NoAnswer
-from archlab.agents.state import Cancelled, LabState, RunContext
 from archlab.eval.verify import ast_hash, source_hash
-from archlab.memory.spans import NodeFn, traced
+from archlab.llm.brains import ReplayExhausted
+from archlab.llm.client import NoAnswer
+from archlab.orchestration.budget import SAVE_ELAPSED_S
+from archlab.orchestration.state import LabState
+from archlab.orchestration.tracing import NodeFn, traced
+from archlab.roles import coder, critic, ladder, planner, reviewer, trainer
+from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.launcher import LOG_FILE, read_tail
 
 
@@ -132,7 +133,7 @@ def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None =
         candidate, stage = state["candidate"] or {}, state.get("stage", "proxy")
         cid = candidate["candidate_id"]
         if stage == "proxy" and ctx.settings.run.review:
-            refused = human.await_review(ctx, candidate)
+            refused = reviewer.await_review(ctx, candidate)
             if refused is not None:
                 return {"outcome": refused}
         with live_status(ctx, cid, stage):

@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from archlab.errors import ArchlabError, ConfigError
-from archlab.eval.tasks.base import TokenTask
-from archlab.eval.tasks.charlm import CharLM
-from archlab.eval.tasks.digits import Digits
-from archlab.eval.tasks.mad import SUITE, Mad
-from archlab.eval.tasks.mqar import MQAR
+from archlab.tasks.base import TokenTask
+from archlab.tasks.charlm import CharLM
+from archlab.tasks.digits import Digits
+from archlab.tasks.mad import SUITE, Mad
+from archlab.tasks.mqar import MQAR
 
 ENTRY_POINT_GROUP = "archlab.tasks"
 

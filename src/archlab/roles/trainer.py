@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from archlab.agents.state import Cancelled, RunContext
 from archlab.eval.fitness import Fitness
 from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
+from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import TrialRequest
 from archlab.sandbox.trial import TrialReport
 

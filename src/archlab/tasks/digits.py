@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, validate_call
 
 from archlab.errors import ArchlabError
-from archlab.eval.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
+from archlab.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 
 INSTALL_HINT = "the digits task needs scikit-learn: pip install 'archlab[digits]'"
 
@@ -76,4 +76,4 @@ class Digits(TokenTask):
         return {"accuracy": float((outputs == data.eval_y).mean())}
 
     def baseline_source(self) -> str:
-        return resources.files("archlab.eval.tasks.baselines").joinpath("classifier.py").read_text()
+        return resources.files("archlab.tasks.baselines").joinpath("classifier.py").read_text()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archlab.agents.genome import HEADED_MIXERS, MIXERS, Genome
+from archlab.search.genome import HEADED_MIXERS, MIXERS, Genome
 
 FEATURES: tuple[str, ...] = (
     *(f"{m} share" for m in MIXERS),

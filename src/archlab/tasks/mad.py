@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from archlab.eval.tasks.base import (
+from archlab.tasks.base import (
     IGNORE_INDEX,
     SMOKE_BUDGET,
     Budget,
@@ -43,7 +43,7 @@ from archlab.eval.tasks.base import (
     TokenTask,
     accuracy_curve_metrics,
 )
-from archlab.eval.tasks.mqar import answer_accuracy
+from archlab.tasks.mqar import answer_accuracy
 
 #: token ids every MAD task shares: ids below BLANK are the task tokens that open each
 #: sequence (one per task in SUITE order), then a filler and a marker; content follows
@@ -111,7 +111,7 @@ class _MadBase(TokenTask):
         return {"vocab_size": self.options.vocab_size, "seq_len": self.options.seq_len}
 
     def baseline_source(self) -> str:
-        baselines = resources.files("archlab.eval.tasks.baselines")
+        baselines = resources.files("archlab.tasks.baselines")
         return baselines.joinpath("transformer.py").read_text()
 
 

@@ -1,1 +1,0 @@
-"""Agents that propose, implement and review candidate architectures."""
