@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 
 from archlab.config import load_settings
-from archlab.orchestration.runs import CHECKPOINT_FILE, discover, open_memory
+from archlab.orchestration.lanes import CHECKPOINT_FILE
+from archlab.orchestration.runs import discover, open_memory
 from archlab.tasks import BUILTIN_TASKS
 from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR

@@ -13,13 +13,14 @@ from typer.testing import CliRunner
 from archlab.cli import app
 from archlab.config import load_settings
 from archlab.errors import ConfigError
-from archlab.llm.brains import ReplayBrain, ReplayExhausted, build_brains, parse_brain
+from archlab.llm.brains import ReplayBrain, ReplayExhausted, parse_brain
 from archlab.llm.client import Question, Unusable
 from archlab.memory import queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
+from archlab.roles.brains import build_brains
 from archlab.roles.coder import read_code
-from archlab.roles.critic import Critique
+from archlab.roles.critic import Critique, HeuristicCritic
 from archlab.search.genome import baseline_genome, render
 from archlab.tasks.mqar import MQAR
 from fake_llm import FakeLLM, Reply, as_json, code_block, edit, fenced
@@ -97,7 +98,7 @@ def test_each_role_gets_its_own_brain(tmp_path: Path) -> None:
     )
     brains = build_brains(s, memory, "r1")
     assert brains.names == {"planner": "llm:big", "coder": "llm:small", "critic": "heuristic"}
-    assert brains.asker("critic") is None
+    assert isinstance(brains.critic, HeuristicCritic)  # no model behind it
     assert brains.describe() == "planner=llm:big coder=llm:small critic=heuristic"
     assert build_brains(settings_with(), memory, "r2").describe() == "heuristic"
 

@@ -9,7 +9,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 # Two-sided 95% critical values of Student's t by degrees of freedom.
 _T95_DF = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 15, 20, 25, 30, 40, 60, 120)
@@ -80,7 +80,7 @@ def difference(a: Sequence[float], b: Sequence[float]) -> Interval:
 
 @dataclass(frozen=True)
 class Judgement:
-    verdict: str  # accept | reject | audit
+    verdict: Literal["accept", "reject", "audit"]
     reason: str
     difference: Interval
 

@@ -1,8 +1,8 @@
 """Which brain powers each role: `heuristic` (offline, no model), `llm:PROFILE` (any
 OpenAI-compatible endpoint) or `replay:RUN` (the answers a past run acted on, no model).
 
-Roles on a model or a replay get an :class:`Asker`; heuristic roles get none and the
-agent modules take their offline path.
+Roles on a model or a replay get an :class:`Asker`; heuristic roles get none, and the
+roles wrap each in their brain (`archlab.roles.brains`).
 """
 
 from __future__ import annotations
@@ -137,22 +137,16 @@ def profiles_in_use(settings: Settings) -> list[str]:
 
 
 @dataclass
-class Brains:
+class RoleAskers:
+    """What each role's brain is called, and the asker of each role that has a model (or a
+    replay) behind it."""
+
     names: dict[str, str]
     askers: dict[str, Asker]
     prompts: Prompts
 
-    def asker(self, role: str) -> Asker | None:
-        return self.askers.get(role)
 
-    def describe(self) -> str:
-        names = set(self.names.values())
-        if len(names) == 1:
-            return names.pop()
-        return " ".join(f"{role}={self.names[role]}" for role in ROLES)
-
-
-def build_brains(settings: Settings, memory: Memory, run_id: str) -> Brains:
+def role_askers(settings: Settings, memory: Memory, run_id: str) -> RoleAskers:
     """Resolve every role's brain; ConfigError names the key that is wrong."""
     prompts = Prompts(settings.prompts_dir)
 
@@ -189,4 +183,4 @@ def build_brains(settings: Settings, memory: Memory, run_id: str) -> Brains:
                 f"design mode needs a model (or a replay) for the {' and '.join(offline)}: "
                 "set [roles] or --brain, or use mode = 'compose'"
             )
-    return Brains(names, askers, prompts)
+    return RoleAskers(names, askers, prompts)

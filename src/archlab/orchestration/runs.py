@@ -1,11 +1,8 @@
 """Starting runs: wire settings, memory, task, executor and graph together, drive the
-run's lanes, and conclude it."""
+run's lanes (`lanes`), and conclude it."""
 
 from __future__ import annotations
 
-import os
-import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,25 +10,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from langgraph.checkpoint.sqlite import SqliteSaver
 from rich.console import Console
 
 from archlab.config import Settings
 from archlab.errors import ArchlabError
-from archlab.llm.brains import build_brains
 from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.orchestration.budget import RunBudget
-from archlab.orchestration.graph import build_graph, live_status
+from archlab.orchestration.console import Reporter
+from archlab.orchestration.lab import Lab
+from archlab.orchestration.lanes import drive
 from archlab.orchestration.state import LabState
 from archlab.orchestration.tracing import traced
-from archlab.roles import coder, ladder
-from archlab.roles.context import Cancelled, RunContext
+from archlab.records import Candidate
+from archlab.roles import ladder
+from archlab.roles.brains import build_brains
 from archlab.sandbox.executor import Executor, make_executor
-from archlab.sandbox.launcher import kill_group
 from archlab.tasks import get_task
-
-CHECKPOINT_FILE = "checkpoints.sqlite"
 
 
 def new_run_id() -> str:
@@ -49,7 +44,7 @@ def _run(
     brain: str | None = None,
     resumed: dict[str, Any] | None = None,
     executor: Executor | None = None,
-) -> Iterator[RunContext]:
+) -> Iterator[Lab]:
     """Register a run (or take up the `resumed` one), yield its context, and close it with
     the right status whatever happens.
 
@@ -61,11 +56,10 @@ def _run(
     # the lease first: a second process resuming this run is refused before it reads anything
     with leases.hold(home, run_id):
         brains = build_brains(settings, memory, run_id)
-        # local trials use the run's own task and data (ctx's, once it exists)
-        executor = executor or make_executor(
-            settings, home / "trials" / run_id, lambda _: (ctx.task, ctx.data)
-        )
-        ctx = RunContext(
+        trials_dir = home / "trials" / run_id
+        # local trials use the run's own task and data (the lab's, once it exists)
+        executor = executor or make_executor(settings, trials_dir, lambda _: (lab.task, lab.data))
+        lab = Lab(
             run_id=run_id,
             settings=settings,
             task=task,
@@ -76,175 +70,48 @@ def _run(
             console=console,
         )
         elapsed_s = (resumed or {}).get("elapsed_s") or 0.0
-        ctx.budget = RunBudget(settings.run, memory, run_id, elapsed_s)
+        lab.budget = RunBudget(settings.run, memory, run_id, elapsed_s)
+        lab.report = Reporter(console, settings.run.lanes, trials_dir)
         if resumed:
             memory.resume_run(run_id)
         else:
             memory.start_run(
-                run_id=ctx.run_id,
+                run_id=lab.run_id,
                 task=task.name,
-                task_fingerprint=ctx.task_fingerprint,
+                task_fingerprint=lab.task_fingerprint,
                 brain=brain or brains.describe(),
                 seed=settings.run.seed,
                 config=settings.model_dump(mode="json"),
             )
         try:
-            yield ctx
+            yield lab
         except KeyboardInterrupt:
-            _finish(ctx, "interrupted", "stopped by the user")
+            _finish(lab, "interrupted", "stopped by the user")
             raise
         except Exception as e:
-            _finish(ctx, "failed", f"{type(e).__name__}: {e}")
+            _finish(lab, "failed", f"{type(e).__name__}: {e}")
             raise
         finally:
             executor.close()
-        _finish(ctx, "finished", ctx.stopped)
+        _finish(lab, "finished", lab.stopped)
 
 
-def _finish(ctx: RunContext, status: str, message: str | None) -> None:
-    ctx.budget.save_elapsed()
-    ctx.memory.finish_run(ctx.run_id, status, message)
+def _finish(lab: Lab, status: str, message: str | None) -> None:
+    lab.budget.save_elapsed()
+    lab.memory.finish_run(lab.run_id, status, message)
 
 
-def _thread_id(run_id: str, lane: int) -> str:
-    """Lane 0 keeps the run id as its checkpoint thread, as runs without lanes had."""
-    return run_id if lane == 0 else f"{run_id}/lane{lane}"
-
-
-def _drive(ctx: RunContext, start: LabState | None) -> list[LabState]:
-    """Run the lanes to their end, each from `start`, or with None from its last
-    checkpoint: the node that was interrupted runs again, everything before it is kept."""
-    # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
-    conn = sqlite3.connect(ctx.home / CHECKPOINT_FILE, check_same_thread=False)
-    # WAL without a sync per commit: a killed process loses no committed checkpoint (the
-    # OS holds its writes); a power cut may lose the last few, and resuming from an older
-    # one re-runs nodes whose memory writes are upserts: the memory is never behind.
-    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-    try:
-        saver = SqliteSaver(conn)
-        graph = build_graph(ctx, saver)
-        lanes = 1 if start and start.get("single") else ctx.settings.run.lanes
-        configs: list[Any] = [
-            {
-                "configurable": {"thread_id": _thread_id(ctx.run_id, lane)},
-                "recursion_limit": 10 * ctx.settings.run.trials + 20,
-            }
-            for lane in range(lanes)
-        ]
-        inputs: list[LabState | None] = []
-        # killed before its first checkpoint, a run has no candidates and starts afresh;
-        # with candidates, its checkpoints are lost and a fresh start would repeat steps
-        if (
-            start is None
-            and saver.get_tuple(configs[0]) is None
-            and ctx.memory.candidates(ctx.run_id)
-        ):
-            raise ArchlabError(f"run {ctx.run_id} left no checkpoint to resume from")
-        fresh: LabState = {"run_id": ctx.run_id, "evaluated": 0, "history": []}
-        for lane, config in enumerate(configs):
-            snapshot = graph.get_state(config) if start is None else None
-            if snapshot is not None and snapshot.values:
-                inputs.append(None)
-                ctx.budget.hold(_claim_held(ctx, snapshot.values))
-            else:  # a new run, or a lane that had not started when the run stopped
-                inputs.append({**(start or fresh), "lane": lane})
-        ctx.data  # noqa: B018 -- generated once here, before the lanes share it
-        return _run_lanes(ctx, graph, configs, inputs)
-    finally:
-        conn.close()
-
-
-def _claim_held(ctx: RunContext, state: dict[str, Any]) -> int:
-    """Whether a resumed lane holds a claimed slot: it is about to code a candidate that
-    the memory has not saved yet (a planned idea, or the next attempt of a repair).
-
-    `state` is the lane's live state: with the writes of a node that finished after the
-    last checkpoint (LangGraph keeps them and does not run the node again), so the answer
-    comes from the state and the memory, not from which node is next."""
-    candidate = state.get("candidate")
-    if not candidate:
-        return 0
-    cid = candidate["candidate_id"]
-    if not ctx.memory.query(
-        "SELECT 1 FROM candidates WHERE candidate_id = ? AND status <> 'pending'", [cid]
-    ):
-        ctx.inflight.add(cid, candidate["origin"], coder.genome_key(candidate))
-    if state.get("repair_next"):  # record claimed a slot for the next attempt
-        cid = coder.repair_id(cid)
-    saved = ctx.memory.query("SELECT 1 FROM candidates WHERE candidate_id = ?", [cid])
-    return 0 if saved else 1
-
-
-def _run_lanes(
-    ctx: RunContext, graph: Any, configs: list[Any], inputs: list[LabState | None]
-) -> list[LabState]:
-    """Lanes are threads over one memory and one executor. Lane 0 goes first: the others
-    start once the baseline, every lane's yardstick, is recorded."""
-    results: list[LabState] = [{} for _ in configs]
-    failures: list[BaseException] = []
-
-    def lane(k: int) -> None:
-        try:
-            results[k] = graph.invoke(inputs[k], config=configs[k], durability="sync")
-        except Cancelled:
-            pass
-        except BaseException as e:  # one lane's failure stops the run
-            failures.append(e)
-            ctx.cancel.set()
-
-    threads = [
-        threading.Thread(target=lane, args=(k,), name=f"lane-{k}", daemon=True)
-        for k in range(len(configs))
-    ]
-    try:
-        threads[0].start()
-        while len(threads) > 1 and threads[0].is_alive() and not _baseline_settled(ctx):
-            threads[0].join(0.5)
-        for thread in threads[1:]:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():  # join with a timeout: Ctrl-C reaches this thread
-                thread.join(0.5)
-    except KeyboardInterrupt:
-        ctx.cancel.set()
-        for thread in threads:
-            while thread.is_alive():  # again and again: a lane may start one more trial
-                _stop_trials()  # before it sees the cancel
-                thread.join(0.2)
-        raise
-    if failures:
-        raise failures[0]
-    return results
-
-
-def _baseline_settled(ctx: RunContext) -> bool:
-    return ctx.cancel.is_set() or ctx.baseline_id() is not None
-
-
-def _stop_trials() -> None:
-    """Ctrl-C reaches only the main thread: end the trials the lanes are waiting on (each
-    child leads its own process group); the lanes then leave without recording them."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        if parent == me:
-            kill_group(int(stat.parent.name))
-
-
-def _conclude(ctx: RunContext) -> dict[str, Any]:
+def _conclude(lab: Lab) -> dict[str, Any]:
     """Once every lane is done: the scale stage and the run's summary, once per run."""
 
     def conclude(state: LabState) -> dict[str, Any]:
-        with live_status(ctx, "the best", "scale"):
-            scaled = ladder.scale(ctx, ctx.budget.time_left())
-        summary = ladder.summary(ctx, scaled)
-        ctx.memory.set_run_summary(ctx.run_id, summary)
+        with lab.report.live("the best", "scale"):
+            scaled = ladder.scale(lab, lab.budget.time_left())
+        summary = ladder.summary(lab, scaled)
+        lab.memory.set_run_summary(lab.run_id, summary)
         return {"summary": summary}
 
-    return traced(ctx, "conclude", conclude)({"run_id": ctx.run_id})
+    return traced(lab, "conclude", conclude)({"run_id": lab.run_id})
 
 
 def _stopped(results: list[LabState]) -> str | None:
@@ -254,19 +121,19 @@ def _stopped(results: list[LabState]) -> str | None:
 def discover(settings: Settings, console: Console, executor: Executor | None = None) -> str:
     """Run a discovery until its budget is spent; return the run id. `executor` replaces
     the configured one (the orchestration benchmark answers trials from a recording)."""
-    with _run(settings, console, executor=executor) as ctx:
+    with _run(settings, console, executor=executor) as lab:
         run = settings.run
-        console.print(
-            f"run [bold]{ctx.run_id}[/] on task [bold]{ctx.task.name}[/]: "
+        lab.report.say(
+            f"run [bold]{lab.run_id}[/] on task [bold]{lab.task.name}[/]: "
             f"{run.trials} candidates"
             + (f" or {run.minutes:g} minutes" if run.minutes else "")
             + (f", {run.lanes} lanes" if run.lanes > 1 else "")
-            + f", {ctx.brains.describe()} brain ({run.mode} mode), "
-            f"{ctx.executor.describe()}, home {ctx.home}"
+            + f", {lab.brains.describe()} brain ({run.mode} mode), "
+            f"{lab.executor.describe()}, home {lab.home}"
         )
-        ctx.stopped = _stopped(_drive(ctx, {"run_id": ctx.run_id, "evaluated": 0, "history": []}))
-        _conclude(ctx)
-        return ctx.run_id
+        lab.stopped = _stopped(drive(lab, {"run_id": lab.run_id, "evaluated": 0, "history": []}))
+        _conclude(lab)
+        return lab.run_id
 
 
 def resume(home: Path, run_id: str, console: Console, executor: Executor | None = None) -> str:
@@ -276,11 +143,11 @@ def resume(home: Path, run_id: str, console: Console, executor: Executor | None 
     if run["status"] == "finished":
         raise ArchlabError(f"run {run['run_id']} already finished")
     settings = Settings.model_validate({**run["config"], "home": str(home)})
-    with _run(settings, console, resumed=run, executor=executor) as ctx:
-        console.print(f"resuming run [bold]{ctx.run_id}[/] ({run['status']}) from its checkpoint")
-        ctx.stopped = _stopped(_drive(ctx, None))
-        _conclude(ctx)
-        return ctx.run_id
+    with _run(settings, console, resumed=run, executor=executor) as lab:
+        lab.report.say(f"resuming run [bold]{lab.run_id}[/] ({run['status']}) from its checkpoint")
+        lab.stopped = _stopped(drive(lab, None))
+        _conclude(lab)
+        return lab.run_id
 
 
 def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str, Any]:
@@ -289,8 +156,8 @@ def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str,
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ArchlabError(f"cannot read candidate {path}: {e}") from None
-    with _run(settings, console, brain="manual") as ctx:
-        candidate: dict[str, Any] = {
+    with _run(settings, console, brain="manual") as lab:
+        candidate: Candidate = {
             "candidate_id": uuid.uuid4().hex[:12],
             "origin": "manual",
             "brain": "manual",
@@ -304,11 +171,11 @@ def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str,
                 "expected_effect": "unknown",
             },
         }
-        ctx.budget.hold(1)  # the candidate comes with the run: no planner claims its slot
-        (state,) = _drive(
-            ctx,
+        lab.budget.hold(1)  # the candidate comes with the run: no planner claims its slot
+        (state,) = drive(
+            lab,
             {
-                "run_id": ctx.run_id,
+                "run_id": lab.run_id,
                 "single": True,
                 "evaluated": 0,
                 "candidate": candidate,
@@ -317,10 +184,10 @@ def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str,
         )
         stages = [
             {k: check[k] for k in ("stage", "status", "error_class", "message", "details")}
-            for check in ctx.memory.checks(candidate["candidate_id"])
+            for check in lab.memory.checks(candidate["candidate_id"])
         ]
         return {
-            "run_id": ctx.run_id,
+            "run_id": lab.run_id,
             "candidate_id": candidate["candidate_id"],
             **state["outcome"],
             "verdict": state["verdict"],

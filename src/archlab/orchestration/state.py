@@ -1,12 +1,18 @@
-"""The graph's state and the run context its nodes share.
+"""The graph's state: one lane's candidate in flight and its progress.
 
-State holds only JSON-able values, so LangGraph can checkpoint it after every node;
-the context holds the live resources (memory, task, executor, brains), never checkpointed.
+It holds only JSON-able values, so that LangGraph can checkpoint it after every node; the
+live resources the nodes share are the run's context (`orchestration.lab.Lab`), never
+checkpointed.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+from archlab.records import Candidate, Outcome, Verdict
+
+#: the training stage of the candidate in flight: proxy, or confirm once promoted
+Stage = Literal["proxy", "confirm"]
 
 
 class LabState(TypedDict, total=False):
@@ -16,26 +22,25 @@ class LabState(TypedDict, total=False):
     #: evaluate this one candidate and stop (archlab eval) instead of searching
     single: bool
     #: candidates this lane evaluated so far (repairs included); the run's budget is counted
-    #: in the memory (RunContext.budget)
+    #: in the memory (Lab.budget)
     evaluated: int
     #: ideas the planner has proposed so far; with a candidate's repair number, the key
     #: under which its LLM answers are logged and replayed
     step: int
-    #: the candidate in flight: id, source, parents, plan, genome, origin, brain, step, repair
-    candidate: dict[str, Any] | None
-    #: the outcome so far: status, error_class, message, score, metrics, n_params
-    outcome: dict[str, Any]
-    verdict: dict[str, Any]
+    candidate: Candidate | None
+    #: the candidate's outcome so far ({} before verification)
+    outcome: Outcome
+    #: the verdict on it (None before its critique; {} in checkpoints of older runs)
+    verdict: Verdict | None
     #: the last few outcomes, one line each, for the progress display and the final note
     history: list[str]
     #: why the run stopped: a spent budget, or a replayed run that has no more answers
     stopped: str | None
-    #: the training stage the candidate in flight is at: proxy, or confirm once promoted
-    stage: str
+    stage: Stage
     #: record's decision: the failed candidate gets another coding attempt (a slot claimed,
     #: settled when code saves the attempt)
     repair_next: bool
     #: the run's conclusion: scale stage and improvement over baseline and random search
     summary: dict[str, Any]
-    #: node spans not in the memory yet, kept by the checkpoint (see memory.spans.traced)
+    #: node spans not in the memory yet, kept by the checkpoint (see orchestration.tracing)
     spans: list[dict[str, Any]]

@@ -13,8 +13,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from archlab.errors import ArchlabError
+from archlab.llm.brains import Asker
 from archlab.llm.client import Question, Unusable, fenced_blocks
 from archlab.prompts import task_brief
+from archlab.records import Candidate
 from archlab.roles.context import RunContext
 from archlab.search.genome import Genome, render
 
@@ -31,9 +33,7 @@ class CodeAnswer(BaseModel):
     edits: int = 0
 
 
-def write_code(
-    ctx: RunContext, candidate: dict[str, Any], failed: dict[str, Any] | None = None
-) -> str:
+def write_code(ctx: RunContext, candidate: Candidate, failed: dict[str, Any] | None = None) -> str:
     """The candidate's module. `failed` (candidate_id, source, problem) asks for a repair."""
     if candidate.get("source") is not None:  # hand-written (archlab eval)
         return str(candidate["source"])
@@ -41,10 +41,33 @@ def write_code(
         return ctx.task.baseline_source()
     if candidate["genome"] is not None:
         return render(Genome.model_validate(candidate["genome"]))
-    return _ask_model(ctx, candidate, failed)
+    return ctx.brains.coder.write(ctx, candidate, failed)
 
 
-def genome_key(candidate: dict[str, Any]) -> str | None:
+class TemplateCoder:
+    """The offline coder: every module it gives is a genome rendered by the templates
+    (above), so it has none of its own to write or repair."""
+
+    writes_code = False
+
+    def write(self, ctx: RunContext, candidate: Candidate, failed: dict[str, Any] | None) -> str:
+        raise ArchlabError("design mode needs a model for the coder (see [roles])")
+
+
+class ModelCoder:
+    """A model (or a replayed run) writes the module, as edits on the parent's code or in
+    full, and repairs it from the failure's message and log."""
+
+    writes_code = True
+
+    def __init__(self, asker: Asker) -> None:
+        self.asker = asker
+
+    def write(self, ctx: RunContext, candidate: Candidate, failed: dict[str, Any] | None) -> str:
+        return _ask_model(ctx, self.asker, candidate, failed)
+
+
+def genome_key(candidate: Candidate) -> str | None:
     genome = candidate.get("genome")
     return Genome.model_validate(genome).key() if genome else None
 
@@ -55,15 +78,16 @@ def repair_id(candidate_id: str) -> str:
     return hashlib.sha256(f"{candidate_id}:repair".encode()).hexdigest()[:12]
 
 
-def next_attempt(candidate: dict[str, Any]) -> dict[str, Any]:
+def next_attempt(candidate: Candidate) -> Candidate:
     """A failed candidate's idea, tried again: a new candidate with the same plan."""
-    fresh = {k: v for k, v in candidate.items() if k != "source"}
-    return {
-        **fresh,
+    attempt: Candidate = {
+        **candidate,
         "candidate_id": repair_id(candidate["candidate_id"]),
         "repair": candidate["repair"] + 1,
         "plan": {**candidate["plan"], "repair_of": candidate["candidate_id"]},
     }
+    attempt.pop("source", None)  # the coder writes the attempt's own
+    return attempt
 
 
 def read_code(text: str, base: str | None) -> CodeAnswer:
@@ -100,10 +124,9 @@ def read_code(text: str, base: str | None) -> CodeAnswer:
     return CodeAnswer(source=source, edits=len(edits))
 
 
-def _ask_model(ctx: RunContext, candidate: dict[str, Any], failed: dict[str, Any] | None) -> str:
-    asker = ctx.brains.asker("coder")
-    if asker is None:
-        raise ArchlabError("design mode needs a model for the coder (see [roles])")
+def _ask_model(
+    ctx: RunContext, asker: Asker, candidate: Candidate, failed: dict[str, Any] | None
+) -> str:
     prompts = ctx.brains.prompts
     task = task_brief(ctx.task)
     if failed is not None:

@@ -1,5 +1,5 @@
-"""The context a role works in: the run's live resources (memory, task, executor, brains,
-budget), shared by the run's lanes and never checkpointed (the graph's state is)."""
+"""The context a role works in: the run's live resources (memory, task, executor, brains),
+shared by the run's lanes and never checkpointed (the graph's state is)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from archlab.config import Settings
-from archlab.llm.brains import Brains
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
 from archlab.tasks.base import TokenData, TokenTask
 
 if TYPE_CHECKING:
-    from archlab.orchestration.budget import RunBudget
+    from archlab.roles.brains import Brains  # the brains are built on the roles
 
 
 class Cancelled(Exception):
@@ -64,8 +63,6 @@ class RunContext:
     #: why the run ended on its own (see LabState.stopped); stored as the run's message
     stopped: str | None = None
     data_seed: int = 0
-    #: the run's budgets, shared by its lanes (set up by the lab for every run)
-    budget: RunBudget = field(init=False)
     #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
     cancel: threading.Event = field(default_factory=threading.Event)
     inflight: InFlight = field(default_factory=InFlight)

@@ -20,6 +20,7 @@ from archlab.llm.brains import HEURISTIC, Asker
 from archlab.llm.client import NoAnswer, Question
 from archlab.memory.queries import CODE_CHARS, clip
 from archlab.prompts import task_brief
+from archlab.records import Candidate, Outcome, Verdict, plan_title
 from archlab.roles.context import RunContext
 
 #: failures that another coding attempt cannot fix
@@ -37,49 +38,78 @@ class Critique(BaseModel):
     insight: str = Field(description="one sentence that later proposals should know")
 
 
-def can_repair(ctx: RunContext, candidate: dict[str, Any]) -> bool:
+def can_repair(ctx: RunContext, candidate: Candidate) -> bool:
     """Design mode sends a model-written candidate back to its coder a bounded number of times."""
     return (
         ctx.settings.run.mode == "design"
         and candidate.get("origin") == "proposed"
         and candidate.get("genome") is None
-        and ctx.brains.asker("coder") is not None
+        and ctx.brains.coder.writes_code
         and candidate.get("repair", 0) < ctx.settings.run.max_repairs
     )
 
 
 def critique(
     ctx: RunContext,
-    candidate: dict[str, Any],
-    outcome: dict[str, Any],
+    candidate: Candidate,
+    outcome: Outcome,
     decision: Judgement | None = None,
-) -> dict[str, Any]:
+) -> Verdict:
     """The verdict on a candidate; for a trained one, `decision` is the ladder's."""
     repairable = can_repair(ctx, candidate)
     problem = _repairable_failure(ctx, outcome)
     if problem and repairable:
         return {"verdict": "repair", "reason": problem, "insight": None, "brain": HEURISTIC}
-    asker = ctx.brains.asker("critic")
     if outcome["status"] != "ok" or decision is None:
         return _failed(candidate, outcome)
-    if asker is None:
+    return ctx.brains.critic.judge(ctx, candidate, outcome, decision, repairable)
+
+
+class HeuristicCritic:
+    """The offline critic: the ladder's decision, as it is."""
+
+    def judge(
+        self,
+        ctx: RunContext,
+        candidate: Candidate,
+        outcome: Outcome,
+        decision: Judgement,
+        repairable: bool,
+    ) -> Verdict:
         return _heuristic(candidate, decision)
-    try:
-        return _ask_model(ctx, asker, candidate, outcome, repairable, decision)
-    except NoAnswer as e:
-        verdict = _heuristic(candidate, decision)
-        return {**verdict, "analysis": f"the critic model gave no usable answer: {e}"}
 
 
-def _repairable_failure(ctx: RunContext, outcome: dict[str, Any]) -> str | None:
+class ModelCritic:
+    """A model (or a replayed run) reads the curve and the code and explains the ladder's
+    decision; without a usable answer the heuristic's verdict stands."""
+
+    def __init__(self, asker: Asker) -> None:
+        self.asker = asker
+
+    def judge(
+        self,
+        ctx: RunContext,
+        candidate: Candidate,
+        outcome: Outcome,
+        decision: Judgement,
+        repairable: bool,
+    ) -> Verdict:
+        try:
+            return _ask_model(ctx, self.asker, candidate, outcome, repairable, decision)
+        except NoAnswer as e:
+            verdict = _heuristic(candidate, decision)
+            return {**verdict, "analysis": f"the critic model gave no usable answer: {e}"}
+
+
+def _repairable_failure(ctx: RunContext, outcome: Outcome) -> str | None:
     """What went wrong, if another coding attempt might fix it; a duplicate of code that
     failed before counts as that failure."""
     if outcome["status"] in ("failed", "rejected"):
         if outcome["error_class"] in _NOT_REPAIRABLE:
             return None
         return f"{outcome['error_class']}: {outcome['message']}"
-    if outcome["status"] == "duplicate" and outcome.get("score") is None:
-        original_id = outcome["duplicate_of"]
+    original_id = outcome.get("duplicate_of")
+    if outcome["status"] == "duplicate" and outcome.get("score") is None and original_id:
         original = ctx.memory.candidates_by_id([original_id]).get(original_id)
         if original and original["error_class"]:
             return (
@@ -89,29 +119,29 @@ def _repairable_failure(ctx: RunContext, outcome: dict[str, Any]) -> str | None:
     return None
 
 
-def _failed(candidate: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def _failed(candidate: Candidate, outcome: Outcome) -> Verdict:
     plan = candidate["plan"]
     return {
         "verdict": "reject",
         "reason": f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}",
-        "insight": f"{plan['operator']} '{plan.get('summary', plan['hypothesis'])}' "
+        "insight": f"{plan['operator']} '{plan_title(plan)}' "
         f"failed with {outcome['error_class']}",
         "brain": HEURISTIC,
     }
 
 
-def _heuristic(candidate: dict[str, Any], decision: Judgement) -> dict[str, Any]:
+def _heuristic(candidate: Candidate, decision: Judgement) -> Verdict:
     plan = candidate["plan"]
     return {
         "verdict": decision.verdict,
         "reason": decision.reason,
-        "insight": f"{plan['operator']} '{plan.get('summary', plan['hypothesis'])}': "
+        "insight": f"{plan['operator']} '{plan_title(plan)}': "
         f"{decision.verdict}, {decision.reason}",
         "brain": HEURISTIC,
     }
 
 
-def _references(ctx: RunContext, candidate: dict[str, Any]) -> list[dict[str, Any]]:
+def _references(ctx: RunContext, candidate: Candidate) -> list[dict[str, Any]]:
     """The scored parents, then the baseline (unless it is the candidate itself or a
     parent), read in one query."""
     parents = candidate["parents"]
@@ -131,11 +161,11 @@ def _references(ctx: RunContext, candidate: dict[str, Any]) -> list[dict[str, An
 def _ask_model(
     ctx: RunContext,
     asker: Asker,
-    candidate: dict[str, Any],
-    outcome: dict[str, Any],
+    candidate: Candidate,
+    outcome: Outcome,
     repairable: bool,
     decision: Judgement,
-) -> dict[str, Any]:
+) -> Verdict:
     prompts = ctx.brains.prompts
     references = _references(ctx, candidate)
     parents = [r for r in references if r["kind"] == "parent"]
@@ -161,7 +191,7 @@ def _ask_model(
         "critic.j2",
         task=task_brief(ctx.task),
         plan=plan,
-        summary=plan.get("summary") or plan["hypothesis"],
+        summary=plan_title(plan),
         outcome=outcome,
         curve=curve,
         references=references,

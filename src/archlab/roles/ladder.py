@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
+from archlab.records import Candidate, Outcome
 from archlab.roles import trainer
 from archlab.roles.context import RunContext
 
@@ -29,7 +30,7 @@ def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check:
     ctx.memory.save_check(candidate_id, stage, status, **check)
 
 
-def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
+def verify(ctx: RunContext, candidate: Candidate) -> Outcome:
     """Static, dedup, smoke, causality and complexity; the outcome says how far it got."""
     cid, source = candidate["candidate_id"], candidate["source"]
     # The node's writes wait in its memory batch and commit together when it ends (a kill
@@ -99,11 +100,11 @@ def verify(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
     return {"status": "verified", "n_params": smoke["n_params"]}
 
 
-def rejected(error_class: str | None, message: str | None) -> dict[str, Any]:
+def rejected(error_class: str | None, message: str | None) -> Outcome:
     return {"status": "rejected", "error_class": error_class, "message": message}
 
 
-def record_proxy(ctx: RunContext, candidate_id: str, outcome: dict[str, Any]) -> None:
+def record_proxy(ctx: RunContext, candidate_id: str, outcome: Outcome) -> None:
     if outcome["status"] == "ok":
         record(ctx, candidate_id, "proxy", "passed", details={"score": outcome["score"]})
     else:
@@ -118,7 +119,7 @@ def record_proxy(ctx: RunContext, candidate_id: str, outcome: dict[str, Any]) ->
 Reference = tuple[str, list[float]] | None
 
 
-def reference(ctx: RunContext, candidate: dict[str, Any]) -> Reference:
+def reference(ctx: RunContext, candidate: Candidate) -> Reference:
     """What a candidate must beat: its best confirmed parent, else the baseline."""
     baseline = ctx.baseline_id()
     if baseline == candidate["candidate_id"]:
@@ -140,7 +141,7 @@ def _mean(values: list[float]) -> float:
 
 
 def worth_confirming(
-    ctx: RunContext, candidate: dict[str, Any], score: float, ref: Reference
+    ctx: RunContext, candidate: Candidate, score: float, ref: Reference
 ) -> str | None:
     """Why the candidate earns the confirm stage's extra seeds, or None; `ref` is what it
     must beat (`reference`)."""
@@ -172,7 +173,7 @@ def each(ctx: RunContext, run: Callable[[_Item], _Result], items: Sequence[_Item
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def confirm(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
+def confirm(ctx: RunContext, candidate: Candidate) -> Outcome:
     """Train on the remaining seeds at the proxy budget, all of them whatever each gives; the
     outcome's score becomes the mean."""
     cid, source = candidate["candidate_id"], candidate["source"]
@@ -196,9 +197,7 @@ def confirm(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any]:
     return {"seeds": stats.to_dict(), "score": stats.mean}
 
 
-def decide(
-    ctx: RunContext, candidate: dict[str, Any], outcome: dict[str, Any], ref: Reference
-) -> Judgement:
+def decide(ctx: RunContext, candidate: Candidate, outcome: Outcome, ref: Reference) -> Judgement:
     """Accept, reject or flag for audit, from the candidate's seeds against its reference
     `ref` (`reference`)."""
     if candidate["origin"] == "baseline" or ref is None:

@@ -13,15 +13,15 @@ from collections.abc import Container
 from dataclasses import replace
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from archlab.llm.brains import Asker, ReplayExhausted
 from archlab.llm.client import LLMError, NoAnswer, Question
 from archlab.memory import queries, reviews
-from archlab.orchestration.state import LabState
 from archlab.prompts import task_brief
+from archlab.records import Candidate, Origin
 from archlab.roles.context import RunContext
 from archlab.roles.reviewer import Steer, read_steer
 from archlab.search.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
@@ -74,9 +74,8 @@ def new_candidate_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
-    baseline = ctx.baseline_id()
-    if baseline is None:
+def plan(ctx: RunContext, step: int) -> Candidate:
+    if ctx.baseline_id() is None:
         return {
             "candidate_id": new_candidate_id(),
             "origin": "baseline",
@@ -91,49 +90,67 @@ def plan(ctx: RunContext, state: LabState, step: int) -> dict[str, Any]:
                 "summary": f"the {ctx.task.name} baseline",
             },
         }
+    if step % 2 == 0 and _random_samples(ctx) < ctx.settings.search.random_samples:
+        # The honest yardstick, whatever the brain: the average architecture sampled at
+        # random from the same space, trained by the same script (every other step, so
+        # that a short run still shows the brain at work).
+        sample = _search(ctx, step).random_proposal(
+            "random samples of the genome space are the yardstick any search must beat"
+        )
+        return _candidate(sample, origin="random", brain="random")
+    return ctx.brains.planner.propose(ctx, step, reviews.notes(ctx.memory, ctx.run_id))
+
+
+def _search(ctx: RunContext, step: int) -> HeuristicBrain:
+    """The genome search of one step. A fresh generator per step, derived from the run seed
+    and the step (which differs between lanes): the same run replays the same proposals,
+    and a resumed run needs no generator state."""
     search = ctx.settings.search
-    # A fresh generator per step, derived from the run seed and the step (which differs
-    # between lanes): the same run replays the same proposals, and a resumed run needs no
-    # generator state.
-    rng = random.Random(f"{ctx.settings.run.seed}:{ctx.run_id}:{step}")
-    brain = HeuristicBrain(
-        rng,
+    return HeuristicBrain(
+        random.Random(f"{ctx.settings.run.seed}:{ctx.run_id}:{step}"),
         tournament_size=search.tournament_size,
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
     )
-    if step % 2 == 0 and _random_samples(ctx) < search.random_samples:
-        # The honest yardstick, whatever the brain: the average architecture sampled at
-        # random from the same space, trained by the same script (every other step, so
-        # that a short run still shows the brain at work).
-        sample = brain.random_proposal(
-            "random samples of the genome space are the yardstick any search must beat"
-        )
-        return _candidate(sample, origin="random", brain="random")
-    notes = reviews.notes(ctx.memory, ctx.run_id)
-    asker = ctx.brains.asker("planner")
-    if asker is not None:
-        return _ask_model(ctx, asker, step, notes)
-    # The packaged transformer baseline is the small transformer that baseline_genome()
-    # describes: the brain sees it as that genome, a parent already tried, not a new idea.
-    as_genome = baseline_genome() if _baseline_is_transformer(ctx.task) else None
-    with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
-        pool = [
-            PoolEntry(
-                candidate_id=row["candidate_id"],
-                score=row["score"],
-                genome=Genome.model_validate(row["genome"])
-                if row["genome"]
-                else (as_genome if row["candidate_id"] == baseline else None),
+
+
+class HeuristicPlanner:
+    """The offline brain: children of the memory's best genomes, screened by a surrogate
+    of their scores (`archlab.search`)."""
+
+    def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
+        # The packaged transformer baseline is the small transformer that baseline_genome()
+        # describes: the brain sees it as that genome, a parent already tried, not a new
+        # idea.
+        as_genome = baseline_genome() if _baseline_is_transformer(ctx.task) else None
+        baseline = ctx.baseline_id()
+        with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
+            pool = [
+                PoolEntry(
+                    candidate_id=row["candidate_id"],
+                    score=row["score"],
+                    genome=Genome.model_validate(row["genome"])
+                    if row["genome"]
+                    else (as_genome if row["candidate_id"] == baseline else None),
+                )
+                for row in ctx.memory.parent_pool(ctx.task_fingerprint)
+            ]
+            known = _Known(
+                queries.KnownGenomes(ctx.memory, ctx.task_fingerprint),
+                ctx.inflight.genome_keys() | ({as_genome.key()} if as_genome else set()),
             )
-            for row in ctx.memory.parent_pool(ctx.task_fingerprint)
-        ]
-        known = _Known(
-            queries.KnownGenomes(ctx.memory, ctx.task_fingerprint),
-            ctx.inflight.genome_keys() | ({as_genome.key()} if as_genome else set()),
-        )
-        proposal = _steered(brain, pool, known, read_steer(notes))
-    return _candidate(proposal, origin="proposed", brain="heuristic")
+            proposal = _steered(_search(ctx, step), pool, known, read_steer(notes))
+        return _candidate(proposal, origin="proposed", brain="heuristic")
+
+
+class ModelPlanner:
+    """A model (or a replayed run) proposes from a bounded summary of the memory."""
+
+    def __init__(self, asker: Asker) -> None:
+        self.asker = asker
+
+    def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
+        return _ask_model(ctx, self.asker, step, notes)
 
 
 def _random_samples(ctx: RunContext) -> int:
@@ -185,7 +202,7 @@ def _steered(
     return replace(proposal, motivation=f"{proposal.motivation}; no proposal satisfied {why}")
 
 
-def _candidate(proposal: Proposal, origin: str, brain: str) -> dict[str, Any]:
+def _candidate(proposal: Proposal, origin: Origin, brain: str) -> Candidate:
     return {
         "candidate_id": new_candidate_id(),
         "origin": origin,
@@ -202,7 +219,7 @@ def _candidate(proposal: Proposal, origin: str, brain: str) -> dict[str, Any]:
     }
 
 
-def _ask_model(ctx: RunContext, asker: Asker, step: int, notes: list[str]) -> dict[str, Any]:
+def _ask_model(ctx: RunContext, asker: Asker, step: int, notes: list[str]) -> Candidate:
     mode = ctx.settings.run.mode
     prompts = ctx.brains.prompts
     context = queries.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from rich.markup import escape
 
 from archlab.memory import reviews
+from archlab.records import Candidate, Outcome
 from archlab.roles.context import Cancelled, RunContext
 from archlab.roles.ladder import record, rejected
 from archlab.search.genome import CHANNELS, MIXERS, NORMS, RESIDUALS, Genome
@@ -92,7 +92,7 @@ def read_steer(notes: list[str]) -> Steer:
     return Steer(frozenset(prefer), frozenset(avoid))
 
 
-def await_review(ctx: RunContext, candidate: dict[str, Any]) -> dict[str, Any] | None:
+def await_review(ctx: RunContext, candidate: Candidate) -> Outcome | None:
     """Wait until someone approves or rejects the candidate; the rejection as its outcome,
     or None to train it."""
     cid = candidate["candidate_id"]

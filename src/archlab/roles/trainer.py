@@ -4,10 +4,10 @@ side, and records every trial in memory."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from archlab.eval.fitness import Fitness
 from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
+from archlab.records import Outcome
 from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import TrialRequest
 from archlab.sandbox.trial import TrialReport
@@ -37,7 +37,7 @@ def run_stage(
     seed: int | None = None,
     probe: CausalityProbe | None = None,
     complexity: bool = False,
-) -> dict[str, Any]:
+) -> Outcome:
     """Run one trial of `candidate_id` at `stage`; return its outcome as stored.
 
     With `probe`, the outcome holds the causality check; with `complexity`, the time-growth
@@ -99,8 +99,8 @@ def run_stage(
     return outcome
 
 
-def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
-    outcome: dict[str, Any] = {
+def _outcome(ctx: RunContext, report: TrialReport) -> Outcome:
+    outcome: Outcome = {
         "status": "ok",
         "error_class": None,
         "message": None,
@@ -121,5 +121,5 @@ def _outcome(ctx: RunContext, report: TrialReport) -> dict[str, Any]:
     if report.checkpoints:
         metrics = ctx.task.metrics(report.checkpoints, ctx.data)
         score = fitness_of(ctx).score(metrics.values, report.n_params or 0, report.wall_time_s)
-        outcome.update(score=score, metrics=metrics.values, curve=metrics.curve)
+        outcome.update({"score": score, "metrics": metrics.values, "curve": metrics.curve})
     return outcome

@@ -20,6 +20,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+__all__ = [
+    "IGNORE_INDEX",
+    "SMOKE_BUDGET",
+    "Budget",
+    "Metrics",
+    "OutputKind",
+    "Recipe",
+    "TaskKind",
+    "TokenData",
+    "TokenTask",
+    "accuracy_curve_metrics",
+]
+
 IGNORE_INDEX = -100
 
 TaskKind = Literal["sequence", "classification"]

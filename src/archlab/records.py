@@ -1,0 +1,90 @@
+"""The records a candidate carries through the graph: its plan, the candidate itself, the
+outcome of its stages and the verdict on it.
+
+They are TypedDicts, not classes: LangGraph checkpoints the graph's state as it is, and a
+run checkpointed before this module existed must resume unchanged, so the records keep the
+plain-dict shape they always had and mypy checks their keys and words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+#: where a candidate comes from: the task's baseline, a random sample of the search space
+#: (the yardstick), a brain's proposal, or a file given to `archlab eval`
+Origin = Literal["baseline", "random", "proposed", "manual"]
+
+#: how far a candidate got: `verified` passed the checks before training, `ok` trained
+#: and was scored, `duplicate` repeats code the memory holds (its result is reused)
+OutcomeStatus = Literal["verified", "ok", "failed", "rejected", "duplicate"]
+
+#: the critic's word: `promote` sends a candidate to the confirm stage; `audit` is an
+#: accepted result so far above its reference that it should be checked for leakage
+VerdictWord = Literal["accept", "audit", "reject", "repair", "promote"]
+
+
+class Plan(TypedDict):
+    #: baseline, mutate, crossover, new, random, seed or manual
+    operator: str
+    hypothesis: str
+    motivation: str
+    expected_effect: str
+    #: a short name for the architecture (the genome's description in compose mode)
+    summary: NotRequired[str]
+    #: the candidate this one is another coding attempt of (design mode's repairs)
+    repair_of: NotRequired[str]
+
+
+class Candidate(TypedDict):
+    candidate_id: str
+    origin: Origin
+    #: what proposed it: heuristic, random, baseline, manual, llm:PROFILE or replay:RUN
+    brain: str
+    parents: list[str]
+    #: the genome it was rendered from (compose mode), as JSON
+    genome: dict[str, Any] | None
+    plan: Plan
+    #: the module that is stored and run; absent until the coder writes it
+    source: NotRequired[str]
+    #: the planning step that proposed it (0 for the baseline), and its coding attempt:
+    #: with the role, the key under which its LLM answers are logged and replayed
+    step: NotRequired[int]
+    repair: NotRequired[int]
+    lane: NotRequired[int]
+
+
+class Outcome(TypedDict, total=False):
+    status: OutcomeStatus
+    error_class: str | None
+    message: str | None
+    score: float | None
+    metrics: dict[str, float] | None
+    n_params: int | None
+    wall_time_s: float | None
+    #: the candidate whose code this one repeats
+    duplicate_of: str | None
+    #: the confirm stage's seed statistics (n, mean, std, ci)
+    seeds: dict[str, Any]
+    #: the smoke trial's causality and complexity checks, judged on the trusted side
+    causality: dict[str, Any]
+    complexity: dict[str, Any]
+    #: the held-out curve of a trial (stored with the trial, not the candidate)
+    curve: list[dict[str, float]] | None
+
+
+class Verdict(TypedDict):
+    verdict: VerdictWord
+    reason: str
+    #: one sentence later proposals should know
+    insight: NotRequired[str | None]
+    #: a critic model's reading of the result
+    analysis: NotRequired[str]
+    brain: NotRequired[str]
+
+
+def plan_title(plan: Mapping[str, Any] | None) -> str:
+    """A plan in one line: its summary, else its hypothesis (plans stored by older runs, and
+    hand-written ones, have no summary)."""
+    plan = plan or {}
+    return str(plan.get("summary") or plan.get("hypothesis") or "")
