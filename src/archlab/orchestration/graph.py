@@ -26,7 +26,8 @@ from archlab.orchestration.state import LabState
 from archlab.orchestration.tracing import NodeFn, traced
 from archlab.roles import coder, critic, ladder, planner, reviewer, trainer
 from archlab.roles.context import Cancelled, RunContext
-from archlab.sandbox.launcher import LOG_FILE, read_tail
+from archlab.sandbox.process import read_tail
+from archlab.sandbox.protocol import LOG_FILE
 
 
 def build_graph(ctx: RunContext, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:

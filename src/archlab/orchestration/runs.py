@@ -28,7 +28,7 @@ from archlab.orchestration.tracing import traced
 from archlab.roles import coder, ladder
 from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import Executor, make_executor
-from archlab.sandbox.launcher import kill_group
+from archlab.sandbox.process import kill_group
 from archlab.tasks import get_task
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
