@@ -22,7 +22,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from archlab.sandbox.launcher import BasicLauncher
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
 from archlab.tasks.mqar import MQAR
 

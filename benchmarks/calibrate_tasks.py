@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from archlab.sandbox.launcher import BasicLauncher
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks import get_task
 from archlab.tasks.base import Budget, TokenData, TokenTask

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from archlab.benchmarks import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
-from archlab.sandbox.launcher import BasicLauncher
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
 from archlab.search.genome import Genome, baseline_genome, render
 from archlab.search.heuristic import SCREENED_EDITS, HeuristicBrain, PoolEntry

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from archlab import benchmarks as bench
-from archlab.sandbox.launcher import BasicLauncher
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import Budget, TokenTask
 from archlab.tasks.mqar import MQAR

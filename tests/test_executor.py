@@ -15,6 +15,7 @@ import pytest
 
 from archlab.config import load_settings
 from archlab.errors import ArchlabError
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import (
     DevicePool,
     LocalExecutor,
@@ -22,7 +23,8 @@ from archlab.sandbox.executor import (
     make_executor,
     visible_gpus,
 )
-from archlab.sandbox.launcher import BasicLauncher, Execution, Limits, clean_env
+from archlab.sandbox.process import clean_env
+from archlab.sandbox.protocol import Execution, Limits
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
 from archlab.tasks.mqar import MQAR
 from conftest import TINY_MQAR, sandbox_trial

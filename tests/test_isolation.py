@@ -1,18 +1,22 @@
 """Isolation levels without torch: cgroup discovery and files for v1 and v2 (on fake
-trees), the seccomp filter, level selection, `archlab doctor`, the capped log, and the
-strict launcher on tiny commands. The hostile candidates are in tests/redteam/."""
+trees), the seccomp filter, level selection, `archlab doctor`, the capped log, the
+strict launcher on tiny commands, and each sandbox module importing alone (no import
+cycle). The hostile candidates are in tests/redteam/."""
 
 from __future__ import annotations
 
 import json
 import os
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from archlab import sandbox
 from archlab.sandbox import strict
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.cgroups import (
     CgroupUnavailable,
     Hierarchy,
@@ -20,14 +24,9 @@ from archlab.sandbox.cgroups import (
     _enable_v2_controllers,
     locate,
 )
-from archlab.sandbox.launcher import (
-    LOG_FILE,
-    BasicLauncher,
-    Limits,
-    SandboxUnavailable,
-    make_launcher,
-    read_tail,
-)
+from archlab.sandbox.levels import SandboxUnavailable, make_launcher
+from archlab.sandbox.process import read_tail
+from archlab.sandbox.protocol import LOG_FILE, Limits
 from archlab.sandbox.seccomp import SeccompUnavailable, deny_list_bpf
 
 HYBRID_MOUNTINFO = """\
@@ -162,6 +161,13 @@ def test_doctor_reports_the_level(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["sandbox_level"] in ("basic", "strict") and report["ok"]
     assert report["levels"]["basic"] == {"available": True, "missing": []}
+
+
+@pytest.mark.parametrize("module", sorted(m.name for m in pkgutil.iter_modules(sandbox.__path__)))
+def test_each_sandbox_module_imports_alone(module: str) -> None:
+    """A fresh interpreter importing this module first: with a cycle among the sandbox's
+    modules, whichever one is imported first finds another half-initialised."""
+    subprocess.run([sys.executable, "-c", f"import archlab.sandbox.{module}"], check=True)
 
 
 def test_the_log_is_capped_and_keeps_its_tail(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from archlab.sandbox.launcher import make_launcher
+from archlab.sandbox.levels import make_launcher
 from conftest import TINY_CONFIG
 from test_cli import archlab, as_json
 

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from archlab.sandbox.launcher import BasicLauncher, Limits, clean_env
+from archlab.sandbox.basic import BasicLauncher
+from archlab.sandbox.process import clean_env
+from archlab.sandbox.protocol import Limits
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR

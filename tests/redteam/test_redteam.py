@@ -30,14 +30,9 @@ import pytest
 from hostile import ATTACKS, CONTROL, Attack, render
 
 from archlab.memory.store import MEMORY_FILE, Memory
-from archlab.sandbox.launcher import (
-    LOG_FILE,
-    BasicLauncher,
-    Launcher,
-    Limits,
-    network_isolation_prefix,
-    read_tail,
-)
+from archlab.sandbox.basic import BasicLauncher, network_isolation_prefix
+from archlab.sandbox.process import read_tail
+from archlab.sandbox.protocol import LOG_FILE, Launcher, Limits
 from archlab.sandbox.strict import StrictLauncher, strict_missing
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.mqar import MQAR

@@ -30,16 +30,12 @@ from archlab.errors import ConfigError
 from archlab.memory import queries
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox import harness
+from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import Executor, LocalExecutor, TrialRequest
-from archlab.sandbox.launcher import (
-    BasicLauncher,
-    Execution,
-    HarnessStarts,
-    Launcher,
-    Limits,
-    make_launcher,
-    read_tail,
-)
+from archlab.sandbox.levels import make_launcher
+from archlab.sandbox.prewarm import HarnessStarts
+from archlab.sandbox.process import read_tail
+from archlab.sandbox.protocol import Execution, Launcher, Limits
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.search.genome import baseline_genome, render
 from archlab.search.heuristic import HeuristicBrain

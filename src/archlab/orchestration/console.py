@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from archlab.records import Candidate, Outcome, Verdict, plan_title
-from archlab.sandbox.launcher import LOG_FILE, read_tail
+from archlab.sandbox.process import read_tail
+from archlab.sandbox.protocol import LOG_FILE
 
 
 class Reporter:

@@ -17,7 +17,7 @@ from archlab.orchestration.lab import Lab
 from archlab.orchestration.state import LabState
 from archlab.roles import coder
 from archlab.roles.context import Cancelled
-from archlab.sandbox.launcher import kill_group
+from archlab.sandbox.process import kill_group
 
 CHECKPOINT_FILE = "checkpoints.sqlite"
 

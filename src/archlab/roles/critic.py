@@ -124,8 +124,7 @@ def _failed(candidate: Candidate, outcome: Outcome) -> Verdict:
     return {
         "verdict": "reject",
         "reason": f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}",
-        "insight": f"{plan['operator']} '{plan_title(plan)}' "
-        f"failed with {outcome['error_class']}",
+        "insight": f"{plan['operator']} '{plan_title(plan)}' failed with {outcome['error_class']}",
         "brain": HEURISTIC,
     }
 

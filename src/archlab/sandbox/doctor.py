@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from archlab.sandbox.basic import network_isolation_prefix
 from archlab.sandbox.cgroups import CgroupUnavailable, hierarchy
-from archlab.sandbox.launcher import LEVELS, network_isolation_prefix
+from archlab.sandbox.levels import LEVELS
 from archlab.sandbox.strict import strict_missing
 
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from archlab.config import Settings
 from archlab.errors import ArchlabError
-from archlab.sandbox.launcher import Launcher, make_launcher
+from archlab.sandbox.levels import make_launcher
+from archlab.sandbox.protocol import Launcher
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import Budget, TokenData, TokenTask
 

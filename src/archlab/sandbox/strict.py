@@ -29,23 +29,17 @@ from pathlib import Path
 
 from archlab.sandbox.cgroups import CgroupUnavailable, TrialCgroup, hierarchy
 from archlab.sandbox.harness import INPUT_FILES, RESULT_FILE
-from archlab.sandbox.launcher import (
-    LOG_FILE,
-    Execution,
-    ExitReason,
-    HarnessStarts,
-    Limits,
+from archlab.sandbox.prewarm import HarnessStarts, Started, harness_argv, start_key
+from archlab.sandbox.process import (
     Outcome,
-    Started,
-    _start_key,
     clean_env,
-    harness_argv,
     kill_group,
     prologue,
     spawn,
     supervise,
     watch_child,
 )
+from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits
 from archlab.sandbox.seccomp import SeccompUnavailable, deny_list_bpf
 
 SANDBOX_UID = 65534  # nobody
@@ -193,7 +187,7 @@ class StrictLauncher(HarnessStarts):
             raise
         finally:
             os.close(seccomp_fd)  # bwrap has its own copy
-        return _StrictStarted(proc, _start_key(limits), kill, finish, cgroup, staging)
+        return _StrictStarted(proc, start_key(limits), kill, finish, cgroup, staging)
 
     def go(self, started: Started, trial_dir: Path, limits: Limits) -> Execution:
         assert isinstance(started, _StrictStarted)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from archlab.sandbox.harness import RESULT_FILE
-from archlab.sandbox.launcher import Launcher, Limits
+from archlab.sandbox.protocol import Launcher, Limits
 from archlab.tasks.base import Budget, TokenData, TokenTask
 
 MAX_RESULT_BYTES = 64 * 2**20
