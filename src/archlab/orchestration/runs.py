@@ -165,13 +165,11 @@ def _claim_held(ctx: RunContext, state: dict[str, Any]) -> int:
     if not candidate:
         return 0
     cid = candidate["candidate_id"]
-    if not ctx.memory.query(
-        "SELECT 1 FROM candidates WHERE candidate_id = ? AND status <> 'pending'", [cid]
-    ):
+    if not ctx.memory.is_settled(cid):
         ctx.inflight.add(cid, candidate["origin"], coder.genome_key(candidate))
     if state.get("repair_next"):  # record claimed a slot for the next attempt
         cid = coder.repair_id(cid)
-    saved = ctx.memory.query("SELECT 1 FROM candidates WHERE candidate_id = ?", [cid])
+    saved = ctx.memory.candidate_exists(cid)
     return 0 if saved else 1
 
 
