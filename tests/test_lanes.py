@@ -20,11 +20,12 @@ from archlab.config import LLMProfile, RunSettings, load_settings
 from archlab.errors import ArchlabError
 from archlab.llm.brains import Remembering
 from archlab.llm.client import LLM, Question
-from archlab.memory import leases, queries
+from archlab.memory import leases
 from archlab.memory.store import Memory
 from archlab.orchestration.budget import RunBudget
 from archlab.orchestration.runs import discover, open_memory, resume
 from archlab.prompts import Prompts, task_brief
+from archlab.roles import briefing
 from archlab.roles.planner import ComposePlan, _steered
 from archlab.roles.reviewer import primitives, read_steer
 from archlab.search.genome import Block, Genome
@@ -103,7 +104,7 @@ def test_steered_proposals_follow_the_notes() -> None:
 
 
 def test_a_model_planner_reads_the_notes_in_its_prompt(tmp_path: Path) -> None:
-    context = queries.planner_context(Memory(tmp_path / "memory.duckdb"), "fp", False)
+    context = briefing.planner_context(Memory(tmp_path / "memory.duckdb"), "fp", False)
 
     def prompt(notes: list[str]) -> str:
         return Prompts().render(
@@ -202,7 +203,8 @@ def _wait_for(what: str, check: Any, proc: subprocess.Popen[str], timeout: float
 
 def _query(home: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     """A reader from the test process, through the memory's own locking."""
-    return [tuple(r.values()) for r in Memory(home / "memory.duckdb").query(sql, params)]
+    with Memory(home / "memory.duckdb").connect(read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from archlab.llm.client import Question, Unusable
 from archlab.memory import queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief
+from archlab.roles import briefing
 from archlab.roles.brains import build_brains
 from archlab.roles.coder import read_code
 from archlab.roles.critic import Critique, HeuristicCritic
@@ -223,7 +224,7 @@ def _fill(memory: Memory, n: int) -> None:
 
 def planner_prompt(memory: Memory, with_code: bool) -> str:
     task = MQAR()
-    context = queries.planner_context(memory, "fp", with_code)
+    context = briefing.planner_context(memory, "fp", with_code)
     return Prompts().render(
         "planner.j2",
         task=task_brief(task),
@@ -254,19 +255,21 @@ def test_novelty_and_parent_lookups(tmp_path: Path) -> None:
     assert queries.same_summary(memory, "fp", "Idea  number-7!") == "c7"
     assert queries.same_summary(memory, "fp", "idea number 77") is None
     assert queries.known_ids(memory, "fp", ["c1", "zz", "c19"]) == {"c1", "c19"}
-    assert [e["id"] for e in queries.lineage(memory, "c19")] == [f"c{i}" for i in range(19, 13, -1)]
+    assert [e["id"] for e in briefing.lineage(memory, "c19")] == [
+        f"c{i}" for i in range(19, 13, -1)
+    ]
 
 
 def test_the_best_with_code_and_a_spread_below_them_in_one_query(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     _fill(memory, 20)  # scores rise with the number; every fifth one failed
-    best, diverse = queries.ranked(memory, "fp", with_code=True)
+    best, diverse = briefing.ranked(memory, "fp", with_code=True)
     assert [e["id"] for e in best] == ["c18", "c17", "c16"]
     assert all(e["code"] for e in best)
     # the 13 scored below them, at ranks 0, 4 and 8 of those, without code
     assert [e["id"] for e in diverse] == ["c15", "c10", "c5"]
     assert not any(e["code"] for e in diverse)
-    best, diverse = queries.ranked(memory, "fp", with_code=False)
+    best, diverse = briefing.ranked(memory, "fp", with_code=False)
     assert not any(e["code"] for e in best) and len(diverse) == 3
 
 

@@ -13,9 +13,11 @@ import duckdb
 import pytest
 
 from archlab.errors import ArchlabError, MemoryCorruptError
-from archlab.memory import store
-from archlab.memory.queries import KnownGenomes, planner_context
-from archlab.memory.store import Memory, _migrations, now
+from archlab.memory import shared_file
+from archlab.memory.database import _migrations
+from archlab.memory.queries import KnownGenomes
+from archlab.memory.store import Memory, now
+from archlab.roles.briefing import planner_context
 
 
 def _candidate(
@@ -166,7 +168,7 @@ def test_closing_does_not_wait_forever_on_an_operation_cut_short(
 ) -> None:
     """A Ctrl-C between taking the connection and the `try` that gives it back leaves the
     operation counted: the process used to hang at exit waiting for it."""
-    monkeypatch.setattr(store, "_CLOSE_WAIT_S", 0.1)
+    monkeypatch.setattr(shared_file, "_CLOSE_WAIT_S", 0.1)
     memory = Memory(tmp_path / "m.duckdb")
     memory._file._acquire(read_only=False)  # taken, never given back
     started = time.monotonic()
@@ -308,7 +310,8 @@ if action == "read":
     sys.stdin.readline()
     started = time.perf_counter()
     memory = Memory.open_existing(path)
-    n = memory.query("SELECT count(*) AS n FROM spans")[0]["n"]
+    with memory.connect() as con:
+        (n,) = con.execute("SELECT count(*) FROM spans").fetchone()
     print(json.dumps({"seconds": time.perf_counter() - started, "spans": n}), flush=True)
     sys.exit()
 memory = Memory(path)
@@ -440,7 +443,7 @@ def test_lock_held_too_long_is_a_clear_error(
 ) -> None:
     path = tmp_path / "m.duckdb"
     Memory(path).close()
-    monkeypatch.setattr(store, "_LOCK_RETRY_S", 0.3)
+    monkeypatch.setattr(shared_file, "_LOCK_RETRY_S", 0.3)
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -493,9 +496,9 @@ def test_two_writer_processes_interleave(tmp_path: Path) -> None:
     (tmp_path / "STOP").touch()
     stats = [_last_json(w) for w in writers]
     memory = Memory(path)
-    spans = memory.query("SELECT run_id FROM spans ORDER BY started_at")
+    _, spans = memory.read_only_sql("SELECT run_id FROM spans ORDER BY started_at")
     assert len(spans) == sum(s["written"] for s in stats)  # none lost
-    turns = sum(1 for x, y in itertools.pairwise(spans) if x["run_id"] != y["run_id"])
+    turns = sum(1 for x, y in itertools.pairwise(spans) if x != y)
     assert turns >= 2, "the writers never took turns"  # each yielded to the other
     assert sum(s["handovers"] for s in stats) >= 1
 

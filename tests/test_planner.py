@@ -40,11 +40,8 @@ def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:
     )
     executor = RecordedExecutor(make_executor(settings, tmp_path / "trials"))
     run_id = discover(settings, Console(quiet=True), executor)
-    rows = open_memory(settings.home_dir).query(
-        "SELECT candidate_id, origin, parents, genome FROM candidates WHERE run_id = ? "
-        "ORDER BY created_at",
-        [run_id],
-    )
+    candidates = open_memory(settings.home_dir).candidates(run_id)
+    rows = sorted(candidates, key=lambda row: row["created_at"])
     assert [r["origin"] for r in rows] == ["baseline", "proposed", "proposed"]
     baseline_id = rows[0]["candidate_id"]
     genomes = [Genome.model_validate(r["genome"]).key() for r in rows[1:]]

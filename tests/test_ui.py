@@ -345,7 +345,7 @@ def test_ui_follows_a_live_run(lab_dir: Path) -> None:
     assert seen == sorted(seen) and len(set(seen)) >= 2, seen  # progress, never going back
     assert final["status"] == "finished" and not final["live"] and final["n_candidates"] == 3
     assert 'id="live"' not in page and page.count('href="/candidates/') >= 3
-    assert final["n_trials"] == len(memory.query("SELECT * FROM trials"))
+    assert final["n_trials"] == len(memory.read_only_sql("SELECT * FROM trials")[1])
 
 
 def test_plots_fit_the_box_and_the_best_so_far_never_drops() -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
-import json
 import math
 import random
 import statistics
@@ -29,6 +28,7 @@ from archlab.config import Settings
 from archlab.errors import ConfigError
 from archlab.memory import queries
 from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.roles import briefing
 from archlab.sandbox import harness
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import Executor, LocalExecutor, TrialRequest
@@ -155,17 +155,8 @@ def launch_overhead(quick: bool) -> dict[str, Any]:
 def _fill_memory(memory: Memory, start: int, stop: int, task_fingerprint: str) -> None:
     """Scored candidates start..stop with genomes, inserted in one statement (the benchmark
     measures reading a large memory, not filling it)."""
-    genome = json.dumps(baseline_genome().model_dump(mode="json"))
-    with memory.connect() as con:
-        con.execute(
-            "INSERT INTO candidates (candidate_id, run_id, task, task_fingerprint, source, "
-            "source_hash, parents, plan, genome, genome_key, brain, origin, status, score, "
-            "metrics, created_at, updated_at) "
-            "SELECT 'c' || i, 'bench', 'mqar', ?, 'def build_model(spec): ...', 'h' || i, "
-            "'[]', json_object('operator', 'mutate', 'hypothesis', 'h' || i), ?, 'k' || i, "
-            "'heuristic', 'proposed', 'ok', random(), '{}', now(), now() FROM range(?, ?) t(i)",
-            [task_fingerprint, genome, start, stop],
-        )
+    genome = baseline_genome().model_dump(mode="json")
+    memory.fill_scored_candidates(task_fingerprint, genome, start, stop)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -210,7 +201,7 @@ def memory_queries(quick: bool) -> dict[str, Any]:
             filled = n
             repeats = 3 if quick else 10
             results[f"memory_query_ms_{label}"] = _median_ms(
-                lambda: queries.planner_context(memory, fp, with_code=True), repeats
+                lambda: briefing.planner_context(memory, fp, with_code=True), repeats
             )
             results[f"memory_heuristic_plan_ms_{label}"] = _median_ms(
                 lambda: _heuristic_planning_reads(memory, fp), repeats
@@ -299,7 +290,7 @@ def _replayable_run(memory: Memory, task: MQAR, steps: int) -> None:
         run_id=_ANSWERS_RUN, task=task.name, task_fingerprint=task.fingerprint(),
         brain="replay", seed=0, config={},
     )  # fmt: skip
-    known = {c["genome_key"] for c in memory.query("SELECT genome_key FROM candidates")}
+    known = memory.genome_keys()
     pool = [c["candidate_id"] for c in memory.parent_pool(task.fingerprint())]
     draw = HeuristicBrain(random.Random(0))
     with memory.batch():
@@ -332,17 +323,7 @@ def _replayable_run(memory: Memory, task: MQAR, steps: int) -> None:
 def _overheads_ms(memory: Memory, run_id: str) -> list[float]:
     """Per candidate of the run after its first, the time from the end of the one before
     to the end of its last node, less its LLM calls' latency."""
-    with memory.connect() as con:
-        rows = con.execute(
-            "WITH node AS (SELECT candidate_id, min(started_at) AS first, "
-            "max(ended_at) AS last FROM spans WHERE run_id = ? AND candidate_id IS NOT NULL "
-            "GROUP BY candidate_id), "
-            "llm AS (SELECT candidate_id, sum(latency_s) AS s FROM llm_calls "
-            "WHERE run_id = ? GROUP BY candidate_id) "
-            "SELECT epoch(node.first), epoch(node.last), coalesce(llm.s, 0) "
-            "FROM node LEFT JOIN llm USING (candidate_id) ORDER BY node.first",
-            [run_id, run_id],
-        ).fetchall()
+    rows = memory.candidate_times(run_id)
     return [
         1000 * (last - previous_end - llm_s)
         for (_, previous_end, _), (_, last, llm_s) in itertools.pairwise(rows)
@@ -504,10 +485,8 @@ SEARCH_BUDGETS = {False: (3, 64, 32), True: (1, 6, 6)}
 def _scores_in_order(memory: Memory, run_id: str) -> list[float]:
     """The run's candidates in the order they were proposed, each its proxy score (failed
     ones -inf)."""
-    rows = memory.query(
-        "SELECT score FROM candidates WHERE run_id = ? ORDER BY created_at", [run_id]
-    )
-    return [-math.inf if row["score"] is None else float(row["score"]) for row in rows]
+    scores = memory.scores_in_order(run_id)
+    return [-math.inf if score is None else float(score) for score in scores]
 
 
 def _best_so_far(scores: list[float]) -> list[float]:

@@ -98,13 +98,11 @@ class Remembering:
         return self.asker.brain
 
     def ask(self, question: Question[T]) -> T:
-        rows = self.memory.query(
-            "SELECT answer FROM llm_calls WHERE run_id = ? AND role = ? AND step = ? "
-            "AND repair = ? AND status = 'ok' ORDER BY created_at DESC LIMIT 1",
-            [self.run_id, question.role, question.step, question.repair],
+        answer = self.memory.remembered_answer(
+            self.run_id, question.role, question.step, question.repair
         )
-        if rows:
-            return question.answer.model_validate(rows[0]["answer"])
+        if answer is not None:
+            return question.answer.model_validate(answer)
         return self.asker.ask(question)
 
 

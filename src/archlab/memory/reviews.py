@@ -13,7 +13,7 @@ from archlab.memory.store import Memory, now
 
 def request_review(memory: Memory, run_id: str, candidate_id: str) -> None:
     """Ask for a decision on `candidate_id`; asking again (a resumed run) changes nothing."""
-    memory.execute(
+    memory._execute(
         "INSERT INTO reviews (candidate_id, run_id, requested_at) VALUES (?, ?, ?) "
         "ON CONFLICT (candidate_id) DO NOTHING",
         [candidate_id, run_id, now()],
@@ -21,13 +21,13 @@ def request_review(memory: Memory, run_id: str, candidate_id: str) -> None:
 
 
 def review_of(memory: Memory, candidate_id: str) -> dict[str, Any] | None:
-    rows = memory.query("SELECT * FROM reviews WHERE candidate_id = ?", [candidate_id])
+    rows = memory._query("SELECT * FROM reviews WHERE candidate_id = ?", [candidate_id])
     return rows[0] if rows else None
 
 
 def waiting(memory: Memory, run_id: str) -> list[str]:
     """The candidates of the run that wait for a decision, oldest first."""
-    rows = memory.query(
+    rows = memory._query(
         "SELECT candidate_id FROM reviews WHERE run_id = ? AND decision IS NULL "
         "ORDER BY requested_at",
         [run_id],
@@ -53,7 +53,7 @@ def decide(
     else:
         chosen = pending
     for cid in chosen:
-        memory.execute(
+        memory._execute(
             "UPDATE reviews SET decision = ?, reason = ?, decided_at = ? "
             "WHERE candidate_id = ? AND decision IS NULL",
             [decision, reason, now(), cid],
@@ -66,13 +66,13 @@ def add_note(memory: Memory, run_id: str, note: str) -> str:
     if not note:
         raise ArchlabError("a steering note needs some text")
     note_id = uuid.uuid4().hex[:12]
-    memory.execute("INSERT INTO notes VALUES (?, ?, ?, ?)", [note_id, run_id, note, now()])
+    memory._execute("INSERT INTO notes VALUES (?, ?, ?, ?)", [note_id, run_id, note, now()])
     return note_id
 
 
 def notes(memory: Memory, run_id: str) -> list[str]:
     """The run's steering notes, oldest first (a later note overrides an earlier one)."""
-    rows = memory.query(
+    rows = memory._query(
         "SELECT note FROM notes WHERE run_id = ? ORDER BY created_at, note_id", [run_id]
     )
     return [r["note"] for r in rows]

@@ -124,19 +124,19 @@ def spans_of(memory: Memory, run_id: str, candidate_id: str | None = None) -> li
         by_candidate.setdefault(node["candidate_id"], []).append(node)
     if candidate_id is None:
         calls = memory.llm_calls(run_id)
-        trials = memory.query(
+        trials = memory._query(
             "SELECT * FROM trials WHERE run_id = ? ORDER BY finished_at", [run_id]
         )
     else:
         ran = by_candidate.get(candidate_id, [])
         window = [min(n["start"] for n in ran), max(n["end"] for n in ran)] if ran else []
-        calls = memory.query(
+        calls = memory._query(
             "SELECT * FROM llm_calls WHERE run_id = ? AND (candidate_id = ? OR "
             "(candidate_id IS NULL AND created_at BETWEEN ? AND ?)) "
             "ORDER BY created_at, attempt, retry",
             [run_id, candidate_id, *(window or [None, None])],
         )
-        trials = memory.query(
+        trials = memory._query(
             "SELECT * FROM trials WHERE run_id = ? AND candidate_id = ? ORDER BY finished_at",
             [run_id, candidate_id],
         )

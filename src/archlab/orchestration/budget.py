@@ -52,9 +52,7 @@ class RunBudget:
         if every_s and clock - self._elapsed_saved_at < every_s:
             return
         self._elapsed_saved_at = clock
-        self.memory.execute(
-            "UPDATE runs SET elapsed_s = ? WHERE run_id = ?", [self.elapsed(), self.run_id]
-        )
+        self.memory.set_elapsed(self.run_id, self.elapsed())
 
     def spent(self) -> str | None:
         """Which budget other than the candidates' is spent, if any."""
@@ -97,9 +95,7 @@ class RunBudget:
         again (the node re-ran after a crash) settles nothing. Gives the candidates started
         so far, this one included."""
         with self._lock:
-            known = self.memory.query(
-                "SELECT 1 FROM candidates WHERE candidate_id = ?", [candidate_id]
-            )
+            known = self.memory.candidate_exists(candidate_id)
             yield self._saved() + self._claimed
             if not known:
                 self._claimed -= 1
@@ -109,8 +105,5 @@ class RunBudget:
         """The run's saved candidates: counted in the memory once, then kept here as they
         are saved (the run's lease makes this process its only writer)."""
         if self._saved_count is None:
-            rows = self.memory.query(
-                "SELECT count(*) AS n FROM candidates WHERE run_id = ?", [self.run_id]
-            )
-            self._saved_count = int(rows[0]["n"])
+            self._saved_count = self.memory.count_candidates(self.run_id)
         return self._saved_count

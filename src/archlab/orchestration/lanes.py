@@ -81,13 +81,11 @@ def _claim_held(lab: Lab, state: dict[str, Any]) -> int:
     if not candidate:
         return 0
     cid = candidate["candidate_id"]
-    if not lab.memory.query(
-        "SELECT 1 FROM candidates WHERE candidate_id = ? AND status <> 'pending'", [cid]
-    ):
+    if not lab.memory.is_settled(cid):
         lab.inflight.add(cid, candidate["origin"], coder.genome_key(candidate))
     if state.get("repair_next"):  # record claimed a slot for the next attempt
         cid = coder.repair_id(cid)
-    saved = lab.memory.query("SELECT 1 FROM candidates WHERE candidate_id = ?", [cid])
+    saved = lab.memory.candidate_exists(cid)
     return 0 if saved else 1
 
 

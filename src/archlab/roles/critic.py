@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from archlab.eval.stats import Judgement
 from archlab.llm.brains import HEURISTIC, Asker
 from archlab.llm.client import NoAnswer, Question
-from archlab.memory.queries import CODE_CHARS, clip
 from archlab.prompts import task_brief
 from archlab.records import Candidate, Outcome, Verdict, plan_title
+from archlab.roles.briefing import CODE_CHARS, clip
 from archlab.roles.context import RunContext
 
 #: failures that another coding attempt cannot fix

@@ -22,6 +22,7 @@ from archlab.llm.client import LLMError, NoAnswer, Question
 from archlab.memory import queries, reviews
 from archlab.prompts import task_brief
 from archlab.records import Candidate, Origin
+from archlab.roles import briefing
 from archlab.roles.context import RunContext
 from archlab.roles.reviewer import Steer, read_steer
 from archlab.search.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
@@ -222,7 +223,7 @@ def _candidate(proposal: Proposal, origin: Origin, brain: str) -> Candidate:
 def _ask_model(ctx: RunContext, asker: Asker, step: int, notes: list[str]) -> Candidate:
     mode = ctx.settings.run.mode
     prompts = ctx.brains.prompts
-    context = queries.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")
+    context = briefing.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")
     question = Question(
         role="planner",
         purpose="plan",

@@ -73,10 +73,7 @@ def progress(memory: Memory, run_id: str) -> dict[str, Any]:
         run = _find(memory.get_run, run_id)
         candidates = memory.candidates(run["run_id"])
         tokens, usd = memory.llm_usage(run["run_id"])
-        (counts,) = memory.query(
-            "SELECT count(*) AS trials, max(finished_at) AS last FROM trials WHERE run_id = ?",
-            [run["run_id"]],
-        )
+        counts = memory.trial_counts(run["run_id"])
     scored = [c["score"] for c in candidates if c["score"] is not None]
     statuses = ",".join(sorted(f"{c['candidate_id']}={c['status']}" for c in candidates))
     return {
