@@ -128,7 +128,7 @@ def test_a_plugin_task_runs_a_trial(tmp_path: Path) -> None:
 
 
 def test_the_readme_plugin_example_is_a_working_task() -> None:
-    section = (ROOT / "README.md").read_text().split("### Task plugins", 1)[1]
+    section = (ROOT / "docs" / "tasks.md").read_text().split("## Task plugins", 1)[1]
     assert '"archlab.tasks"' in section.split("```toml", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(section.split("```python", 1)[1].split("```", 1)[0], namespace)
