@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from archlab.benchmarks import SEARCH_BUDGETS, search_curves, search_summary
+from archlab.benchmarks.search import SEARCH_BUDGETS, search_curves, search_summary
 
 
 def main() -> None:

@@ -30,7 +30,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from archlab.benchmarks import SEARCH_MQAR, SEARCH_PROXY_STEPS, _best_so_far, _trials_to_reach
+from archlab.benchmarks.search import (
+    SEARCH_MQAR,
+    SEARCH_PROXY_STEPS,
+    _best_so_far,
+    _trials_to_reach,
+)
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
 from archlab.search.genome import Genome, baseline_genome, render

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archlab import benchmarks as bench
+from archlab.benchmarks import common, search
 from archlab.cli import app
 from archlab.errors import ConfigError
 
@@ -36,7 +37,7 @@ REQUIRED_KEYS = {
 
 
 def test_best_so_far_is_the_running_maximum() -> None:
-    assert bench._best_so_far([0.2, -math.inf, 0.5, 0.4]) == [0.2, 0.2, 0.5, 0.5]
+    assert search._best_so_far([0.2, -math.inf, 0.5, 0.4]) == [0.2, 0.2, 0.5, 0.5]
 
 
 def test_search_summary_counts_trials_to_random_best_and_nulls_misses() -> None:
@@ -47,7 +48,7 @@ def test_search_summary_counts_trials_to_random_best_and_nulls_misses() -> None:
         {"random": [0.2, 0.5], "heuristic": [0.2, 0.2, 0.5]},
         {"random": [0.1, 0.9], "heuristic": [0.1, 0.2, 0.3]},
     ]
-    summary = bench.search_summary(True, per_seed)
+    summary = search.search_summary(True, per_seed)
     assert summary["search_trials_to_random_best_per_seed"] == [2, 3, None]
     assert summary["search_trials_to_random_best"] == 3
     assert summary["search_best_by_trial_random"] == pytest.approx([0.4 / 3, 1.7 / 3])
@@ -86,9 +87,9 @@ def test_only_the_named_measurements_run(tmp_path: Path) -> None:
 
 def test_percentile_is_the_nearest_rank() -> None:
     values = [float(v) for v in range(1, 21)]
-    assert bench._percentile(values, 0.95) == 19.0
-    assert bench._percentile(values, 0.5) == 10.0
-    assert bench._percentile([3.0], 0.95) == 3.0
+    assert common._percentile(values, 0.95) == 19.0
+    assert common._percentile(values, 0.5) == 10.0
+    assert common._percentile([3.0], 0.95) == 3.0
 
 
 @pytest.mark.slow
