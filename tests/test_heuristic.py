@@ -15,14 +15,12 @@ import pytest
 import torch
 
 from archlab.search.genome import Block, Genome, baseline_genome, count_params, render
-from archlab.search.heuristic import (
+from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.search.space import (
     MAX_PARAMS,
     MAX_RELATIVE_COST,
     SEARCH_D_MODELS,
     SEARCH_MAX_BLOCKS,
-    HeuristicBrain,
-    PoolEntry,
-    Proposal,
     relative_cost,
     valid_heads,
     within_budget,

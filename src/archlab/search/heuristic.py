@@ -11,9 +11,8 @@ knows least. Random restarts (operator "random") stay uniform draws from the sea
 Every random choice comes from the ``random.Random`` passed in, so a seeded brain given
 the same pool and ``seen`` proposes the same thing.
 
-Everything it produces stays within a compute budget (see :func:`within_budget`): at most
-:data:`MAX_PARAMS` parameters and an estimated CPU training step at most
-:data:`MAX_RELATIVE_COST` times the baseline's, both at vocab 256 and seq_len 128.
+The genomes come from the edits of :mod:`archlab.search.operators`, so everything it
+produces stays within the compute budget of :mod:`archlab.search.space`.
 """
 
 from __future__ import annotations
@@ -22,98 +21,12 @@ import math
 import random
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from archlab.search.genome import (
-    CHANNELS,
-    MIXERS,
-    NORMS,
-    RESIDUALS,
-    Block,
-    Channel,
-    Genome,
-    baseline_genome,
-    count_params,
-    gated_mlp_hidden,
-    mlp_hidden,
-)
+from archlab.search import operators
+from archlab.search.genome import Genome, baseline_genome, count_params
+from archlab.search.space import BUDGET_SEQ_LEN, BUDGET_VOCAB_SIZE, relative_cost
 from archlab.search.surrogate import Prediction, Surrogate
-
-# -- search space and budget -----------------------------------------------------------------
-
-#: Widths that random_genome / mutate / crossover produce (Genome itself allows up to 256).
-SEARCH_D_MODELS: tuple[int, ...] = (32, 48, 64, 80, 96, 112, 128)
-#: Most blocks random_genome / mutate / crossover produce (Genome itself allows 6).
-SEARCH_MAX_BLOCKS = 4
-#: Smallest attention head the search uses.
-MIN_HEAD_DIM = 16
-
-BUDGET_VOCAB_SIZE = 256
-BUDGET_SEQ_LEN = 128
-MAX_PARAMS = 1_000_000
-#: Ceiling on estimate_cost(g) / estimate_cost(baseline). Measured whole-model step times run
-#: up to ~20% above the estimate, so 2.5 keeps real steps within ~3x the baseline's.
-MAX_RELATIVE_COST = 2.5
-
-#: Channel choices for new blocks and their probabilities.
-_NEW_CHANNELS: tuple[Channel, ...] = ("gated_mlp", "mlp", "none")
-_NEW_CHANNEL_WEIGHTS = (0.4, 0.4, 0.2)
-
-
-def valid_heads(d_model: int) -> list[int]:
-    """Head counts the search uses for a width: divisors in 1..8 with head_dim >= 16."""
-    return [h for h in range(1, 9) if d_model % h == 0 and d_model // h >= MIN_HEAD_DIM]
-
-
-def estimate_cost(genome: Genome) -> float:
-    """Estimated CPU time of one training step at the budget's shape, in milliseconds.
-
-    Fitted per primitive (``a * d^2 + b * d`` terms, forward + backward) to single-threaded
-    CPU timings at batch 32, seq_len 128, vocab 256 and d_model 32..128; at these widths
-    elementwise work (activations, norms, masks, scans) is a large part of the step, so
-    parameter counts alone are a poor guide. Only ratios (:func:`relative_cost`) are used;
-    the absolute scale depends on the machine.
-    """
-    g = genome  # heads, kernel and MLP ratio count only in the blocks that use them
-    d = g.d_model
-    h = g.n_heads
-    norm = 0.007 * d if g.norm == "layernorm" else 0.017 * d
-    total = 2.9 + 0.075 * d + norm  # embeddings, head and loss at vocab 256; final norm
-    for block in g.blocks:
-        if block.mixer == "softmax_attention":
-            mixer = 0.00135 * d * d + 0.158 * d + 1.0 * (h - 1)
-        elif block.mixer == "linear_attention":
-            mixer = 0.00193 * d * d + 0.236 * d + 1.5 * (h - 1)
-        elif block.mixer == "causal_conv":
-            mixer = 0.00119 * d * d + 0.058 * d + 0.004 * d * (g.conv_kernel - 2)
-        else:  # gated_recurrence
-            mixer = 0.00128 * d * d + 0.185 * d
-        total += norm + mixer
-        if block.channel == "mlp":
-            hidden = mlp_hidden(g)
-            total += norm + 0.00045 * d * hidden + 0.03 * hidden
-        elif block.channel == "gated_mlp":
-            hidden = gated_mlp_hidden(g)
-            total += norm + 0.00087 * d * hidden + 0.024 * hidden
-    return total
-
-
-def relative_cost(genome: Genome) -> float:
-    """estimate_cost(genome) / estimate_cost(baseline_genome()) at the budget's shape."""
-    return estimate_cost(genome) / _baseline_cost()
-
-
-@cache
-def _baseline_cost() -> float:
-    return estimate_cost(baseline_genome())
-
-
-def within_budget(genome: Genome) -> bool:
-    """At most MAX_PARAMS parameters and MAX_RELATIVE_COST x the baseline's step cost."""
-    params = count_params(genome, BUDGET_VOCAB_SIZE, BUDGET_SEQ_LEN)
-    return params <= MAX_PARAMS and relative_cost(genome) <= MAX_RELATIVE_COST
-
 
 # -- proposals -------------------------------------------------------------------------------
 
@@ -137,42 +50,6 @@ class Proposal:
     hypothesis: str  # one sentence: what change and why it might help
     motivation: str
     expected_effect: str
-
-
-_MIXER_WHY = {
-    "softmax_attention": "exact content-based lookup over the whole prefix is the most "
-    "expressive mixer",
-    "linear_attention": "a running key-value state gives global context at linear cost",
-    "causal_conv": "a short causal convolution captures local n-gram patterns cheaply",
-    "gated_recurrence": "a data-dependent decaying memory summarises the prefix at linear cost",
-}
-_CHANNEL_WHY = {
-    "gated_mlp": "SwiGLU gating usually makes the MLP more expressive at equal parameters",
-    "mlp": "a plain GELU MLP is simpler and may optimise more easily in a short run",
-    "none": "dropping this MLP saves compute that the other layers can use",
-}
-_NORM_WHY = {
-    "rmsnorm": "RMSNorm is cheaper and usually as stable as LayerNorm",
-    "layernorm": "LayerNorm also re-centres activations, which can stabilise training",
-}
-_RESIDUAL_WHY = {
-    "post_norm": "post-norm keeps every sublayer output normalised, which can help shallow models",
-    "pre_norm": "pre-norm keeps a clean residual path and usually trains more stably",
-}
-
-# Mutation kinds and their relative weights (applicability is checked per genome).
-_EDIT_WEIGHTS: dict[str, float] = {
-    "mixer": 3.0,
-    "channel": 2.0,
-    "add_block": 1.5,
-    "remove_block": 1.0,
-    "d_model": 1.0,
-    "n_heads": 1.0,
-    "norm": 0.5,
-    "residual": 0.5,
-    "mlp_ratio": 1.0,
-    "conv_kernel": 1.0,
-}
 
 
 @dataclass(frozen=True)
@@ -219,33 +96,6 @@ def _score(entry: PoolEntry) -> float:
 
 def _fmt(score: float) -> str:
     return f"{score:.4g}" if isinstance(score, int | float) else str(score)
-
-
-def _replace(genome: Genome, **changes: Any) -> Genome:
-    """A validated copy with some fields changed, in canonical form."""
-    data = genome.model_dump()
-    data.update(changes)
-    return Genome.model_validate(data).canonical()
-
-
-def _fit_heads(d_model: int, n_heads: int) -> int:
-    """n_heads if the search allows it at this width, else the largest allowed count below."""
-    allowed = valid_heads(d_model)
-    return n_heads if n_heads in allowed else max(h for h in allowed if h <= max(n_heads, 1))
-
-
-def _fit_budget(genome: Genome) -> Genome:
-    """Shrink deterministically (drop last blocks, then narrow) until within budget."""
-    g = genome.canonical()
-    while not within_budget(g):
-        if len(g.blocks) > 1:
-            g = _replace(g, blocks=g.blocks[:-1])
-        elif g.d_model > SEARCH_D_MODELS[0]:
-            d = max(x for x in SEARCH_D_MODELS if x < g.d_model)
-            g = _replace(g, d_model=d, n_heads=_fit_heads(d, g.n_heads))
-        else:
-            break
-    return g
 
 
 def _cost_note(genome: Genome) -> str:
@@ -335,7 +185,9 @@ class HeuristicBrain:
                     "The memory holds no evolvable candidate besides the already-evaluated "
                     "baseline; a random restart explores away from it."
                 )
-            return self._mutation_proposal(None, base, self._mutate(base), None)
+            return self._mutation_proposal(
+                None, base, operators.mutate(base, self.rng, self.max_attempts), None
+            )
         r = self.rng.random()
         if r < self.random_rate:
             return self.random_proposal(
@@ -358,7 +210,7 @@ class HeuristicBrain:
         options: list[tuple[Genome, tuple[PoolEntry, tuple[Genome, str, str]] | None]] = []
         for _ in range(self.candidates):
             parent = self.tournament(entries)
-            edit = self._mutate(_genome(parent), reach)
+            edit = operators.mutate(_genome(parent), self.rng, self.max_attempts, reach)
             options.append((edit[0], (parent, edit)))
         what = f"{len(options)} edits of tournament winners"
         if model is not None and model.n >= 2:
@@ -493,7 +345,7 @@ class HeuristicBrain:
             ),
         )
 
-    # -- operators ---------------------------------------------------------------------------
+    # -- selection and edits ------------------------------------------------------------------
 
     def tournament(self, pool: Sequence[PoolEntry]) -> PoolEntry:
         """Best of ``tournament_size`` entries drawn without replacement (genome entries only)."""
@@ -505,27 +357,7 @@ class HeuristicBrain:
 
     def random_genome(self) -> Genome:
         """A random genome from the search space, within budget."""
-        rng = self.rng
-        g = baseline_genome()
-        for _ in range(self.max_attempts):
-            d = rng.choice(SEARCH_D_MODELS)
-            n_blocks = rng.randint(1, SEARCH_MAX_BLOCKS)
-            blocks = tuple(
-                Block(mixer=rng.choice(MIXERS), channel=self._random_channel())
-                for _ in range(n_blocks)
-            )
-            g = Genome(
-                d_model=d,
-                n_heads=rng.choice(valid_heads(d)),
-                blocks=blocks,
-                norm=rng.choice(NORMS),
-                residual=rng.choice(RESIDUALS),
-                mlp_ratio=rng.randint(1, 4),
-                conv_kernel=rng.randint(2, 8),
-            ).canonical()
-            if within_budget(g):
-                return g
-        return _fit_budget(g)
+        return operators.random_genome(self.rng, self.max_attempts)
 
     def mutate(self, genome: Genome) -> tuple[Genome, str]:
         """1-2 random edits; returns the child and what changed (blocks numbered from 1).
@@ -533,162 +365,11 @@ class HeuristicBrain:
         The child differs from ``genome`` (up to canonical form) and is within budget; if
         ``genome`` itself is over budget, the child is at least cheaper.
         """
-        child, change, _ = self._mutate(genome)
+        child, change, _ = operators.mutate(genome, self.rng, self.max_attempts)
         return child, change
-
-    def _mutate(self, genome: Genome, reach: int = 2) -> tuple[Genome, str, str]:
-        """Like :meth:`mutate`, with 1..``reach`` edits (1 or 2, mostly 1, at reach 2);
-        beyond reach 2 a width edit may jump to any search width."""
-        parent = genome.canonical()
-        parent_over = not within_budget(parent)
-        parent_cost = relative_cost(parent)
-        for _ in range(self.max_attempts):
-            child = parent
-            changes: list[str] = []
-            reasons: list[str] = []
-            if reach <= 2:
-                n_edits = 1 if self.rng.random() < 0.7 or reach < 2 else 2
-            else:
-                n_edits = self.rng.randint(1, reach)
-            for _ in range(n_edits):
-                child, change, why = self._edit(child, jump=reach > 2)
-                changes.append(change)
-                reasons.append(why)
-            if child == parent:  # both canonical: equal fields, equal keys
-                continue
-            ok = relative_cost(child) < parent_cost if parent_over else within_budget(child)
-            if ok:
-                return child, "; ".join(changes), ", and ".join(reasons)
-        # Practically unreachable: a norm flip always changes the genome at equal cost.
-        other = "rmsnorm" if parent.norm == "layernorm" else "layernorm"
-        child = _fit_budget(_replace(parent, norm=other))
-        return child, f"norm {parent.norm} -> {other}", _NORM_WHY[other]
-
-    def _edit(self, g: Genome, jump: bool = False) -> tuple[Genome, str, str]:
-        """One random applicable edit: (child, what changed, why it might help); with
-        ``jump`` a width edit may go to any search width, else at most 32 away."""
-        rng = self.rng
-        n = len(g.blocks)
-        kinds = [k for k in _EDIT_WEIGHTS if self._applicable(g, k)]
-        kind = rng.choices(kinds, weights=[_EDIT_WEIGHTS[k] for k in kinds])[0]
-        if kind == "mixer":
-            i = rng.randrange(n)
-            old_m = g.blocks[i].mixer
-            new_m = rng.choice([m for m in MIXERS if m != old_m])
-            blocks = list(g.blocks)
-            blocks[i] = Block(mixer=new_m, channel=blocks[i].channel)
-            child = _replace(g, blocks=tuple(blocks))
-            return child, f"block {i + 1} mixer {old_m} -> {new_m}", _MIXER_WHY[new_m]
-        if kind == "channel":
-            i = rng.randrange(n)
-            old_c = g.blocks[i].channel
-            new_c = rng.choice([c for c in CHANNELS if c != old_c])
-            blocks = list(g.blocks)
-            blocks[i] = Block(mixer=blocks[i].mixer, channel=new_c)
-            child = _replace(g, blocks=tuple(blocks))
-            return child, f"block {i + 1} channel {old_c} -> {new_c}", _CHANNEL_WHY[new_c]
-        if kind == "add_block":
-            i = rng.randint(0, n)
-            block = Block(mixer=rng.choice(MIXERS), channel=self._random_channel())
-            child = _replace(g, blocks=(*g.blocks[:i], block, *g.blocks[i:]))
-            why = f"an extra {block.describe()} layer adds depth, and {_MIXER_WHY[block.mixer]}"
-            return child, f"add block {i + 1} {block.describe()}", why
-        if kind == "remove_block":
-            i = rng.randrange(n)
-            child = _replace(g, blocks=g.blocks[:i] + g.blocks[i + 1 :])
-            why = "a shallower model takes cheaper steps and may converge further in a fixed budget"
-            return child, f"remove block {i + 1} {g.blocks[i].describe()}", why
-        if kind == "d_model":
-            step = SEARCH_D_MODELS[-1] if jump else 32
-            options = [x for x in SEARCH_D_MODELS if x != g.d_model and abs(x - g.d_model) <= step]
-            d = rng.choice(options) if options else SEARCH_D_MODELS[-1]
-            heads = _fit_heads(d, g.n_heads)
-            child = _replace(g, d_model=d, n_heads=heads)
-            change = f"d_model {g.d_model} -> {d}"
-            if heads != g.n_heads:
-                change += f" (n_heads {g.n_heads} -> {heads})"
-            why = (
-                "a wider residual stream adds capacity"
-                if d > g.d_model
-                else "a narrower model takes cheaper steps and may generalise better"
-            )
-            return child, change, why
-        if kind == "n_heads":
-            h = rng.choice([x for x in valid_heads(g.d_model) if x != g.n_heads])
-            why = (
-                "more heads let attention track several relations at once"
-                if h > g.n_heads
-                else "fewer, wider heads give each head more capacity"
-            )
-            return _replace(g, n_heads=h), f"n_heads {g.n_heads} -> {h}", why
-        if kind == "norm":
-            other = "rmsnorm" if g.norm == "layernorm" else "layernorm"
-            return _replace(g, norm=other), f"norm {g.norm} -> {other}", _NORM_WHY[other]
-        if kind == "residual":
-            other = "post_norm" if g.residual == "pre_norm" else "pre_norm"
-            change = f"residual {g.residual} -> {other}"
-            return _replace(g, residual=other), change, _RESIDUAL_WHY[other]
-        if kind == "mlp_ratio":
-            r = rng.choice([x for x in (1, 2, 3, 4) if x != g.mlp_ratio])
-            why = (
-                "wider MLPs store more per-token features"
-                if r > g.mlp_ratio
-                else "narrower MLPs free compute for the mixers"
-            )
-            return _replace(g, mlp_ratio=r), f"mlp_ratio {g.mlp_ratio} -> {r}", why
-        # conv_kernel
-        k = rng.choice([x for x in range(2, 9) if x != g.conv_kernel])
-        why = (
-            "a longer kernel widens the local receptive field"
-            if k > g.conv_kernel
-            else "a shorter kernel focuses on the nearest tokens"
-        )
-        return _replace(g, conv_kernel=k), f"conv_kernel {g.conv_kernel} -> {k}", why
-
-    @staticmethod
-    def _applicable(g: Genome, kind: str) -> bool:
-        if kind == "add_block":
-            return len(g.blocks) < SEARCH_MAX_BLOCKS
-        if kind == "remove_block":
-            return len(g.blocks) > 1
-        if kind == "n_heads":
-            return g.uses_heads and len(valid_heads(g.d_model)) > 1
-        if kind == "mlp_ratio":
-            return g.uses_mlp_ratio
-        if kind == "conv_kernel":
-            return g.uses_conv_kernel
-        return True
 
     def crossover(self, a: Genome, b: Genome) -> Genome:
         """One-point crossover of the block stacks (a prefix of ``a`` + a suffix of ``b``);
         each global hyperparameter comes from either parent. Within budget, and different
         from both parents whenever the retries allow."""
-        rng = self.rng
-        parents = (a.canonical(), b.canonical())
-        child = a.canonical()
-        for _ in range(self.max_attempts):
-            i = rng.randint(1, len(a.blocks))
-            j = rng.randint(0, len(b.blocks) - 1)
-            blocks = (a.blocks[:i] + b.blocks[j:])[:SEARCH_MAX_BLOCKS]
-            d = rng.choice((a, b)).d_model
-            if d > SEARCH_D_MODELS[-1]:
-                d = SEARCH_D_MODELS[-1]
-            heads = rng.choice((a, b)).n_heads
-            candidate = _fit_budget(
-                Genome(
-                    d_model=d,
-                    n_heads=_fit_heads(d, heads),
-                    blocks=blocks,
-                    norm=rng.choice((a, b)).norm,
-                    residual=rng.choice((a, b)).residual,
-                    mlp_ratio=rng.choice((a, b)).mlp_ratio,
-                    conv_kernel=rng.choice((a, b)).conv_kernel,
-                )
-            )
-            child = candidate
-            if candidate not in parents:
-                return candidate
-        return child
-
-    def _random_channel(self) -> Channel:
-        return self.rng.choices(_NEW_CHANNELS, weights=_NEW_CHANNEL_WEIGHTS)[0]
+        return operators.crossover(a, b, self.rng, self.max_attempts)

@@ -1,0 +1,352 @@
+"""Running discoveries and following them: run, resume, eval, the human in the loop
+(approve, reject, steer), and the runs' leaderboards (runs, show)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from archlab.cli.common import (
+    LLM_BASE_URL,
+    LLM_MODEL,
+    LLM_STRUCTURED,
+    app,
+    cli_settings,
+    fmt_score,
+    llm_flags,
+    open_memory,
+    out,
+    print_json,
+    progress,
+)
+from archlab.config import Settings
+from archlab.memory.store import Memory
+
+# where trials run: [executor] in the config
+_WORKERS = typer.Option(help="trials running at once")
+_EXECUTOR = typer.Option("--executor", help="local (this machine) or ray (a Ray cluster)")
+_RAY_ADDRESS = typer.Option(help="HOST:PORT of a Ray head (default: a local Ray instance)")
+
+
+def _executor_flags(workers: int | None, kind: str | None, address: str | None) -> dict[str, Any]:
+    return {"executor.workers": workers, "executor.kind": kind, "executor.ray_address": address}
+
+
+@app.command()
+def run(
+    task: Annotated[str | None, typer.Option(help="task to discover architectures for")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="candidates to evaluate, baseline included")
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(help="wall-clock budget in minutes")] = None,
+    seed: Annotated[int | None, typer.Option(help="search seed")] = None,
+    brain: Annotated[
+        str | None,
+        typer.Option(help="every role's brain: heuristic, llm, llm:PROFILE or replay:RUN"),
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="compose (genomes) or design (free-form code)")
+    ] = None,
+    llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
+    llm_model: Annotated[str | None, LLM_MODEL] = None,
+    llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="stop once the LLM calls used this many tokens")
+    ] = None,
+    max_usd: Annotated[
+        float | None, typer.Option(help="stop once the LLM calls cost this many dollars")
+    ] = None,
+    workers: Annotated[int | None, _WORKERS] = None,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
+    lanes: Annotated[
+        int | None, typer.Option(help="graph threads proposing and evaluating at once")
+    ] = None,
+    review: Annotated[
+        bool | None,
+        typer.Option("--review", help="pause before each training for `archlab approve`"),
+    ] = None,
+) -> None:
+    """Run an autonomous discovery until its budget is spent."""
+    from archlab.orchestration.runs import (
+        discover,  # torch and langgraph load only for commands that need them
+    )
+
+    settings = cli_settings(
+        **{
+            "run.task": task,
+            "run.trials": trials,
+            "run.minutes": minutes,
+            "run.seed": seed,
+            "run.brain": brain,
+            "run.mode": mode,
+            "run.max_tokens": max_tokens,
+            "run.max_usd": max_usd,
+            "run.lanes": lanes,
+            "run.review": review,
+            **llm_flags(llm_base_url, llm_model, llm_structured_output),
+            **_executor_flags(workers, executor, ray_address),
+        }
+    )
+    _until_done(lambda: discover(settings, progress), settings)
+
+
+# --- the human in the loop: from another terminal, while the run goes on --------------
+_RUN_ID = typer.Argument(help="run id or a unique prefix of it")
+_CANDIDATE = typer.Option(help="the waiting candidate (id or prefix); default: every one")
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, _RUN_ID],
+    candidate: Annotated[str | None, _CANDIDATE] = None,
+    reason: Annotated[str | None, typer.Option(help="why, kept with the review")] = None,
+) -> None:
+    """Let a candidate of a `--review` run go on to training."""
+    _decide("approve", run_id, candidate, reason)
+
+
+@app.command()
+def reject(
+    run_id: Annotated[str, _RUN_ID],
+    candidate: Annotated[str | None, _CANDIDATE] = None,
+    reason: Annotated[str | None, typer.Option(help="why, kept with the review")] = None,
+) -> None:
+    """Stop a candidate of a `--review` run before training; the run goes on to the next."""
+    _decide("reject", run_id, candidate, reason)
+
+
+def _decide(decision: str, run_id: str, candidate: str | None, reason: str | None) -> None:
+    from archlab.memory import reviews
+
+    memory = open_memory(cli_settings())
+    run = memory.get_run(run_id)
+    for cid in reviews.decide(memory, run["run_id"], decision, candidate, reason):
+        typer.echo(f"{decision.removesuffix('e')}ed {cid}")
+
+
+@app.command()
+def steer(
+    run_id: Annotated[str, _RUN_ID],
+    note: Annotated[str, typer.Argument(help='guidance for the planner, e.g. "avoid conv"')],
+) -> None:
+    """Hand the planner of a run a note that shapes its next proposals."""
+    from archlab.memory import reviews
+
+    memory = open_memory(cli_settings())
+    run = memory.get_run(run_id)
+    reviews.add_note(memory, run["run_id"], note)
+    typer.echo(f"noted for run {run['run_id']}: the planner reads it before its next proposal")
+
+
+def _until_done(start: Callable[[], str], settings: Settings) -> None:
+    """Run to the end and show the leaderboard; Ctrl-C leaves the run resumable."""
+    try:
+        run_id = start()
+    except KeyboardInterrupt:
+        progress.print(
+            "[yellow]interrupted[/]: everything finished so far is kept; "
+            "`archlab resume RUN_ID` continues the run"
+        )
+        raise typer.Exit(130) from None
+    _show_leaderboard(open_memory(settings), run_id)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+) -> None:
+    """Continue a killed or interrupted run from its last checkpoint, with its own settings."""
+    from archlab.orchestration.runs import resume as resume_run
+
+    settings = cli_settings()
+    _until_done(lambda: resume_run(settings.home_dir, run_id, progress), settings)
+
+
+@app.command()
+def runs(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List the runs in the memory."""
+    rows = open_memory(cli_settings()).runs()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("run", "task", "status", "brain", "candidates", "best", "started")
+    for column in table.columns:
+        column.no_wrap = True
+    for r in rows:
+        table.add_row(
+            r["run_id"],
+            r["task"],
+            r["status"],
+            r["brain"],
+            str(r["n_candidates"]),
+            fmt_score(r["best_score"]),
+            f"{r['started_at']:%Y-%m-%d %H:%M}",
+        )
+    out.print(table)
+
+
+def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
+    run_row = memory.get_run(run_id)
+    verdicts = memory.verdicts(run_row["run_id"])
+    candidates = [
+        {
+            "id": c["candidate_id"],
+            "status": c["status"],
+            "score": c["score"],
+            "metrics": c["metrics"],
+            "brain": c["brain"],
+            "origin": c["origin"],
+            "parents": c["parents"],
+            "n_params": c["n_params"],
+            "summary": c["plan"].get("summary") or c["plan"].get("hypothesis"),
+            "error_class": c["error_class"],
+            "message": c["message"],
+            "seeds": c["seeds"],
+            "scale_score": c["scale_score"],
+            "audit": c["audit"],
+            "verdict": verdicts.get(c["candidate_id"], {}).get("verdict"),
+        }
+        for c in memory.candidates(run_row["run_id"])
+    ]
+    return {
+        "run_id": run_row["run_id"],
+        "task": run_row["task"],
+        "status": run_row["status"],
+        "message": run_row["message"],
+        "summary": run_row["summary"],
+        "candidates": candidates,
+    }
+
+
+def _show_leaderboard(memory: Memory, run_id: str) -> None:
+    board = _leaderboard(memory, run_id)
+    table = Table(
+        title=f"run {board['run_id']} ({board['task']}, {board['status']})",
+        box=box.SIMPLE_HEAD,
+        caption="ids are shortened; any unique prefix works",
+    )
+    wide = out.width >= 110  # on a narrow terminal, room for "what" matters more
+    columns = (
+        "#", "id", "status", "score", "verdict",
+        *(("seeds", "params", "brain", "parents") if wide else ()),
+    )  # fmt: skip
+    for name in columns:
+        numeric = name in ("#", "score", "params")
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=True)
+    table.add_column("what", ratio=1, overflow="fold")
+    for rank, c in enumerate(board["candidates"], 1):
+        ok = c["status"] in ("ok", "duplicate")
+        cells = [
+            str(rank),
+            c["id"][:8],
+            c["status"],
+            fmt_score(c["score"]),
+            c["verdict"] or "-",
+        ]
+        if wide:
+            cells += [
+                str(c["seeds"]["n"]) if c["seeds"] else "1" if c["score"] is not None else "-",
+                f"{c['n_params'] / 1000:,.0f}k" if c["n_params"] else "-",
+                c["brain"],
+                " ".join(p[:6] for p in c["parents"]),
+            ]
+        what = c["summary"] if ok else f"{c['error_class']}: {c['message']}"
+        table.add_row(*cells, escape(what))
+    out.print(table)
+    for line in _conclusion(board.get("summary")):
+        out.print(line, highlight=False)
+
+
+def _interval(d: dict[str, float]) -> str:
+    return f"{d['estimate']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
+
+
+def _conclusion(summary: dict[str, Any] | None) -> list[str]:
+    """The run's honest comparison, in words."""
+    if not summary or not summary.get("best"):
+        return []
+    best = summary["best"]
+    kind = "accepted" if best["accepted"] else "best scored (none accepted)"
+    lines = [
+        f"{kind}: {best['candidate_id']} score {best['score']:.4f} over {best['seeds']} seed(s)"
+    ]
+    if "vs_baseline" in summary:
+        lines.append(f"  vs the baseline: {_interval(summary['vs_baseline'])}")
+    if "vs_random" in summary:
+        r = summary["vs_random"]
+        lines.append(
+            f"  vs random sampling ({r['random_samples']} architectures, mean "
+            f"{r['random_mean']:.4f}): {_interval(r)}"
+        )
+    scale = summary.get("scale") or {}
+    if scale.get("status") == "done":
+        holds = "holds" if scale["ranking_holds"] else "does NOT hold"
+        lines.append(f"  scale stage: the proxy ranking {holds} at the larger budget")
+    elif scale:
+        lines.append(f"  scale stage skipped: {scale.get('reason')}")
+    return lines
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Show a run's leaderboard."""
+    memory = open_memory(cli_settings())
+    if as_json:
+        print_json(_leaderboard(memory, run_id))
+    else:
+        _show_leaderboard(memory, run_id)
+
+
+@app.command("eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="a candidate module defining build_model(spec)")],
+    task: Annotated[str | None, typer.Option(help="task to evaluate it on")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    workers: Annotated[int | None, _WORKERS] = None,
+    executor: Annotated[str | None, _EXECUTOR] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
+) -> None:
+    """Verify and train a hand-written candidate, and record it in the memory."""
+    from archlab.orchestration.runs import evaluate_file
+
+    settings = cli_settings(**{"run.task": task, **_executor_flags(workers, executor, ray_address)})
+    result = evaluate_file(settings, file, progress)
+    keys = (
+        "run_id",
+        "candidate_id",
+        "status",
+        "error_class",
+        "message",
+        "score",
+        "metrics",
+        "n_params",
+        "seeds",
+        "verdict",
+        "stages",
+    )
+    report = {k: result.get(k) for k in keys}
+    if as_json:
+        print_json(report)
+    else:
+        for stage in result["stages"]:
+            note = stage["message"] or ""
+            out.print(f"  {stage['stage']:<11} {stage['status']:<8} {escape(note)}")
+        out.print(
+            f"candidate {report['candidate_id']}: {report['status']}"
+            + (f", score {report['score']:.4f}" if report["score"] is not None else "")
+            + (f" ({report['error_class']}: {report['message']})" if report["error_class"] else "")
+        )
+    if report["status"] not in ("ok", "duplicate"):
+        raise typer.Exit(1)

@@ -1,0 +1,180 @@
+"""What this machine offers: tasks, the sandbox (doctor), benchmarks (bench) and the LLM
+endpoints (llm check)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from archlab.cli.common import (
+    LLM_BASE_URL,
+    LLM_MODEL,
+    LLM_STRUCTURED,
+    app,
+    cli_settings,
+    llm_flags,
+    out,
+    print_json,
+)
+from archlab.errors import ArchlabError
+from archlab.tasks import get_task, task_names
+
+
+@app.command()
+def tasks(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List the tasks candidates can be evaluated on."""
+    options = cli_settings().tasks
+    rows: list[dict[str, Any]] = []
+    for name in task_names():
+        try:
+            task = get_task(name, options.get(name))
+        except ArchlabError as e:  # e.g. an optional extra that is not installed
+            rows.append({"name": name, "available": False, "problem": str(e)})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "available": True,
+                "description": task.description,
+                "kind": task.kind,
+                "spec": task.spec,
+                "score": task.metric,
+                "higher_is_better": task.higher_is_better,
+                "fingerprint": task.fingerprint(),
+                "proxy_steps": task.budgets["proxy"].steps,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("task", "description", "spec", "score", "proxy steps")
+    table.columns[0].no_wrap = True
+    for r in rows:
+        if not r["available"]:
+            table.add_row(r["name"], f"[red]unavailable[/]: {escape(r['problem'])}", "", "", "")
+            continue
+        spec = ", ".join(f"{k}={v}" for k, v in r["spec"].items())
+        metric = f"{r['score']} ({'higher' if r['higher_is_better'] else 'lower'} is better)"
+        table.add_row(r["name"], r["description"], spec, metric, str(r["proxy_steps"]))
+    out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Say which sandbox level candidate code gets here, and what a stronger one lacks."""
+    from archlab.sandbox.doctor import diagnose, render
+
+    report = diagnose(cli_settings().sandbox.level)
+    if as_json:
+        print_json(report)
+    else:
+        out.print(render(report), highlight=False, markup=False, soft_wrap=True)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="short trials, one repeat")] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="also write the results to this file")
+    ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="these measurements alone, comma-separated: "
+            "sandbox, launch, memory, orchestration, workers, search"
+        ),
+    ] = None,
+) -> None:
+    """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
+    from archlab.benchmarks import TARGETS, run_benchmarks
+
+    results = run_benchmarks(quick, [n.strip() for n in only.split(",")] if only else [])
+    if json_file:
+        json_file.write_text(json.dumps(results, indent=2) + "\n")
+    met = results.pop("targets_met")
+    table = Table("measurement", "value", "target")
+    for key, value in results.items():
+        last = value[-1] if isinstance(value, list) and value else None
+        if isinstance(last, float):  # a curve: whole in the JSON
+            value = f"{len(value)} values, last {last:.4g}"
+        target = ""
+        if key in TARGETS:
+            bound, limit = TARGETS[key]
+            verdict = {True: "[green]met[/]", False: "[red]missed[/]", None: "not measured"}
+            target = f"{bound} {limit:g}: {verdict[met[key]]}"
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value), target)
+    out.print(table)
+    if quick:
+        out.print("--quick: shorter trials and fewer seeds than the targets are set for")
+
+
+llm_app = typer.Typer(help="LLM profiles: check that an endpoint works.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
+
+
+@llm_app.command("check")
+def llm_check(
+    profile: Annotated[
+        str | None, typer.Argument(help="profile to check (default: those the roles use)")
+    ] = None,
+    llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
+    llm_model: Annotated[str | None, LLM_MODEL] = None,
+    llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Send one small structured request per profile; report latency and what is wrong."""
+    from archlab.llm.brains import profiles_in_use
+    from archlab.llm.client import LLM, LLMError, check
+    from archlab.prompts import Prompts
+
+    settings = cli_settings(**llm_flags(llm_base_url, llm_model, llm_structured_output))
+    names = [profile] if profile else profiles_in_use(settings)
+    unknown = [n for n in names if n not in settings.llm]
+    if unknown or not names:
+        raise ArchlabError(
+            f"no [llm.{unknown[0]}] profile in the configuration"
+            if unknown
+            else "no LLM profile configured: add [llm.NAME] or give --llm-base-url and --llm-model"
+        )
+    prompts = Prompts(settings.prompts_dir)
+    reports: list[dict[str, Any]] = []
+    for name in names:
+        p = settings.llm[name]
+        report: dict[str, Any] = {"profile": name, "model": p.model, "base_url": p.base_url}
+        try:
+            result = check(LLM(name, p, prompts))
+            report.update(ok=result.problem is None, **asdict(result))
+        except LLMError as e:
+            report.update(ok=False, problem=str(e))
+        reports.append(report)
+    if as_json:
+        print_json(reports)
+    else:
+        for r in reports:
+            head = f"{r['profile']}: {r['model']} at {r['base_url']}"
+            if "latency_s" not in r:
+                out.print(f"{head}: [red]failed[/]: {r['problem']}", highlight=False)
+                continue
+            mode = settings.llm[r["profile"]].structured_output
+            out.print(
+                f"{head}: answered in {r['latency_s']:.2f} s "
+                f"({r['prompt_tokens']} tokens in, {r['completion_tokens']} out)\n"
+                f"  structured output ({mode}): {r['structured']}\n"
+                f"  reasoning kept apart: {r['reasoning_chars']:,} characters"
+                + (f"\n  [red]problem[/]: {r['problem']}" if r["problem"] else ""),
+                highlight=False,
+            )
+    if not all(r["ok"] for r in reports):
+        raise typer.Exit(1)
