@@ -25,7 +25,7 @@ from archlab.sandbox.executor import (
 from archlab.sandbox.launcher import BasicLauncher, Execution, Limits, clean_env
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR, sandbox_trial
+from support import TINY_MQAR, sandbox_trial
 
 CRASHING = """
 def build_model(spec):

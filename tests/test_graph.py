@@ -13,7 +13,7 @@ from archlab.config import load_settings
 from archlab.orchestration.runs import CHECKPOINT_FILE, discover, open_memory
 from archlab.tasks import BUILTIN_TASKS
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 pytestmark = pytest.mark.slow
 

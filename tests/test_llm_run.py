@@ -17,7 +17,6 @@ from rich.console import Console
 from archlab.config import load_settings
 from archlab.orchestration.runs import discover, open_memory
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import (
     FakeLLM,
     Reply,
@@ -29,6 +28,7 @@ from fake_llm import (
     rate_limited,
     think,
 )
+from support import TINY_CONFIG, TINY_MQAR
 
 pytestmark = pytest.mark.slow
 

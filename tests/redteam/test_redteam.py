@@ -41,7 +41,7 @@ from archlab.sandbox.launcher import (
 from archlab.sandbox.strict import StrictLauncher, strict_missing
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 pytestmark = pytest.mark.slow
 
