@@ -10,18 +10,24 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 from archlab import benchmarks
+from archlab.benchmarks import causal_probe
 from archlab.memory.store import Memory
+from archlab.sandbox.executor import TrialRequest, rebuild_task
 from archlab.sandbox.launcher import BasicLauncher
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import TokenTask
+from archlab.tasks.mqar import IGNORE_INDEX
 from archlab.ui.server import UIServer
-from fake_llm import Reply, fenced
+from fake_llm import Reply, fenced, think
 
 # No test can reach a real model: sockets connect to loopback only, in this process from
 # here on and, through PYTHONPATH (see conftest's _isolated_environment), in Python
@@ -121,6 +127,22 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
 
 
+def design_plan(body: dict[str, Any]) -> Reply:
+    """A design-mode planner's answer: mutate the best candidate, the baseline (the first
+    one its prompt lists), into a two-head transformer."""
+    prompt = body["messages"][-1]["content"]
+    baseline = prompt.split("### Best candidates\n- `", 1)[1][:12]
+    plan = {
+        "motivation": "the baseline has a single head",
+        "hypothesis": "two attention heads let the model match keys and values separately",
+        "operator": "mutate",
+        "parents": [baseline],
+        "expected_effect": "higher accuracy at the same parameter count",
+        "summary": "two-head transformer",
+    }
+    return Reply(think(fenced(plan)))
+
+
 # --- the web UI ----------------------------------------------------------------------------
 
 #: text no page may show unescaped: it would run in the reader's browser
@@ -151,3 +173,95 @@ def hostile_plan(d_model: int) -> Reply:
         "genome": {"d_model": d_model, "blocks": [{"mixer": "gated_recurrence", "channel": "mlp"}]},
     }
     return Reply(fenced(plan), reasoning_content=f"reasoning {HOSTILE}")
+
+
+# --- a fake executor -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """How FakeExecutor answers a trial: ok with `score` as the held-out accuracy at every
+    checkpoint (MQAR's score, the accuracy's area under the curve, is then `score`, to the
+    nearest answer position), or failed with `failure`."""
+
+    score: float = 0.5
+    failure: Literal["crash", "nan", "timeout"] | None = None
+
+
+#: failed trials as the sandbox reports them: (exit reason, message)
+_FAILURES = {
+    "crash": ("crash", "the trial wrote no result"),
+    "nan": ("ok", "the training loss became nan at step 1"),
+    "timeout": ("timeout", "the trial ran past its time limit and was killed"),
+}
+
+
+class FakeExecutor:
+    """An Executor that runs nothing: each trial is answered at once from `script`, by the
+    candidate's ordinal (1 = the first candidate that reached the executor, the baseline
+    in a fresh run) alone or with the stage: `{2: Scripted(failure="crash"),
+    (3, "proxy"): Scripted(score=0.9)}`; anything else gets `Scripted()`. Causality probes
+    are answered causally, as RecordedExecutor does; complexity timings are not answered
+    (the tasks tested set no complexity limit). With `interrupt_at=N`, the Nth trial
+    raises KeyboardInterrupt instead (a Ctrl-C during it), once."""
+
+    workers = 1
+
+    def __init__(
+        self,
+        script: Mapping[int | tuple[int, str], Scripted] | None = None,
+        interrupt_at: int | None = None,
+    ) -> None:
+        self.script = dict(script or {})
+        self.interrupt_at = interrupt_at
+        #: every request answered or interrupted, in order
+        self.requests: list[TrialRequest] = []
+        #: candidate ids in the order their first trial came
+        self.candidates: list[str] = []
+        self._lock = threading.Lock()  # lanes call at once
+
+    def describe(self) -> str:
+        return "fake trials"
+
+    def run(self, request: TrialRequest) -> TrialReport:
+        candidate_id = request.trial_id.rsplit("-", 2)[0]  # trainer.trial_id_for's format
+        with self._lock:
+            self.requests.append(request)
+            if candidate_id not in self.candidates:
+                self.candidates.append(candidate_id)
+            n = self.candidates.index(candidate_id) + 1
+            if len(self.requests) == self.interrupt_at:
+                self.interrupt_at = None
+                raise KeyboardInterrupt
+        answer = self.script.get((n, request.stage)) or self.script.get(n) or Scripted()
+        if answer.failure is not None:
+            exit_reason, message = _FAILURES[answer.failure]
+            return TrialReport(
+                status="error", error_class=answer.failure, message=message,
+                exit_reason=exit_reason, isolation="none",
+            )  # fmt: skip
+        task, data = rebuild_task(request)
+        vocab = task.spec["vocab_size"]
+        probe = None if request.probe_x is None else causal_probe(request.probe_x, vocab)
+        budget = request.budget
+        return TrialReport(
+            status="ok", n_params=10_000, isolation="none",
+            loss_curve=[{"step": budget.steps, "loss": 1.0}],
+            checkpoints=[
+                (step, _predictions(data.eval_y, answer.score, vocab))
+                for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
+            ] if budget.eval_every and len(data.eval_y) else [],
+            probe=probe,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        """Nothing runs."""
+
+
+def _predictions(labels: np.ndarray, accuracy: float, vocab: int) -> np.ndarray:
+    """Argmax outputs right on the first `accuracy` of the answer positions, wrong after."""
+    answers = np.flatnonzero(labels.ravel() != IGNORE_INDEX)
+    right = answers[: round(accuracy * len(answers))]
+    predictions = (np.where(labels < 0, 0, labels) + 1) % vocab  # all wrong
+    predictions.ravel()[right] = labels.ravel()[right]
+    return predictions.astype(np.int32)
