@@ -2,74 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
+from rich.console import Console
 
-from archlab import benchmarks as bench
-from archlab.sandbox.basic import BasicLauncher
-from archlab.sandbox.trial import TrialReport, run_trial
-from archlab.tasks.base import Budget, TokenTask
+from archlab.config import load_settings
+from archlab.memory.store import MEMORY_FILE, Memory
+from archlab.orchestration.runs import discover
+from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
-
-# No test can reach a real model: sockets connect to loopback only, in this process from
-# here on and, through PYTHONPATH (see _isolated_environment), in Python subprocesses.
-NETGUARD = Path(__file__).parent / "netguard"
-_spec = importlib.util.spec_from_file_location("netguard", NETGUARD / "sitecustomize.py")
-assert _spec is not None and _spec.loader is not None
-netguard = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(netguard)
-
-#: a task small enough that a proxy trial takes a few seconds, mostly interpreter start-up
-#: (the benchmarks' own small MQAR; TINY_CONFIG below says the same in TOML)
-TINY_MQAR = bench.TINY_MQAR
-
-TINY_CONFIG = """
-[sandbox]
-memory_gb = 6
-
-[tasks.mqar]
-vocab_size = 64
-seq_len = 32
-num_kv_pairs = 4
-train_examples = 512
-eval_examples = 64
-proxy_steps = 16
-"""
-
-
-#: a model whose attention has no mask: its outputs depend on future tokens
-NON_CAUSAL = """
-import torch
-from torch import nn
-
-class Bidirectional(nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = nn.Embedding(spec.vocab_size, 16)
-        self.attn = nn.MultiheadAttention(16, 1, batch_first=True)  # no mask: sees the future
-        self.head = nn.Linear(16, spec.vocab_size)
-
-    def forward(self, x):
-        h = self.embed(x)
-        return self.head(h + self.attn(h, h, h, need_weights=False)[0])
-
-def build_model(spec):
-    return Bidirectional(spec)
-"""
-
-
-def sandbox_trial(
-    task: TokenTask, trial_dir: Path, source: str, stage: str = "proxy", **extra: Any
-) -> TrialReport:
-    """One real trial through the basic sandbox, seed 0, as the trainer runs it."""
-    return run_trial(
-        launcher=BasicLauncher(), trial_dir=trial_dir, task=task, data=task.data(0),
-        source=source, stage=stage, seed=0, threads=1, memory_bytes=6 * 2**30, **extra,
-    )  # fmt: skip
+from fake_llm import FakeLLM
+from support import NETGUARD, TINY_CONFIG, TINY_MQAR, hostile_plan  # support: the net guard
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +41,27 @@ def lab_dir(tmp_path: Path) -> Path:
     """A working directory with a tiny-task archlab.toml and a home beneath it."""
     (tmp_path / "archlab.toml").write_text(TINY_CONFIG)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Memory, str]:
+    """A real 3-candidate run, its planner on the fake model (plans carry hostile text), the
+    rest heuristic; shared by the UI's HTTP and browser tests."""
+    home = tmp_path_factory.mktemp("ui") / "home"
+    with FakeLLM() as fake, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", str(NETGUARD))
+        fake.queue("planner", hostile_plan(32), hostile_plan(48))
+        settings = load_settings(
+            flags={
+                "home": str(home),
+                "run": {"trials": 3},
+                "roles": {"planner": "llm:default"},
+                "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
+                "tasks": {"mqar": TINY_MQAR},
+                "search": {"random_samples": 0},
+                "ladder": {"confirm_seeds": 2, "scale_top": 0},
+            },
+            environ={},
+        )
+        run_id = discover(settings, Console(quiet=True))
+    return Memory(home / MEMORY_FILE), run_id

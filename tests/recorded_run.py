@@ -20,7 +20,7 @@ from archlab.benchmarks import RecordedExecutor
 from archlab.config import Settings, load_settings
 from archlab.orchestration.runs import discover, resume
 from archlab.sandbox.executor import make_executor
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 
 def soak_settings(home: Path, candidates: int) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -10,12 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
-from conftest import NON_CAUSAL
+from support import NON_CAUSAL, archlab, as_json
 
 BROKEN_SHAPE = """
 import torch
@@ -23,43 +21,6 @@ import torch
 def build_model(spec):
     return torch.nn.Embedding(spec.vocab_size, 8)
 """
-
-
-def _env(cwd: Path, extra: dict[str, str]) -> dict[str, str]:
-    """The test's environment without its ARCHLAB_* settings, the home under `cwd`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
-    return {**env, "ARCHLAB_HOME": str(cwd / "home"), **extra}
-
-
-def archlab(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "archlab", *args],
-        cwd=cwd,
-        env=_env(cwd, {}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
-def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    """`archlab ARGS` in the background, as `archlab` runs it (`env` added); its stderr is
-    kept for the failure message."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "archlab", *args],
-        cwd=cwd,
-        env=_env(cwd, env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
-    return json.loads(proc.stdout)
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ from archlab.sandbox.process import clean_env
 from archlab.sandbox.protocol import Execution, Limits
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR, sandbox_trial
+from support import TINY_MQAR, sandbox_trial
 
 CRASHING = """
 def build_model(spec):

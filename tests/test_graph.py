@@ -14,7 +14,7 @@ from archlab.orchestration.lanes import CHECKPOINT_FILE
 from archlab.orchestration.runs import discover, open_memory
 from archlab.tasks import BUILTIN_TASKS
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 pytestmark = pytest.mark.slow
 

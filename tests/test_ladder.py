@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import archlab, as_json
+from support import archlab, as_json
 
 pytestmark = pytest.mark.slow
 

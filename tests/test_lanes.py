@@ -31,10 +31,9 @@ from archlab.roles.reviewer import primitives, read_steer
 from archlab.search.genome import Block, Genome
 from archlab.search.heuristic import HeuristicBrain, PoolEntry
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import FakeLLM, Reply, fenced
 from recorded_run import recorded_executor, soak_settings
-from test_cli import archlab, as_json, start
+from support import TINY_CONFIG, TINY_MQAR, archlab, as_json, start
 
 # --- budgets --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from archlab.config import LLM_PRESETS, LLMProfile
 from archlab.llm.client import LLM, LLMError, Question
 from archlab.prompts import Prompts
 from archlab.roles.critic import Critique
-from conftest import netguard
+from support import netguard
 
 
 def test_remote_connections_are_blocked() -> None:

@@ -17,7 +17,6 @@ from rich.console import Console
 from archlab.config import load_settings
 from archlab.orchestration.runs import discover, open_memory
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_CONFIG, TINY_MQAR
 from fake_llm import (
     FakeLLM,
     Reply,
@@ -29,6 +28,7 @@ from fake_llm import (
     rate_limited,
     think,
 )
+from support import TINY_CONFIG, TINY_MQAR, design_plan
 
 pytestmark = pytest.mark.slow
 
@@ -61,20 +61,6 @@ def settings(tmp_path: Path, fake: FakeLLM, **run: Any) -> Any:
         },
         environ={},
     )
-
-
-def design_plan(body: dict[str, Any]) -> Reply:
-    prompt = body["messages"][-1]["content"]
-    baseline = prompt.split("### Best candidates\n- `", 1)[1][:12]
-    plan = {
-        "motivation": "the baseline has a single head",
-        "hypothesis": "two attention heads let the model match keys and values separately",
-        "operator": "mutate",
-        "parents": [baseline],
-        "expected_effect": "higher accuracy at the same parameter count",
-        "summary": "two-head transformer",
-    }
-    return Reply(think(fenced(plan)))
 
 
 def test_design_mode_repairs_from_feedback_and_replays(fake: FakeLLM, tmp_path: Path) -> None:

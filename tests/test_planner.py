@@ -15,7 +15,7 @@ from archlab.sandbox.executor import make_executor
 from archlab.search.genome import Genome, baseline_genome
 from archlab.tasks.digits import Digits
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 
 def test_only_the_packaged_transformer_baseline_is_the_baseline_genome() -> None:

@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from archlab.sandbox.levels import make_launcher
-from conftest import TINY_CONFIG
-from test_cli import archlab, as_json
+from support import TINY_CONFIG, archlab, as_json
 
 pytest.importorskip("ray", reason="the Ray executor needs the optional ray package")
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import archlab, start
+from support import archlab, start
 
 pytestmark = pytest.mark.slow
 

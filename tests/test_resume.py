@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from test_cli import archlab, as_json
+from support import archlab, as_json
 
 pytestmark = pytest.mark.slow
 

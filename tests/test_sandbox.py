@@ -13,7 +13,7 @@ from archlab.sandbox.protocol import Limits
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
-from conftest import sandbox_trial
+from support import sandbox_trial
 
 pytestmark = pytest.mark.slow
 

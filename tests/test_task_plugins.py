@@ -14,7 +14,7 @@ from archlab.errors import ArchlabError, ConfigError
 from archlab.tasks import get_task, task_names
 from archlab.tasks.base import IGNORE_INDEX, SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 from archlab.tasks.mqar import MQAR
-from conftest import sandbox_trial
+from support import sandbox_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -29,7 +29,7 @@ from archlab.tasks.mad import (
     NoisyRecall,
     SelectiveCopying,
 )
-from conftest import sandbox_trial
+from support import sandbox_trial
 
 SMALL = {"train_examples": 64, "eval_examples": 32}
 needs_sklearn = pytest.mark.skipif(

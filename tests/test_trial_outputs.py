@@ -13,7 +13,7 @@ from archlab.eval.verify import causality_check, causality_probe
 from archlab.sandbox.trial import TrialReport
 from archlab.tasks.base import SMOKE_BUDGET, Budget, Recipe, TokenData, TokenTask
 from archlab.tasks.mqar import MQAR
-from conftest import NON_CAUSAL, sandbox_trial
+from support import NON_CAUSAL, sandbox_trial
 
 pytestmark = pytest.mark.slow
 

@@ -9,51 +9,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from rich.console import Console
 
-from archlab.config import load_settings
 from archlab.memory import leases
 from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory, now
-from archlab.orchestration.runs import discover
 from archlab.report.plots import params_plot, score_plot
-from archlab.ui.server import UIServer
 from archlab.ui.views import _trace, candidate_href
-from conftest import NETGUARD, TINY_MQAR
-from fake_llm import FakeLLM, Reply, fenced
-from test_cli import start
+from support import HOSTILE, serving, start
 
-#: text no page may show unescaped: it would run in the reader's browser
-HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
 RUN = "20260101-000000-beef"
 BASE = "aaaa0000base"
 CHILD = "bbbb1111child"
 LONG_PROMPT = "write " + "x" * 5000 + HOSTILE
 SOURCE = "import torch\n\n\ndef build_model(spec):\n    return torch.nn.Linear(4, 4)\n"
-
-
-@contextmanager
-def serving(memory: Memory) -> Iterator[str]:
-    """The UI on an ephemeral loopback port, in a thread; yields its base URL."""
-    server = UIServer(memory, "127.0.0.1", 0, log=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.url.rstrip("/")
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
@@ -207,49 +184,6 @@ def test_ui_command_refuses_a_port_in_use_with_one_line(hostile_memory: Memory) 
 
 
 # --- a real short run -------------------------------------------------------------------------
-
-
-def hostile_plan(d_model: int) -> Reply:
-    plan = {
-        "motivation": f"motivation {HOSTILE}",
-        "hypothesis": f"a gated recurrence at width {d_model} {HOSTILE}",
-        "operator": "new",
-        "parents": [],
-        "expected_effect": "a lower cost at a similar score",
-        "genome": {"d_model": d_model, "blocks": [{"mixer": "gated_recurrence", "channel": "mlp"}]},
-    }
-    return Reply(fenced(plan), reasoning_content=f"reasoning {HOSTILE}")
-
-
-_real_runs: list[tuple[Memory, str]] = []
-
-
-@pytest.fixture(scope="session")
-def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Memory, str]:
-    """A real 3-candidate run, its planner on the fake model (plans carry hostile text), the
-    rest heuristic; shared by the UI's HTTP and browser tests. (A module that imports this
-    fixture gets a fixture of its own, so the run is kept here to run only once.)"""
-    if _real_runs:
-        return _real_runs[0]
-    home = tmp_path_factory.mktemp("ui") / "home"
-    with FakeLLM() as fake, pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(NETGUARD))
-        fake.queue("planner", hostile_plan(32), hostile_plan(48))
-        settings = load_settings(
-            flags={
-                "home": str(home),
-                "run": {"trials": 3},
-                "roles": {"planner": "llm:default"},
-                "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
-                "tasks": {"mqar": TINY_MQAR},
-                "search": {"random_samples": 0},
-                "ladder": {"confirm_seeds": 2, "scale_top": 0},
-            },
-            environ={},
-        )
-        run_id = discover(settings, Console(quiet=True))
-    _real_runs.append((Memory(home / MEMORY_FILE), run_id))
-    return _real_runs[0]
 
 
 @pytest.mark.slow

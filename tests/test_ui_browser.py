@@ -12,7 +12,7 @@ import pytest
 
 from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory
-from test_ui import real_run, serving  # noqa: F401  (real_run: a session fixture)
+from support import serving
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def shot(browser: Browser, name: str) -> Path:
 
 def test_runs_run_and_candidate_pages_in_chromium(
     browser: Browser,
-    real_run: tuple[Memory, str],  # noqa: F811
+    real_run: tuple[Memory, str],
 ) -> None:
     memory, run_id = real_run
     page = browser.page

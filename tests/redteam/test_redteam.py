@@ -36,7 +36,7 @@ from archlab.sandbox.protocol import LOG_FILE, Launcher, Limits
 from archlab.sandbox.strict import StrictLauncher, strict_missing
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.mqar import MQAR
-from conftest import TINY_MQAR
+from support import TINY_MQAR
 
 pytestmark = pytest.mark.slow
 

@@ -25,6 +25,12 @@ from archlab.search.heuristic import HeuristicBrain
 from archlab.tasks.mqar import MQAR
 
 
+def causal_probe(probe_x: np.ndarray, vocab: int) -> np.ndarray:
+    """Logits on a causality probe's inputs that are causal by construction: each
+    position's logits are its own token, one-hot."""
+    return np.eye(vocab, dtype=np.float32)[probe_x]
+
+
 class RecordedExecutor:
     """Trains the first trial of each kind (stage, probe, complexity) for real, and answers
     every later one with that report at zero wall time: a discovery through it costs what
@@ -48,10 +54,8 @@ class RecordedExecutor:
             report = self._reports[kind]
         if request.probe_x is not None and report.probe is not None:
             # each candidate's causality probe has its own inputs: the recorded outputs belong
-            # to others, so answer with a stand-in that is causal by construction (each
-            # position's logits are its own token, one-hot)
-            vocab = report.probe.shape[-1]
-            report = replace(report, probe=np.eye(vocab, dtype=np.float32)[request.probe_x])
+            # to others, so answer with a stand-in
+            report = replace(report, probe=causal_probe(request.probe_x, report.probe.shape[-1]))
         return replace(report, wall_time_s=0.0)
 
     def close(self) -> None:

@@ -1,0 +1,174 @@
+"""The discovery graph through its public entry points (discover, resume) with trials
+answered at once by FakeExecutor: routing, budgets, the repair loop and resuming, read
+back from the memory. Each run takes a second or two: no trial runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from archlab.config import Settings, load_settings
+from archlab.memory.store import Memory
+from archlab.orchestration.runs import discover, open_memory, resume
+from archlab.tasks.mqar import MQAR
+from fake_llm import FakeLLM, Reply, code_block
+from support import TINY_MQAR, FakeExecutor, Scripted, design_plan
+
+QUIET = Console(quiet=True)
+CRASH = Scripted(failure="crash")
+
+
+def _settings(tmp_path: Path, **run: Any) -> Settings:
+    return load_settings(
+        flags={
+            "home": str(tmp_path / "home"),
+            "run": {"task": "mqar", **run},
+            "tasks": {"mqar": TINY_MQAR},
+        },
+        environ={},
+    )
+
+
+def _in_order(memory: Memory, run_id: str) -> list[dict[str, Any]]:
+    return sorted(memory.candidates(run_id), key=lambda c: c["created_at"])
+
+
+def _route(memory: Memory, run_id: str, candidate_id: str) -> list[str]:
+    """The graph nodes that ran for the candidate, in order."""
+    spans = [s for s in memory.spans(run_id) if s["candidate_id"] == candidate_id]
+    return [s["name"] for s in sorted(spans, key=lambda s: s["started_at"])]
+
+
+def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promising(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, trials=4)
+    fake = FakeExecutor({2: CRASH, 3: Scripted(score=0.75)})  # 4th: the default 0.5
+    run_id = discover(settings, QUIET, fake)
+
+    memory = open_memory(settings.home_dir)
+    baseline, crashed, better, same = _in_order(memory, run_id)
+    confirmed = ["plan", "code", "verify", "train", "critique", "train", "critique", "record"]
+    assert baseline["origin"] == "baseline" and baseline["score"] == 0.5
+    assert _route(memory, run_id, baseline["candidate_id"]) == confirmed
+
+    assert (crashed["status"], crashed["error_class"]) == ("rejected", "crash")
+    assert _route(memory, run_id, crashed["candidate_id"]) == [
+        "plan", "code", "verify", "critique", "record",
+    ]  # fmt: skip
+    assert [t["stage"] for t in memory.trials(crashed["candidate_id"])] == ["smoke"]
+    assert memory.verdict(crashed["candidate_id"])["verdict"] == "reject"
+
+    # above the baseline's mean: promoted to confirm, its seeds' mean becomes its score
+    assert _route(memory, run_id, better["candidate_id"]) == confirmed
+    assert [(t["stage"], t["seed"]) for t in memory.trials(better["candidate_id"])] == [
+        ("smoke", 0), ("proxy", 0), ("confirm", 1), ("confirm", 2), ("scale", 0),
+    ]  # fmt: skip
+    assert better["status"] == "ok" and better["score"] == 0.75
+    assert memory.verdict(better["candidate_id"])["verdict"] == "accept"
+
+    # not above it: trained once, judged without confirming
+    assert _route(memory, run_id, same["candidate_id"]) == [
+        "plan", "code", "verify", "train", "critique", "record",
+    ]  # fmt: skip
+    assert [t["stage"] for t in memory.trials(same["candidate_id"])] == ["smoke", "proxy"]
+    verdict = memory.verdict(same["candidate_id"])
+    assert verdict["verdict"] == "reject" and "not confirmed" in verdict["reason"]
+
+    run = memory.get_run(run_id)
+    assert (run["status"], run["message"]) == ("finished", "trial budget spent (4 candidates)")
+    assert run["summary"]["best"]["candidate_id"] == better["candidate_id"]
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_the_trial_budget_stops_at_exactly_n_candidates(tmp_path: Path, lanes: int) -> None:
+    settings = _settings(tmp_path, trials=5, lanes=lanes)
+    fake = FakeExecutor()
+    run_id = discover(settings, QUIET, fake)
+
+    memory = open_memory(settings.home_dir)
+    candidates = memory.candidates(run_id)
+    assert len(candidates) == 5 and len(fake.candidates) == 5
+    # lane 1 starts once the baseline is recorded: with instant trials, lane 0 may have
+    # planned everything by then
+    assert {c["lane"] for c in candidates} <= set(range(lanes))
+    assert len({c["step"] for c in candidates}) == 5  # every idea its own step
+    assert all(c["status"] == "ok" for c in candidates)
+    trial_ids = [r.trial_id for r in fake.requests]
+    assert len(set(trial_ids)) == len(trial_ids)  # no trial run twice
+    run = memory.get_run(run_id)
+    assert (run["status"], run["message"]) == ("finished", "trial budget spent (5 candidates)")
+
+
+def test_design_mode_repairs_a_failing_candidate_at_most_max_repairs_times(
+    tmp_path: Path,
+) -> None:
+    baseline = MQAR().baseline_source()
+    attempts = [baseline.replace("n_heads: int = 1", f"n_heads: int = {n}") for n in (2, 4, 8)]
+    # the baseline's trials pass; every attempt at the idea crashes
+    fake_trials = FakeExecutor({2: CRASH, 3: CRASH, 4: CRASH})
+    with FakeLLM() as fake:
+        fake.defaults["planner"] = design_plan
+        fake.queue("coder", *(Reply(code_block(source)) for source in attempts))
+        settings = load_settings(
+            flags={
+                "home": str(tmp_path / "home"),
+                "run": {"trials": 4, "mode": "design", "max_repairs": 2},
+                "roles": {"planner": "llm:default", "coder": "llm:default"},
+                "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
+                "tasks": {"mqar": TINY_MQAR},
+                "search": {"random_samples": 0},
+            },
+            environ={},
+        )
+        run_id = discover(settings, QUIET, fake_trials)
+
+    memory = open_memory(settings.home_dir)
+    base, *chain = _in_order(memory, run_id)
+    assert base["origin"] == "baseline" and base["status"] == "ok"
+    assert [c["source"] for c in chain] == attempts
+    assert [c["plan"].get("repair_of") for c in chain] == [
+        None, chain[0]["candidate_id"], chain[1]["candidate_id"],
+    ]  # fmt: skip
+    assert all((c["status"], c["error_class"]) == ("rejected", "crash") for c in chain)
+    verdicts = [memory.verdict(c["candidate_id"])["verdict"] for c in chain]
+    assert verdicts == ["repair", "repair", "reject"]  # two repairs, then given up
+    write, *repairs = fake.bodies("coder")
+    assert len(repairs) == 2
+    assert all("the trial wrote no result" in b["messages"][-1]["content"] for b in repairs)
+    assert "the trial wrote no result" not in write["messages"][-1]["content"]
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_run_interrupted_mid_trial_resumes_to_exactly_its_budget(
+    tmp_path: Path, lanes: int
+) -> None:
+    settings = _settings(tmp_path, trials=6, lanes=lanes)
+    interrupted = FakeExecutor(interrupt_at=8)  # mid-way through the third candidate
+    with pytest.raises(KeyboardInterrupt):
+        discover(settings, QUIET, interrupted)
+    memory = open_memory(settings.home_dir)
+    (run,) = memory.runs()
+    assert run["status"] == "interrupted"
+    before = {c["candidate_id"] for c in memory.candidates(run["run_id"])}
+    assert 0 < len(before) < 6
+
+    resumed = FakeExecutor()
+    assert resume(settings.home_dir, run["run_id"], QUIET, resumed) == run["run_id"]
+    # the trial that was stopped runs again
+    assert interrupted.requests[-1].trial_id in {r.trial_id for r in resumed.requests}
+    candidates = memory.candidates(run["run_id"])
+    assert len(candidates) == 6
+    assert before <= {c["candidate_id"] for c in candidates}
+    assert all(c["status"] == "ok" for c in candidates)
+    keys = [c["genome_key"] for c in candidates]
+    assert len(set(keys)) == len(keys)  # no idea evaluated twice
+    _, twice = memory.read_only_sql(
+        "SELECT candidate_id, stage, seed, count(*) AS n FROM trials "
+        f"WHERE run_id = '{run['run_id']}' GROUP BY ALL HAVING count(*) > 1"
+    )
+    assert twice == []  # no trial recorded twice
+    assert memory.get_run(run["run_id"])["status"] == "finished"
