@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from archlab.errors import ArchlabError
-from archlab.llm.client import Question, Unusable, fenced_blocks
+from archlab.llm.answers import Unusable, fenced_blocks
+from archlab.llm.client import Question
 from archlab.prompts import task_brief
 from archlab.roles.context import RunContext
 from archlab.search.genome import Genome, render
