@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from archlab.config import LLMProfile
-from archlab.llm.client import LLM, LLMError, NoAnswer, Question, extract_json, split_think
+from archlab.llm.answers import extract_json, split_think
+from archlab.llm.client import LLM, LLMError, NoAnswer, Question
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts
 from archlab.roles.critic import Critique

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from archlab.cli import app
 from archlab.config import load_settings
 from archlab.errors import ConfigError
+from archlab.llm.answers import Unusable
 from archlab.llm.brains import ReplayBrain, ReplayExhausted, parse_brain
-from archlab.llm.client import Question, Unusable
+from archlab.llm.client import Question
 from archlab.memory import queries
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts, task_brief

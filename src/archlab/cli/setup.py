@@ -136,7 +136,8 @@ def llm_check(
 ) -> None:
     """Send one small structured request per profile; report latency and what is wrong."""
     from archlab.llm.brains import profiles_in_use
-    from archlab.llm.client import LLM, LLMError, check
+    from archlab.llm.check import check
+    from archlab.llm.client import LLM, LLMError
     from archlab.prompts import Prompts
 
     settings = cli_settings(**llm_flags(llm_base_url, llm_model, llm_structured_output))

@@ -1,12 +1,12 @@
-"""The LLM layer: any OpenAI-compatible endpoint, and answers read into pydantic models.
+"""The LLM transport: any OpenAI-compatible endpoint, and answers read into pydantic models.
 
 A :class:`Question` carries the messages and the type of answer wanted. :meth:`LLM.ask`
 sends it, keeps the reasoning apart (``reasoning_content``, ``reasoning``, ``<think>``),
-reads the answer (JSON pulled out of fences or prose and repaired, or a custom parser such
-as the coder's), validates it, and re-asks with what was wrong, a bounded number of
-times. Rate limits, 5xx and timeouts back off; every HTTP request is logged whole. The API
-key is read from the profile's environment variable when the client is first used, and
-never logged: error texts are scrubbed of it.
+reads the answer (JSON pulled out of fences or prose and repaired, see
+:mod:`archlab.llm.answers`, or a custom parser such as the coder's), validates it, and
+re-asks with what was wrong, a bounded number of times. Rate limits, 5xx and timeouts back
+off; every HTTP request is logged whole. The API key is read from the profile's environment
+variable when the client is first used, and never logged: error texts are scrubbed of it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -22,12 +21,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-import json_repair
 import openai
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from archlab.config import LLMProfile
 from archlab.errors import ArchlabError
+from archlab.llm.answers import Unusable, read_json, split_think
 from archlab.prompts import Prompts
 
 T = TypeVar("T", bound=BaseModel)
@@ -45,10 +44,6 @@ class LLMError(ArchlabError):
 
 class NoAnswer(Exception):
     """No usable answer within the profile's attempts."""
-
-
-class Unusable(Exception):
-    """An answer that cannot be used; the message tells the model what to fix."""
 
 
 @dataclass(frozen=True)
@@ -74,60 +69,6 @@ class Reply:
     finish_reason: str | None
     #: the log row for this request, completed by `ask` with the verdict on the answer
     row: dict[str, Any] = field(default_factory=dict)
-
-
-# --- reading answers ---------------------------------------------------------------------
-
-_THINK = re.compile(r"<(think|thinking)>(.*?)(?:</\1>|\Z)", re.DOTALL)
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
-
-
-def split_think(content: str) -> tuple[str, list[str]]:
-    """Remove inline reasoning: `<think>` blocks (an unclosed one runs to the end), and a
-    leading block whose opening tag the chat template swallowed (`...</think>answer`)."""
-    thoughts = [m.group(2).strip() for m in _THINK.finditer(content)]
-    content = _THINK.sub("", content)
-    if "</think>" in content:
-        head, _, content = content.rpartition("</think>")
-        thoughts.insert(0, head.strip())
-    return content.strip(), [t for t in thoughts if t]
-
-
-def fenced_blocks(text: str) -> list[tuple[str, str]]:
-    """(language, body) of every fenced block; an unclosed last fence runs to the end."""
-    return [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
-
-
-def extract_json(text: str) -> Any:
-    """The JSON value in an answer: fenced, wrapped in prose, or slightly broken."""
-    blocks = [body for _, body in fenced_blocks(text) if body.lstrip()[:1] in ("{", "[")]
-    candidate = blocks[0] if blocks else text
-    start = candidate.find("{")
-    if start < 0:
-        raise Unusable("the answer holds no JSON object")
-    end = candidate.rfind("}")
-    candidate = candidate[start : end + 1] if end > start else candidate[start:]
-    try:
-        return json.loads(candidate)
-    except json.JSONDecodeError:
-        return json_repair.loads(candidate)
-
-
-def read_json(text: str, model: type[T]) -> T:
-    value = extract_json(text)
-    if not isinstance(value, dict):
-        raise Unusable("the answer holds no JSON object")
-    try:
-        return model.model_validate(value)
-    except ValidationError as e:
-        problems = [
-            f"- {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-            for err in e.errors()[:12]
-        ]
-        raise Unusable("the JSON does not match the schema:\n" + "\n".join(problems)) from None
-
-
-# --- the client ----------------------------------------------------------------------------
 
 
 class LLM:
@@ -172,7 +113,7 @@ class LLM:
         for attempt in range(1, self.profile.max_attempts + 1):
             reply = self.complete(question, messages, attempt)
             try:
-                value = self._read(question, reply)
+                value = self.read(question, reply)
             except Unusable as e:
                 problem = str(e)
                 self._save(reply.row, status="invalid", error=problem)
@@ -207,7 +148,8 @@ class LLM:
         text = last["content"] + "\n" + self.prompts.render("answer_format.j2", schema=schema)
         return [*head, {**last, "content": text}]
 
-    def _read(self, question: Question[T], reply: Reply) -> T:
+    def read(self, question: Question[T], reply: Reply) -> T:
+        """The reply as the question's answer; Unusable says why it cannot be one."""
         if reply.finish_reason == "length":
             raise Unusable(
                 f"the answer was cut off at the limit of {self.profile.max_output_tokens} "
@@ -421,56 +363,3 @@ def _retry_after(e: openai.APIStatusError) -> float | None:
     except (ValueError, TypeError):
         return None
     return None
-
-
-# --- `archlab llm check` ---------------------------------------------------------------------
-
-
-class Ping(BaseModel):
-    """The small structured answer `archlab llm check` asks for."""
-
-    word: str
-    number: int
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    latency_s: float
-    #: honoured | repaired (archlab could read it) | not honoured
-    structured: str
-    problem: str | None
-    reasoning_chars: int
-    prompt_tokens: int
-    completion_tokens: int
-
-
-def check(llm: LLM) -> CheckReport:
-    """Send one small structured request; LLMError if the endpoint cannot be used."""
-    question = Question(
-        role="check",
-        purpose="check",
-        messages=[{"role": "user", "content": llm.prompts.render("check.j2")}],
-        answer=Ping,
-    )
-    reply = llm.complete(question, llm.messages_for(question), attempt=1)
-    row = reply.row
-    problem = None
-    try:
-        Ping.model_validate_json(reply.content)
-        structured = "honoured"
-    except ValidationError:
-        structured = "repaired"
-    try:
-        ping = llm._read(question, reply)
-        if (ping.word, ping.number) != ("archlab", 42):
-            problem = f"the model answered {ping.word!r} and {ping.number}, not 'archlab' and 42"
-    except Unusable as e:
-        structured, problem = "not honoured", str(e)
-    return CheckReport(
-        latency_s=row["latency_s"],
-        structured=structured,
-        problem=problem,
-        reasoning_chars=len(reply.reasoning or ""),
-        prompt_tokens=row["prompt_tokens"],
-        completion_tokens=row["completion_tokens"],
-    )

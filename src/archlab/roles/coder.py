@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from archlab.errors import ArchlabError
+from archlab.llm.answers import Unusable, fenced_blocks
 from archlab.llm.brains import Asker
-from archlab.llm.client import Question, Unusable, fenced_blocks
+from archlab.llm.client import Question
 from archlab.prompts import task_brief
 from archlab.records import Candidate
 from archlab.roles.context import RunContext

@@ -1,0 +1,68 @@
+"""Reading a model's answers: inline reasoning taken out, fenced blocks, and the JSON in an
+answer (fenced, wrapped in prose or slightly broken) validated into a pydantic model.
+What cannot be used raises :class:`Unusable`, whose message tells the model what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, TypeVar
+
+import json_repair
+from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Unusable(Exception):
+    """An answer that cannot be used; the message tells the model what to fix."""
+
+
+_THINK = re.compile(r"<(think|thinking)>(.*?)(?:</\1>|\Z)", re.DOTALL)
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+
+def split_think(content: str) -> tuple[str, list[str]]:
+    """Remove inline reasoning: `<think>` blocks (an unclosed one runs to the end), and a
+    leading block whose opening tag the chat template swallowed (`...</think>answer`)."""
+    thoughts = [m.group(2).strip() for m in _THINK.finditer(content)]
+    content = _THINK.sub("", content)
+    if "</think>" in content:
+        head, _, content = content.rpartition("</think>")
+        thoughts.insert(0, head.strip())
+    return content.strip(), [t for t in thoughts if t]
+
+
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(language, body) of every fenced block; an unclosed last fence runs to the end."""
+    return [(m.group(1).lower(), m.group(2)) for m in _FENCE.finditer(text)]
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in an answer: fenced, wrapped in prose, or slightly broken."""
+    blocks = [body for _, body in fenced_blocks(text) if body.lstrip()[:1] in ("{", "[")]
+    candidate = blocks[0] if blocks else text
+    start = candidate.find("{")
+    if start < 0:
+        raise Unusable("the answer holds no JSON object")
+    end = candidate.rfind("}")
+    candidate = candidate[start : end + 1] if end > start else candidate[start:]
+    try:
+        return json.loads(candidate)
+    except json.JSONDecodeError:
+        return json_repair.loads(candidate)
+
+
+def read_json(text: str, model: type[T]) -> T:
+    value = extract_json(text)
+    if not isinstance(value, dict):
+        raise Unusable("the answer holds no JSON object")
+    try:
+        return model.model_validate(value)
+    except ValidationError as e:
+        problems = [
+            f"- {'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+            for err in e.errors()[:12]
+        ]
+        raise Unusable("the JSON does not match the schema:\n" + "\n".join(problems)) from None
