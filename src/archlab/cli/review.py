@@ -115,7 +115,7 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL; the memory is opened read-only")],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Query the memory with SQL (read-only; the schema is in the README)."""
+    """Query the memory with SQL (read-only; the schema is in docs/memory-schema.md)."""
     columns, rows = open_memory(cli_settings()).read_only_sql(query)
     if as_json:
         print_json([dict(zip(columns, r, strict=True)) for r in rows])
