@@ -27,6 +27,7 @@ from archlab.cli.common import (
 )
 from archlab.config import Settings
 from archlab.memory.store import Memory
+from archlab.records import plan_title
 
 # where trials run: [executor] in the config
 _WORKERS = typer.Option(help="trials running at once")
@@ -207,7 +208,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "origin": c["origin"],
             "parents": c["parents"],
             "n_params": c["n_params"],
-            "summary": c["plan"].get("summary") or c["plan"].get("hypothesis"),
+            "summary": plan_title(c["plan"]),
             "error_class": c["error_class"],
             "message": c["message"],
             "seeds": c["seeds"],

@@ -47,7 +47,8 @@ class Reporter:
     def promoted(self, lane: int, why: str) -> None:
         self.console.print(f"{self._tag(lane, '  ')}[cyan]promote[/] to confirm: {escape(why)}")
 
-    def recorded(self, lane: int, line: str) -> None:
+    def note(self, lane: int, line: str) -> None:
+        """A line about the candidate in flight (its outcome, a wait for its review)."""
         self.console.print(f"{self._tag(lane, '  ')}{line}")
 
     @contextmanager

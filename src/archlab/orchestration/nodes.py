@@ -128,6 +128,7 @@ def train(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     lab, candidate = runtime.context, _in_flight(state)
     stage, cid = state.get("stage", "proxy"), candidate["candidate_id"]
     if stage == "proxy" and lab.settings.run.review:
+        lab.report.note(_lane(state), reviewer.request_review(lab, candidate))
         refused = reviewer.await_review(lab, candidate)
         if refused is not None:
             return {"outcome": refused}
@@ -181,7 +182,7 @@ def record(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
         lab.memory.flush()
     lab.inflight.discard(candidate["candidate_id"])
     line = outcome_line(outcome, verdict)
-    lab.report.recorded(_lane(state), line)
+    lab.report.note(_lane(state), line)
     # the repair's slot is claimed here, in a node, so that a re-run claims it again
     repair_next = (
         not state.get("single") and verdict["verdict"] == "repair" and lab.budget.claim() is None

@@ -67,7 +67,6 @@ def _run(
             executor=executor,
             brains=brains,
             home=home,
-            console=console,
         )
         elapsed_s = (resumed or {}).get("elapsed_s") or 0.0
         lab.budget = RunBudget(settings.run, memory, run_id, elapsed_s)

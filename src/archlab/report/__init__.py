@@ -13,6 +13,7 @@ from rich.tree import Tree
 
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
+from archlab.records import plan_title
 from archlab.report.plots import score_plot
 
 #: what an exported module may import: it must run anywhere torch does
@@ -90,7 +91,7 @@ def standalone(candidate: dict[str, Any], run: dict[str, Any]) -> str:
         f"Run: {run['run_id']}; brain: {candidate['brain']}; origin: {candidate['origin']}\n"
         f"Parents: {', '.join(candidate['parents']) or 'none'}\n"
         f"Status: {candidate['status']}; score: {score}; parameters: {candidate['n_params']}\n"
-        f"Plan: {plan.get('summary') or plan.get('hypothesis') or '-'}\n"
+        f"Plan: {plan_title(plan) or '-'}\n"
         f"Exported {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; it imports only torch.\n"
     )
     # a docstring: keep backslashes and triple quotes from the plan inert
@@ -101,11 +102,13 @@ def standalone(candidate: dict[str, Any], run: dict[str, Any]) -> str:
 def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
     """Jinja2 for HTML, autoescaped (code and model answers are untrusted), with the report's
     templates (and the `svg_plot` macro) after any given loaders."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.ChoiceLoader([*loaders, jinja2.PackageLoader("archlab.report", ".")]),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.globals["plan_title"] = plan_title
+    return env
 
 
 def html_report(memory: Memory, run_id: str) -> str:

@@ -9,8 +9,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from archlab.config import Settings
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
@@ -58,7 +56,6 @@ class RunContext:
     executor: Executor
     brains: Brains
     home: Path
-    console: Console = field(default_factory=Console)
     proxy_seed: int = 0
     #: why the run ended on its own (see LabState.stopped); stored as the run's message
     stopped: str | None = None

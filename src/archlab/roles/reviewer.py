@@ -92,15 +92,20 @@ def read_steer(notes: list[str]) -> Steer:
     return Steer(frozenset(prefer), frozenset(avoid))
 
 
-def await_review(ctx: RunContext, candidate: Candidate) -> Outcome | None:
-    """Wait until someone approves or rejects the candidate; the rejection as its outcome,
-    or None to train it."""
+def request_review(ctx: RunContext, candidate: Candidate) -> str:
+    """Ask for a decision on the candidate; what to tell the person who gives it."""
     cid = candidate["candidate_id"]
     reviews.request_review(ctx.memory, ctx.run_id, cid)
-    ctx.console.print(
-        f"  [yellow]waiting for review[/] of {cid} ({escape(candidate['plan'].get('summary', ''))}"
+    return (
+        f"[yellow]waiting for review[/] of {cid} ({escape(candidate['plan'].get('summary', ''))}"
         f"): `archlab approve {ctx.run_id} --candidate {cid}` or `archlab reject ...`"
     )
+
+
+def await_review(ctx: RunContext, candidate: Candidate) -> Outcome | None:
+    """Wait until someone approves or rejects the candidate (`request_review` first); the
+    rejection as its outcome, or None to train it."""
+    cid = candidate["candidate_id"]
     while not (review := reviews.review_of(ctx.memory, cid) or {}).get("decision"):
         if ctx.cancel.wait(POLL_S):
             raise Cancelled("the run was told to stop while waiting for review")
