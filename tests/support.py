@@ -19,7 +19,6 @@ from typing import Any, Literal
 import numpy as np
 
 from archlab import benchmarks
-from archlab.benchmarks import causal_probe
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import TrialRequest, rebuild_task
 from archlab.sandbox.launcher import BasicLauncher
@@ -125,6 +124,9 @@ def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
+
+
+# --- the fake model's answers --------------------------------------------------------------
 
 
 def design_plan(body: dict[str, Any]) -> Reply:
@@ -242,15 +244,15 @@ class FakeExecutor:
             )  # fmt: skip
         task, data = rebuild_task(request)
         vocab = task.spec["vocab_size"]
-        probe = None if request.probe_x is None else causal_probe(request.probe_x, vocab)
+        probe = None if request.probe_x is None else benchmarks.causal_probe(request.probe_x, vocab)
         budget = request.budget
         return TrialReport(
             status="ok", n_params=10_000, isolation="none",
             loss_curve=[{"step": budget.steps, "loss": 1.0}],
-            checkpoints=[
+            checkpoints=[  # none where the budget evaluates nothing (smoke)
                 (step, _predictions(data.eval_y, answer.score, vocab))
                 for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
-            ] if budget.eval_every and len(data.eval_y) else [],
+            ] if budget.eval_every else [],
             probe=probe,
         )  # fmt: skip
 

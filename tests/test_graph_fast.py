@@ -1,6 +1,6 @@
 """The discovery graph through its public entry points (discover, resume) with trials
-answered at once by FakeExecutor: routing, budgets, the repair loop and resuming, read
-back from the memory. Each run takes a second or two: no trial runs."""
+answered at once by FakeExecutor: routing, failed trainings, budgets, the repair loop and
+resuming, read back from the memory. Each run takes a second or two: no trial runs."""
 
 from __future__ import annotations
 
@@ -81,6 +81,30 @@ def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promisi
     run = memory.get_run(run_id)
     assert (run["status"], run["message"]) == ("finished", "trial budget spent (4 candidates)")
     assert run["summary"]["best"]["candidate_id"] == better["candidate_id"]
+
+
+def test_a_failed_training_is_judged_without_confirming_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, trials=4)
+    script = {(2, "proxy"): Scripted(failure="timeout"), (3, "smoke"): Scripted(failure="nan")}
+    run_id = discover(settings, QUIET, FakeExecutor(script))
+
+    memory = open_memory(settings.home_dir)
+    _, timed_out, diverged, last = _in_order(memory, run_id)
+    assert (timed_out["status"], timed_out["error_class"]) == ("failed", "timeout")
+    assert _route(memory, run_id, timed_out["candidate_id"]) == [
+        "plan", "code", "verify", "train", "critique", "record",
+    ]  # fmt: skip
+    proxy = [t for t in memory.trials(timed_out["candidate_id"]) if t["stage"] == "proxy"]
+    assert [(t["status"], t["error_class"], t["score"]) for t in proxy] == [
+        ("error", "timeout", None)
+    ]
+    assert memory.verdict(timed_out["candidate_id"])["verdict"] == "reject"
+    assert (diverged["status"], diverged["error_class"]) == ("rejected", "nan")
+    assert "train" not in _route(memory, run_id, diverged["candidate_id"])
+    assert last["status"] == "ok" and last["score"] == 0.5
+    assert memory.get_run(run_id)["status"] == "finished"
 
 
 @pytest.mark.parametrize("lanes", [1, 2])
