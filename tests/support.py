@@ -127,6 +127,9 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
 
 
+# --- the fake model's answers --------------------------------------------------------------
+
+
 def design_plan(body: dict[str, Any]) -> Reply:
     """A design-mode planner's answer: mutate the best candidate, the baseline (the first
     one its prompt lists), into a two-head transformer."""
@@ -247,10 +250,10 @@ class FakeExecutor:
         return TrialReport(
             status="ok", n_params=10_000, isolation="none",
             loss_curve=[{"step": budget.steps, "loss": 1.0}],
-            checkpoints=[
+            checkpoints=[  # none where the budget evaluates nothing (smoke)
                 (step, _predictions(data.eval_y, answer.score, vocab))
                 for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
-            ] if budget.eval_every and len(data.eval_y) else [],
+            ] if budget.eval_every else [],
             probe=probe,
         )  # fmt: skip
 

@@ -1,6 +1,6 @@
 """The discovery graph through its public entry points (discover, resume) with trials
-answered at once by FakeExecutor: routing, budgets, the repair loop and resuming, read
-back from the memory. Each run takes a second or two: no trial runs."""
+answered at once by FakeExecutor: routing, failed trainings, budgets, the repair loop and
+resuming, read back from the memory. Each run takes a second or two: no trial runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.console import Console
 
 from archlab.config import Settings, load_settings
 from archlab.memory.store import Memory
-from archlab.orchestration.runs import discover, open_memory, resume
+from archlab.orchestration.runs import discover, evaluate_file, open_memory, resume
 from archlab.tasks.mqar import MQAR
 from fake_llm import FakeLLM, Reply, code_block
 from support import TINY_MQAR, FakeExecutor, Scripted, design_plan
@@ -81,6 +81,30 @@ def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promisi
     run = memory.get_run(run_id)
     assert (run["status"], run["message"]) == ("finished", "trial budget spent (4 candidates)")
     assert run["summary"]["best"]["candidate_id"] == better["candidate_id"]
+
+
+def test_a_failed_training_is_judged_without_confirming_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, trials=4)
+    script = {(2, "proxy"): Scripted(failure="timeout"), (3, "smoke"): Scripted(failure="nan")}
+    run_id = discover(settings, QUIET, FakeExecutor(script))
+
+    memory = open_memory(settings.home_dir)
+    _, timed_out, diverged, last = _in_order(memory, run_id)
+    assert (timed_out["status"], timed_out["error_class"]) == ("failed", "timeout")
+    assert _route(memory, run_id, timed_out["candidate_id"]) == [
+        "plan", "code", "verify", "train", "critique", "record",
+    ]  # fmt: skip
+    proxy = [t for t in memory.trials(timed_out["candidate_id"]) if t["stage"] == "proxy"]
+    assert [(t["status"], t["error_class"], t["score"]) for t in proxy] == [
+        ("error", "timeout", None)
+    ]
+    assert memory.verdict(timed_out["candidate_id"])["verdict"] == "reject"
+    assert (diverged["status"], diverged["error_class"]) == ("rejected", "nan")
+    assert "train" not in _route(memory, run_id, diverged["candidate_id"])
+    assert last["status"] == "ok" and last["score"] == 0.5
+    assert memory.get_run(run_id)["status"] == "finished"
 
 
 @pytest.mark.parametrize("lanes", [1, 2])
@@ -172,3 +196,28 @@ def test_a_run_interrupted_mid_trial_resumes_to_exactly_its_budget(
     )
     assert twice == []  # no trial recorded twice
     assert memory.get_run(run["run_id"])["status"] == "finished"
+
+
+def test_an_evaluated_file_climbs_the_same_ladder_alone(tmp_path: Path) -> None:
+    """`archlab eval`: one hand-written candidate, in a run of its own, with every stage's
+    outcome; a module that does not parse stops at the static check, before any trial."""
+    settings = _settings(tmp_path)
+    good, broken = tmp_path / "good.py", tmp_path / "broken.py"
+    good.write_text(MQAR().baseline_source())
+    broken.write_text("def build_model(spec):\n    return (\n")
+    fake = FakeExecutor()
+
+    result = evaluate_file(settings, good, QUIET, fake)
+    assert (result["status"], result["score"]) == ("ok", 0.5)
+    stages = [(s["stage"], s["status"]) for s in result["stages"]]
+    assert ("static", "passed") in stages and ("proxy", "passed") in stages
+    memory = open_memory(settings.home_dir)
+    (candidate,) = memory.candidates(result["run_id"])
+    assert (candidate["origin"], candidate["brain"]) == ("manual", "manual")
+
+    trials = len(fake.requests)
+    result = evaluate_file(settings, broken, QUIET, fake)
+    assert (result["status"], result["error_class"]) == ("rejected", "syntax")
+    assert result["verdict"]["verdict"] == "reject"
+    assert [(s["stage"], s["status"]) for s in result["stages"]] == [("static", "failed")]
+    assert len(fake.requests) == trials  # no trial ran for it

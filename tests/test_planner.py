@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from rich.console import Console
 
-from archlab.benchmarks import RecordedExecutor
 from archlab.config import load_settings
 from archlab.orchestration.runs import discover, open_memory
 from archlab.roles.planner import _baseline_is_transformer
-from archlab.sandbox.executor import make_executor
 from archlab.search.genome import Genome, baseline_genome
 from archlab.tasks.digits import Digits
 from archlab.tasks.mqar import MQAR
-from support import TINY_MQAR
+from support import TINY_MQAR, FakeExecutor
 
 
 def test_only_the_packaged_transformer_baseline_is_the_baseline_genome() -> None:
@@ -23,7 +20,6 @@ def test_only_the_packaged_transformer_baseline_is_the_baseline_genome() -> None
     assert not _baseline_is_transformer(Digits())
 
 
-@pytest.mark.slow
 def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:
     """Before, the brain's first proposal was the baseline's own genome, rendered: a wasted
     trial. Now the transformer baseline is the baseline genome, tried, and a parent."""
@@ -38,8 +34,7 @@ def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:
         },
         environ={},
     )
-    executor = RecordedExecutor(make_executor(settings, tmp_path / "trials"))
-    run_id = discover(settings, Console(quiet=True), executor)
+    run_id = discover(settings, Console(quiet=True), FakeExecutor())
     candidates = open_memory(settings.home_dir).candidates(run_id)
     rows = sorted(candidates, key=lambda row: row["created_at"])
     assert [r["origin"] for r in rows] == ["baseline", "proposed", "proposed"]

@@ -149,13 +149,16 @@ def resume(home: Path, run_id: str, console: Console, executor: Executor | None 
         return lab.run_id
 
 
-def evaluate_file(settings: Settings, path: Path, console: Console) -> dict[str, Any]:
-    """Evaluate a hand-written candidate through the same verify and train path; record it."""
+def evaluate_file(
+    settings: Settings, path: Path, console: Console, executor: Executor | None = None
+) -> dict[str, Any]:
+    """Evaluate a hand-written candidate through the same verify and train path; record it
+    (`executor`, as for `discover`)."""
     try:
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ArchlabError(f"cannot read candidate {path}: {e}") from None
-    with _run(settings, console, brain="manual") as lab:
+    with _run(settings, console, brain="manual", executor=executor) as lab:
         candidate: Candidate = {
             "candidate_id": uuid.uuid4().hex[:12],
             "origin": "manual",
