@@ -25,10 +25,12 @@ class _Section(BaseModel):
 
 
 class RunSettings(_Section):
-    task: str = "mqar"
+    task: str = Field(default="mqar", description="what candidates are judged on (archlab tasks)")
     trials: int = Field(default=12, ge=1, description="candidates to evaluate, baseline included")
     minutes: float = Field(default=0.0, ge=0, description="wall-clock budget; 0 means none")
-    seed: int = 0
+    seed: int = Field(
+        default=0, description="mixed with the run id into the planner's random choices"
+    )
     brain: str = Field(
         default="heuristic",
         description="every role's brain unless [roles] says otherwise: heuristic, "
@@ -63,7 +65,9 @@ class SandboxSettings(_Section):
     memory_gb: float = Field(
         default=8.0, gt=0, description="memory per trial (strict: cgroup; basic: address space)"
     )
-    log_tail_bytes: int = Field(default=4000, ge=0)
+    log_tail_bytes: int = Field(
+        default=4000, ge=0, description="the end of each trial's log kept in the memory"
+    )
 
 
 class ExecutorSettings(_Section):
@@ -80,9 +84,15 @@ class ExecutorSettings(_Section):
 
 
 class SearchSettings(_Section):
-    tournament_size: int = Field(default=3, ge=1)
-    crossover_rate: float = Field(default=0.25, ge=0, le=1)
-    random_rate: float = Field(default=0.1, ge=0, le=1)
+    tournament_size: int = Field(
+        default=3, ge=1, description="candidates drawn from the pool to pick each parent"
+    )
+    crossover_rate: float = Field(
+        default=0.25, ge=0, le=1, description="share of proposals that combine two parents"
+    )
+    random_rate: float = Field(
+        default=0.1, ge=0, le=1, description="share of proposals drawn at random (exploration)"
+    )
     random_samples: int = Field(
         default=3, ge=0, description="random architectures per task: the search's yardstick"
     )
@@ -113,9 +123,9 @@ class LadderSettings(_Section):
 class RoleSettings(_Section):
     """A brain per role; a role left out uses [run] brain."""
 
-    planner: str | None = None
-    coder: str | None = None
-    critic: str | None = None
+    planner: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
+    coder: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
+    critic: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
 
 
 Preset = Literal["openai", "openrouter", "anthropic", "ollama", "vllm", "llamacpp", "lmstudio"]
@@ -126,18 +136,26 @@ class LLMProfile(_Section):
     stored: only the name of the environment variable that holds it."""
 
     preset: Preset | None = Field(default=None, description="fill unset keys from a preset")
-    base_url: str
-    model: str
+    base_url: str = Field(description="the OpenAI-compatible endpoint, e.g. http://HOST:PORT/v1")
+    model: str = Field(description="the model name the endpoint knows")
     api_key_env: str | None = Field(
         default="OPENAI_API_KEY", description="environment variable holding the API key"
     )
-    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
-    structured_output: Literal["json_schema", "json_object", "prompt"] = "json_schema"
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = Field(
+        default="max_tokens", description="the request field that limits the answer's length"
+    )
+    structured_output: Literal["json_schema", "json_object", "prompt"] = Field(
+        default="json_schema",
+        description="json_schema: the schema in response_format; json_object: JSON mode and "
+        "the schema in the prompt; prompt: the schema in the prompt only",
+    )
     reasoning: Literal["auto", "reasoning_content", "reasoning", "think_tags", "none"] = Field(
         default="auto", description="where the model's reasoning arrives, to keep it apart"
     )
-    max_output_tokens: int = Field(default=8192, ge=16)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_output_tokens: int = Field(default=8192, ge=16, description="per answer")
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="unset: the server's default"
+    )
     timeout_s: float = Field(default=180.0, gt=0, description="per request")
     max_retries: int = Field(default=4, ge=0, description="on rate limits, 5xx and timeouts")
     max_attempts: int = Field(default=3, ge=1, description="answers re-asked when unusable")
@@ -178,9 +196,14 @@ LLM_PRESETS: dict[Preset, dict[str, Any]] = {
 
 
 class Settings(_Section):
-    home: Path | None = None
-    #: templates here override the built-in prompts of the same name
-    prompts_dir: Path | None = None
+    home: Path | None = Field(
+        default=None,
+        description="where the memory, checkpoints and trials live; unset: "
+        "$XDG_DATA_HOME/archlab (~/.local/share/archlab)",
+    )
+    prompts_dir: Path | None = Field(
+        default=None, description="templates here override the built-in prompts of the same name"
+    )
     run: RunSettings = RunSettings()
     sandbox: SandboxSettings = SandboxSettings()
     executor: ExecutorSettings = ExecutorSettings()
