@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from archlab import benchmarks as bench
-from archlab.benchmarks import common, search
+from archlab.benchmarks import common, orchestration, sandbox, search, workers
 from archlab.cli import app
 from archlab.errors import ConfigError
 
@@ -96,11 +96,11 @@ def test_percentile_is_the_nearest_rank() -> None:
 def test_quick_bench_reports_every_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The whole `archlab bench --quick --json` at its smallest sizes (the real sandbox,
     memory and discoveries, only fewer and shorter trials)."""
-    monkeypatch.setattr(bench, "QUICK_STEPS", 8)
-    monkeypatch.setattr(bench, "ORCHESTRATION_TRIALS", {True: 3})
-    monkeypatch.setattr(bench, "WORKER_TRIALS", {True: (8, 2)})
-    monkeypatch.setattr(bench, "SEARCH_PROXY_STEPS", 8)
-    monkeypatch.setattr(bench, "SEARCH_BUDGETS", {True: (1, 2, 2)})
+    monkeypatch.setattr(sandbox, "QUICK_STEPS", 8)
+    monkeypatch.setattr(orchestration, "ORCHESTRATION_TRIALS", {True: 3})
+    monkeypatch.setattr(workers, "WORKER_TRIALS", {True: (8, 2)})
+    monkeypatch.setattr(search, "SEARCH_PROXY_STEPS", 8)
+    monkeypatch.setattr(search, "SEARCH_BUDGETS", {True: (1, 2, 2)})
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, ["bench", "--quick", "--json", str(out)])
     assert result.exit_code == 0, result.output

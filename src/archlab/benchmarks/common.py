@@ -16,9 +16,6 @@ from archlab.config import Settings
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox.executor import Executor
 
-#: a full proxy trial runs the task's default proxy budget; a quick one this many steps
-QUICK_STEPS = 96
-
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     times = []

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from archlab.benchmarks.common import QUICK_STEPS
 from archlab.sandbox import harness
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.levels import make_launcher
@@ -22,6 +21,9 @@ from archlab.sandbox.process import read_tail
 from archlab.sandbox.protocol import Execution, Launcher, Limits
 from archlab.sandbox.trial import run_trial
 from archlab.tasks.mqar import MQAR
+
+#: a full proxy trial runs the task's default proxy budget; a quick one this many steps
+QUICK_STEPS = 96
 
 
 class InProcessLauncher:
