@@ -4,6 +4,7 @@ every SQL statement of archlab lives in the memory package."""
 from __future__ import annotations
 
 import ast
+import gc
 import re
 from datetime import UTC
 from pathlib import Path
@@ -285,6 +286,15 @@ def _sql_strings(path: Path) -> list[str]:
         if _SQL.match(text):
             found.append(f"{path}:{node.lineno}: {text[:60]!r}")
     return found
+
+
+def test_a_cursor_keeps_its_memory_open(memory: Memory, tmp_path: Path) -> None:
+    """`with Memory(path).connect() as con:` reads even though nothing else holds the
+    Memory: a garbage-collected memory closes its file, but not under a cursor in use."""
+    memory.close()
+    with Memory(tmp_path / MEMORY_FILE).connect(read_only=True) as con:
+        gc.collect()
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [("run-1",)]
 
 
 def test_sql_is_written_only_in_the_memory_package() -> None:

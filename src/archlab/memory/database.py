@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -60,13 +60,16 @@ class Database:
         Garbage collection and the process's exit do the same."""
         self._finalizer()
 
-    def connect(self, read_only: bool = False) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A cursor for one operation, on the process's connection to the file. Nested uses
         in the same thread share it, so a caller can batch several queries
         (`with memory.connect():`); other threads get their own. The thread's held writes
-        (see `batch`) are committed first, so that it reads what it wrote."""
+        (see `batch`) are committed first, so that it reads what it wrote. The memory stays
+        open while the cursor is in use (`with Memory(path).connect() as con:` too)."""
         self.flush()
-        return self._file.connection(read_only)
+        with self._file.connection(read_only) as con:
+            yield con
 
     def release(self) -> None:
         """Close the connection now if no operation is running (the next one reopens it):
