@@ -133,3 +133,10 @@ def test_the_rules_see_real_imports() -> None:
     assert "archlab.orchestration.nodes" in graph["archlab.orchestration.graph"]
     # a type-only import is no dependency
     assert "archlab.roles.brains" not in graph["archlab.roles.context"]
+
+
+def test_every_folder_of_code_is_a_package() -> None:
+    """setuptools' find_packages (pyproject) skips a folder without __init__.py: an
+    installed (not editable) archlab would lack it."""
+    folders = {p.parent for p in SRC.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(str(f) for f in folders if not (f / "__init__.py").exists()) == []
