@@ -37,6 +37,7 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
     assert len(candidates) == 3
     for c in candidates:
         assert {"id", "status", "score", "metrics", "brain", "parents"} <= c.keys()
+        assert len(c["code_sha256"]) == 64
         assert c["verdict"] in ("accept", "reject", "audit")  # each candidate was judged
     baseline = next(c for c in candidates if c["brain"] == "baseline")
     assert baseline["status"] == "ok" and 0 <= baseline["score"] <= 1
@@ -120,7 +121,9 @@ def test_eval_of_a_good_candidate_then_its_duplicate(lab_dir: Path) -> None:
     assert [s["stage"] for s in report["stages"]][:6] == [
         "static", "dedup", "smoke", "causality", "complexity", "proxy"
     ]  # fmt: skip
-    again = as_json(archlab(lab_dir, "eval", str(path), "--json"))
+    proc = archlab(lab_dir, "eval", str(path), "--json", check=False)
+    assert proc.returncode == 1  # not trained: its result is the original's, and rejected
+    again = as_json(proc)
     assert again["status"] == "duplicate" and again["score"] == report["score"]
     assert [(s["stage"], s["status"]) for s in again["stages"]] == [
         ("static", "passed"), ("dedup", "failed")

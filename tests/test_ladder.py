@@ -57,7 +57,9 @@ def test_one_lucky_seed_is_not_a_discovery_and_a_too_good_result_is_audited(
 ) -> None:
     archlab(lab_dir, "run", "--trials", "1")  # the baseline, confirmed on 3 seeds
 
-    lucky = as_json(archlab(lab_dir, "eval", str(_candidate(lab_dir, "lucky", "{0}")), "--json"))
+    proc = archlab(lab_dir, "eval", str(_candidate(lab_dir, "lucky", "{0}")), "--json", check=False)
+    assert proc.returncode == 1  # trained, and rejected
+    lucky = as_json(proc)
     stages = {s["stage"]: s for s in lucky["stages"]}
     assert stages["causality"]["status"] == "passed"
     assert stages["proxy"]["details"]["score"] > 0.9  # the proxy seed looks like a discovery

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -209,6 +210,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "parents": c["parents"],
             "n_params": c["n_params"],
             "summary": plan_title(c["plan"]),
+            "code_sha256": hashlib.sha256(c["source"].encode()).hexdigest(),
             "error_class": c["error_class"],
             "message": c["message"],
             "seeds": c["seeds"],
@@ -349,5 +351,8 @@ def eval_(
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
             + (f" ({report['error_class']}: {report['message']})" if report["error_class"] else "")
         )
-    if report["status"] not in ("ok", "duplicate"):
+    # 0 only for a candidate that trained and was not rejected (accepted, or accepted and
+    # flagged for audit); a duplicate reuses another's result and is rejected
+    verdict = (report["verdict"] or {}).get("verdict")
+    if report["status"] != "ok" or verdict == "reject":
         raise typer.Exit(1)
