@@ -28,28 +28,6 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: public name -> (module, name there); loaded on first use, so that `import archlab` (every
-#: CLI command) does not pay for numpy
-_EXPORTS = {
-    "Task": ("archlab.tasks.base", "TokenTask"),
-    **{
-        name: ("archlab.tasks.base", name)
-        for name in (
-            "Budget",
-            "Recipe",
-            "TokenData",
-            "Metrics",
-            "TaskKind",
-            "OutputKind",
-            "IGNORE_INDEX",
-            "SMOKE_BUDGET",
-            "accuracy_curve_metrics",
-        )
-    },
-    "get_task": ("archlab.tasks", "get_task"),
-    "task_names": ("archlab.tasks", "task_names"),
-}
-
 __all__ = [
     "IGNORE_INDEX",
     "SMOKE_BUDGET",
@@ -67,9 +45,18 @@ __all__ = [
 ]
 
 
+#: where a public name lives when it is not the task API's own name (archlab.tasks.base)
+_ELSEWHERE = {
+    "Task": ("archlab.tasks.base", "TokenTask"),
+    "get_task": ("archlab.tasks", "get_task"),
+    "task_names": ("archlab.tasks", "task_names"),
+}
+
+
 def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'archlab' has no attribute {name!r}") from None
+    """The public names load on first use, so that `import archlab` (every CLI command)
+    does not pay for numpy."""
+    if name not in __all__:
+        raise AttributeError(f"module 'archlab' has no attribute {name!r}")
+    module, attribute = _ELSEWHERE.get(name, ("archlab.tasks.base", name))
     return getattr(import_module(module), attribute)
