@@ -3,7 +3,6 @@ back and exported)."""
 
 from __future__ import annotations
 
-import functools
 import secrets
 from typing import Any, Protocol
 
@@ -13,7 +12,8 @@ from archlab.roles.context import RunContext
 
 
 class NodeFn(Protocol):
-    """A graph node as LangGraph types it (a `state` parameter, a partial update back)."""
+    """A node's work: the lane's state in, a partial update of it back (the graph passes
+    its nodes' runtime context in a closure)."""
 
     def __call__(self, state: LabState) -> dict[str, Any]: ...
 
@@ -41,7 +41,6 @@ def traced(ctx: RunContext, name: str, fn: NodeFn) -> NodeFn:
     the lane, or fails): no commit for the nodes that write nothing else (planning, a
     critique), one INSERT for the candidate's spans, and a kill loses none."""
 
-    @functools.wraps(fn)  # LangGraph reads the state schema from the wrapped signature
     def node(state: LabState) -> dict[str, Any]:
         started = now()
         handed_on = state.get("spans") or []
