@@ -33,8 +33,8 @@ from pathlib import Path
 from archlab.benchmarks.search import (
     SEARCH_MQAR,
     SEARCH_PROXY_STEPS,
-    _best_so_far,
-    _trials_to_reach,
+    best_so_far,
+    trials_to_reach,
 )
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
@@ -100,7 +100,7 @@ def search(landscape: Landscape, seed: int, trials: int, candidates: int) -> lis
         genome = brain.propose(pool[:50], seen).genome
         seen.add(genome.key())
         entries.append(PoolEntry(f"c{step}", landscape.score(genome), genome))
-    return _best_so_far([e.score for e in entries])
+    return best_so_far([e.score for e in entries])
 
 
 def random_best_of_64(scores: list[float]) -> float:
@@ -132,7 +132,7 @@ def main() -> None:
                 range(args.seeds),
             )
         )
-    reached = [_trials_to_reach(curve, target) for curve in curves]
+    reached = [trials_to_reach(curve, target) for curve in curves]
     # not reached within --trials ranks after every count
     median = statistics.median(math.inf if n is None else n for n in reached)
     for curve in curves:

@@ -37,7 +37,7 @@ REQUIRED_KEYS = {
 
 
 def test_best_so_far_is_the_running_maximum() -> None:
-    assert search._best_so_far([0.2, -math.inf, 0.5, 0.4]) == [0.2, 0.2, 0.5, 0.5]
+    assert search.best_so_far([0.2, -math.inf, 0.5, 0.4]) == [0.2, 0.2, 0.5, 0.5]
 
 
 def test_search_summary_counts_trials_to_random_best_and_nulls_misses() -> None:
@@ -87,9 +87,9 @@ def test_only_the_named_measurements_run(tmp_path: Path) -> None:
 
 def test_percentile_is_the_nearest_rank() -> None:
     values = [float(v) for v in range(1, 21)]
-    assert common._percentile(values, 0.95) == 19.0
-    assert common._percentile(values, 0.5) == 10.0
-    assert common._percentile([3.0], 0.95) == 3.0
+    assert common.percentile(values, 0.95) == 19.0
+    assert common.percentile(values, 0.5) == 10.0
+    assert common.percentile([3.0], 0.95) == 3.0
 
 
 @pytest.mark.slow

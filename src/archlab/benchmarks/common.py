@@ -17,7 +17,7 @@ from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.sandbox.executor import Executor
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -37,7 +37,7 @@ TINY_MQAR: dict[str, Any] = {
 }
 
 
-def _discover(
+def quiet_discovery(
     home: Path, executor: Executor | None = None, /, **sections: dict[str, Any]
 ) -> tuple[Memory, str]:
     """A real discovery in `home` with the heuristic brain, quietly; its memory and run id."""
@@ -52,6 +52,6 @@ def _discover(
     return Memory(home / MEMORY_FILE), run_id
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(math.ceil(q * len(ordered)) - 1, len(ordered) - 1)]

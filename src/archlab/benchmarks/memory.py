@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from archlab.benchmarks.common import _median_ms
+from archlab.benchmarks.common import median_ms
 from archlab.memory import queries
 from archlab.memory.store import Memory
 from archlab.roles import briefing
@@ -53,10 +53,10 @@ def memory_queries(quick: bool) -> dict[str, Any]:
             _fill_memory(memory, filled, n, fp)
             filled = n
             repeats = 3 if quick else 10
-            results[f"memory_query_ms_{label}"] = _median_ms(
+            results[f"memory_query_ms_{label}"] = median_ms(
                 lambda: briefing.planner_context(memory, fp, with_code=True), repeats
             )
-            results[f"memory_heuristic_plan_ms_{label}"] = _median_ms(
+            results[f"memory_heuristic_plan_ms_{label}"] = median_ms(
                 lambda: _heuristic_planning_reads(memory, fp), repeats
             )
     return results

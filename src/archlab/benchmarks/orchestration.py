@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archlab.benchmarks.common import TINY_MQAR, _discover, _percentile
+from archlab.benchmarks.common import TINY_MQAR, percentile, quiet_discovery
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor, LocalExecutor, TrialRequest
 from archlab.sandbox.levels import make_launcher
@@ -148,7 +148,7 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as folder:
         root = Path(folder)
-        memory, run_id = _discover(
+        memory, run_id = quiet_discovery(
             root / "home",
             recorded(root / "trials"),
             run={"task": "mqar", "trials": trials + _RECORDING},
@@ -158,7 +158,7 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
         # the baseline exists by now: the first candidate records the trials (and is left
         # out, having no candidate before it)
         _replayable_run(memory, task, trials + 1)
-        _, llm_run_id = _discover(
+        _, llm_run_id = quiet_discovery(
             root / "home",
             recorded(root / "llm-trials"),
             run={"task": "mqar", "trials": trials + 1, "mode": "design"},
@@ -169,8 +169,8 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
     return {
         "orchestration_candidates": len(overhead_ms),
         "orchestration_ms_median": statistics.median(overhead_ms),
-        "orchestration_ms_p95": _percentile(overhead_ms, 0.95),
+        "orchestration_ms_p95": percentile(overhead_ms, 0.95),
         "orchestration_llm_candidates": len(llm_overhead_ms),
         "orchestration_llm_ms_median": statistics.median(llm_overhead_ms),
-        "orchestration_llm_ms_p95": _percentile(llm_overhead_ms, 0.95),
+        "orchestration_llm_ms_p95": percentile(llm_overhead_ms, 0.95),
     }

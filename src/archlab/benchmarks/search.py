@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from archlab.benchmarks.common import _discover
+from archlab.benchmarks.common import quiet_discovery
 from archlab.memory.store import Memory
 
 #: the search benchmark's MQAR, reduced so that a trial takes seconds (~2 s start-up plus
@@ -45,7 +45,7 @@ def _scores_in_order(memory: Memory, run_id: str) -> list[float]:
     return [-math.inf if score is None else float(score) for score in scores]
 
 
-def _best_so_far(scores: list[float]) -> list[float]:
+def best_so_far(scores: list[float]) -> list[float]:
     best, curve = -math.inf, []
     for score in scores:
         best = max(best, score)
@@ -73,17 +73,17 @@ def search_curves(quick: bool, seed: int) -> dict[str, list[float]]:
     curves = {}
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as folder:
         for method, (trials, search) in methods.items():
-            memory, run_id = _discover(
+            memory, run_id = quiet_discovery(
                 Path(folder) / method,
                 run={"task": "mqar", "trials": trials, "seed": seed},
                 search=search,
                 **common,
             )
-            curves[method] = _best_so_far(_scores_in_order(memory, run_id))
+            curves[method] = best_so_far(_scores_in_order(memory, run_id))
     return curves
 
 
-def _trials_to_reach(curve: list[float], target: float) -> int | None:
+def trials_to_reach(curve: list[float], target: float) -> int | None:
     return next((t for t, best in enumerate(curve, 1) if best >= target), None)
 
 
@@ -97,7 +97,7 @@ def search_quality(quick: bool) -> dict[str, Any]:
 
 def search_summary(quick: bool, per_seed: list[dict[str, list[float]]]) -> dict[str, Any]:
     _, random_trials, heuristic_trials = SEARCH_BUDGETS[quick]
-    needed = [_trials_to_reach(c["heuristic"], c["random"][-1]) for c in per_seed]
+    needed = [trials_to_reach(c["heuristic"], c["random"][-1]) for c in per_seed]
     # never reached counts as more than any budget: the median is null if it lands there
     ranked = sorted(math.inf if n is None else n for n in needed)
     median = statistics.median(ranked)
