@@ -55,7 +55,8 @@ def cli_settings(**flags: Any) -> Settings:
     return load_settings(_Global.config, nested)
 
 
-def open_memory(settings: Settings) -> Memory:
+def existing_memory(settings: Settings) -> Memory:
+    """The home's memory; a clear error where there is none (only a run creates one)."""
     return Memory.open_existing(settings.home_dir / MEMORY_FILE)
 
 

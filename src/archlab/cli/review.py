@@ -13,7 +13,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from archlab.cli.common import app, cli_settings, open_memory, out, print_json, progress
+from archlab.cli.common import app, cli_settings, existing_memory, out, print_json, progress
 
 _FOLD = 400  # characters of a prompt or answer that `trace` shows unless --full
 
@@ -59,7 +59,7 @@ def trace(
     """The agents' steps in order: graph nodes, with their LLM calls and trials."""
     from archlab.memory.spans import spans_of
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     spans = [
         s
         for s in spans_of(memory, memory.get_run(run_id)["run_id"])
@@ -82,7 +82,7 @@ def diff(
     """The unified diff between two candidates' code."""
     from archlab.report import code_diff
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     sys.stdout.write(code_diff(memory.get_candidate(a), memory.get_candidate(b)))
 
 
@@ -91,7 +91,7 @@ def lineage(run_id: Annotated[str, typer.Argument(help="run id or a unique prefi
     """The run's family tree: each candidate under its first parent."""
     from archlab.report import lineage_tree
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     run_row = memory.get_run(run_id)
     out.print(lineage_tree(run_row["run_id"], memory.candidates(run_row["run_id"])))
 
@@ -104,7 +104,7 @@ def export(
     """Write a candidate as a standalone module that needs only torch."""
     from archlab.report import standalone
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     row = memory.get_candidate(candidate)
     output.write_text(standalone(row, memory.get_run(row["run_id"])))
     progress.print(f"wrote {output}", highlight=False)
@@ -116,7 +116,7 @@ def sql(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Query the memory with SQL (read-only; the schema is in docs/memory-schema.md)."""
-    columns, rows = open_memory(cli_settings()).read_only_sql(query)
+    columns, rows = existing_memory(cli_settings()).read_only_sql(query)
     if as_json:
         print_json([dict(zip(columns, r, strict=True)) for r in rows])
         return
@@ -134,7 +134,7 @@ def export_otel(
     """Write the run's spans as OTLP JSON, for any OpenTelemetry backend."""
     from archlab.memory.spans import spans_of, to_otlp
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     run_row = memory.get_run(run_id)
     otlp = to_otlp(run_row["run_id"], spans_of(memory, run_row["run_id"]))
     output.write_text(json.dumps(otlp, indent=1) + "\n")
@@ -150,7 +150,7 @@ def report(
     """Write a self-contained HTML report of a run (opens offline)."""
     from archlab.report import html_report
 
-    output.write_text(html_report(open_memory(cli_settings()), run_id))
+    output.write_text(html_report(existing_memory(cli_settings()), run_id))
     progress.print(f"wrote {output}", highlight=False)
 
 
@@ -162,4 +162,4 @@ def ui(
     """Browse runs, candidates and agent traces in a web browser, also while a run is live."""
     from archlab.ui.server import serve
 
-    serve(open_memory(cli_settings()), host, port, progress)
+    serve(existing_memory(cli_settings()), host, port, progress)

@@ -19,9 +19,9 @@ from archlab.cli.common import (
     LLM_STRUCTURED,
     app,
     cli_settings,
+    existing_memory,
     fmt_score,
     llm_flags,
-    open_memory,
     out,
     print_json,
     progress,
@@ -127,7 +127,7 @@ def reject(
 def _decide(decision: str, run_id: str, candidate: str | None, reason: str | None) -> None:
     from archlab.memory import reviews
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     run = memory.get_run(run_id)
     for cid in reviews.decide(memory, run["run_id"], decision, candidate, reason):
         typer.echo(f"{decision.removesuffix('e')}ed {cid}")
@@ -141,7 +141,7 @@ def steer(
     """Hand the planner of a run a note that shapes its next proposals."""
     from archlab.memory import reviews
 
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     run = memory.get_run(run_id)
     reviews.add_note(memory, run["run_id"], note)
     typer.echo(f"noted for run {run['run_id']}: the planner reads it before its next proposal")
@@ -157,7 +157,7 @@ def _until_done(start: Callable[[], str], settings: Settings) -> None:
             "`archlab resume RUN_ID` continues the run"
         )
         raise typer.Exit(130) from None
-    _show_leaderboard(open_memory(settings), run_id)
+    _show_leaderboard(existing_memory(settings), run_id)
 
 
 @app.command()
@@ -176,7 +176,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List the runs in the memory."""
-    rows = open_memory(cli_settings()).runs()
+    rows = existing_memory(cli_settings()).runs()
     if as_json:
         print_json(rows)
         return
@@ -305,7 +305,7 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show a run's leaderboard."""
-    memory = open_memory(cli_settings())
+    memory = existing_memory(cli_settings())
     if as_json:
         print_json(_leaderboard(memory, run_id))
     else:
