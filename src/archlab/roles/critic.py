@@ -2,7 +2,7 @@
 leaves an insight for later proposals.
 
 Whether a trained candidate is accepted is decided by the verification ladder's seed
-statistics (agents/ladder.py), never by the critic: the critic explains that decision. A
+statistics (roles/ladder.py), never by the critic: the critic explains that decision. A
 critic model also reads the curve and the code (a diff against the parent), checks that
 the code does what the plan said, and leaves an insight for later proposals. A failed
 candidate is never accepted: it is rejected, or, in design mode while repairs remain, sent
