@@ -205,7 +205,8 @@ class FakeExecutor:
     in a fresh run) alone or with the stage: `{2: Scripted(failure="crash"),
     (3, "proxy"): Scripted(score=0.9)}`; anything else gets `Scripted()`. Causality probes
     are answered causally, as RecordedExecutor does; complexity timings are not answered
-    (the tasks tested set no complexity limit). With `interrupt_at=N`, the Nth trial
+    (the tasks tested set no complexity limit); a request's stop rule sees the checkpoints
+    one by one, as in a real trial. With `interrupt_at=N`, the Nth trial
     raises KeyboardInterrupt instead (a Ctrl-C during it), once."""
 
     workers = 1
@@ -247,14 +248,21 @@ class FakeExecutor:
         vocab = task.spec["vocab_size"]
         probe = None if request.probe_x is None else causal_probe(request.probe_x, vocab)
         budget = request.budget
+        checkpoints = [  # none where the budget evaluates nothing (smoke)
+            (step, _predictions(data.eval_y, answer.score, vocab))
+            for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
+        ] if budget.eval_every else []  # fmt: skip
+        for seen in range(1, len(checkpoints) + 1):  # the stop rule looks on, as run_trial's
+            reason = request.stop(checkpoints[:seen]) if request.stop else None
+            if reason is not None:
+                return TrialReport(
+                    status="stopped", message=reason, checkpoints=checkpoints[:seen],
+                    exit_reason="stopped", isolation="none",
+                )  # fmt: skip
         return TrialReport(
             status="ok", n_params=10_000, isolation="none",
             loss_curve=[{"step": budget.steps, "loss": 1.0}],
-            checkpoints=[  # none where the budget evaluates nothing (smoke)
-                (step, _predictions(data.eval_y, answer.score, vocab))
-                for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
-            ] if budget.eval_every else [],
-            probe=probe,
+            checkpoints=checkpoints, probe=probe,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from archlab.sandbox.executor import (
     visible_gpus,
 )
 from archlab.sandbox.process import clean_env
-from archlab.sandbox.protocol import Execution, Limits
+from archlab.sandbox.protocol import Execution, Limits, Watcher
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
 from archlab.tasks.mqar import MQAR
 from support import TINY_MQAR, sandbox_trial
@@ -43,12 +43,14 @@ class CountingLauncher(BasicLauncher):
         self.running = self.most = 0
         self._lock = threading.Lock()
 
-    def run_harness(self, trial_dir: Path, limits: Limits) -> Execution:
+    def run_harness(
+        self, trial_dir: Path, limits: Limits, watcher: Watcher | None = None
+    ) -> Execution:
         with self._lock:
             self.running += 1
             self.most = max(self.most, self.running)
         try:
-            return super().run_harness(trial_dir, limits)
+            return super().run_harness(trial_dir, limits, watcher)
         finally:
             with self._lock:
                 self.running -= 1

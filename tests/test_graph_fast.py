@@ -21,11 +21,12 @@ QUIET = Console(quiet=True)
 CRASH = Scripted(failure="crash")
 
 
-def _settings(tmp_path: Path, **run: Any) -> Settings:
+def _settings(tmp_path: Path, ladder: dict[str, Any] | None = None, **run: Any) -> Settings:
     return load_settings(
         flags={
             "home": str(tmp_path / "home"),
             "run": {"task": "mqar", **run},
+            "ladder": ladder or {},
             "tasks": {"mqar": TINY_MQAR},
         },
         environ={},
@@ -45,7 +46,8 @@ def _route(memory: Memory, run_id: str, candidate_id: str) -> list[str]:
 def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promising(
     tmp_path: Path,
 ) -> None:
-    settings = _settings(tmp_path, trials=4)
+    # (early stopping would end the 4th's proxy trial: test_a_proposal_that_cannot_catch...)
+    settings = _settings(tmp_path, ladder={"early_stop": False}, trials=4)
     fake = FakeExecutor({2: CRASH, 3: Scripted(score=0.75)})  # 4th: the default 0.5
     run_id = discover(settings, QUIET, fake)
 
@@ -81,6 +83,43 @@ def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promisi
     run = memory.get_run(run_id)
     assert (run["status"], run["message"]) == ("finished", "trial budget spent (4 candidates)")
     assert run["summary"]["best"]["candidate_id"] == better["candidate_id"]
+
+
+def test_a_proposal_that_cannot_catch_the_baseline_is_stopped_early_and_never_accepted(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        flags={
+            "home": str(tmp_path / "home"),
+            "run": {"task": "mqar", "trials": 4},
+            "search": {"random_samples": 1},
+            "tasks": {"mqar": TINY_MQAR},
+        },
+        environ={},
+    )
+    low = Scripted(score=0.25)  # flat curves: no curve of the task has ever risen
+    fake = FakeExecutor({2: low, 3: low, 4: Scripted(score=0.75)})
+    run_id = discover(settings, QUIET, fake)
+
+    memory = open_memory(settings.home_dir)
+    baseline, stopped, sample, better = _in_order(memory, run_id)
+    assert sample["origin"] == "random" and stopped["origin"] == better["origin"] == "proposed"
+    proxy = [t for t in memory.trials(stopped["candidate_id"]) if t["stage"] == "proxy"]
+    budget = MQAR(**TINY_MQAR).budgets["proxy"]
+    # stopped at the first checkpoint it may be (a quarter of them), its partial curve kept
+    assert [(t["status"], len(t["curve"])) for t in proxy] == [("stopped", 2)]
+    assert stopped["status"] == "stopped" and stopped["score"] == pytest.approx(0.25, abs=0.05)
+    verdict = memory.verdict(stopped["candidate_id"])
+    assert verdict["verdict"] == "reject"
+    assert verdict["reason"].startswith(f"stopped at step {2 * budget.eval_every} of ")
+    assert f"below parent {baseline['candidate_id']}'s mean 0.5000" in verdict["reason"]
+    # the baseline's and the yardstick's scores stay whole; a proposal above it trains on
+    stops = {r.trial_id: r.stop for r in fake.requests if r.stage == "proxy"}
+    assert stops[f"{baseline['candidate_id']}-proxy-s0"] is None
+    assert stops[f"{sample['candidate_id']}-proxy-s0"] is None
+    assert sample["status"] == "ok" and sample["score"] == pytest.approx(0.25, abs=0.05)
+    assert stops[f"{better['candidate_id']}-proxy-s0"] is not None
+    assert memory.verdict(better["candidate_id"])["verdict"] == "accept"
 
 
 def test_a_failed_training_is_judged_without_confirming_and_the_run_goes_on(

@@ -118,6 +118,11 @@ class LadderSettings(_Section):
         default=1, ge=0, description="best candidates trained at the scale stage; 0 skips it"
     )
     causality_pairs: int = Field(default=8, ge=1, description="probe pairs per candidate")
+    early_stop: bool = Field(
+        default=True,
+        description="stop a proposal's proxy trial once its held-out curve cannot reach the "
+        "score it must beat, learning twice as fast as any curve of the task so far",
+    )
 
 
 class RoleSettings(_Section):

@@ -16,8 +16,10 @@ from typing import Any, Literal, NotRequired, TypedDict
 Origin = Literal["baseline", "random", "proposed", "manual"]
 
 #: how far a candidate got: `verified` passed the checks before training, `ok` trained
-#: and was scored, `duplicate` repeats code the memory holds (its result is reused)
-OutcomeStatus = Literal["verified", "ok", "failed", "rejected", "duplicate"]
+#: and was scored, `stopped` was stopped early (its curve could not catch its reference:
+#: scored on the partial curve, never accepted), `duplicate` repeats code the memory holds
+#: (its result is reused)
+OutcomeStatus = Literal["verified", "ok", "stopped", "failed", "rejected", "duplicate"]
 
 #: the critic's word: `promote` sends a candidate to the confirm stage; `audit` is an
 #: accepted result so far above its reference that it should be checked for leakage

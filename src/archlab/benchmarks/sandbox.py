@@ -18,7 +18,7 @@ from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.levels import make_launcher
 from archlab.sandbox.prewarm import HarnessStarts
 from archlab.sandbox.process import read_tail
-from archlab.sandbox.protocol import Execution, Launcher, Limits
+from archlab.sandbox.protocol import Execution, Launcher, Limits, Watcher
 from archlab.sandbox.trial import run_trial
 from archlab.tasks.mqar import MQAR
 
@@ -36,7 +36,9 @@ class InProcessLauncher:
     def run(self, argv: list[str], trial_dir: Path, limits: Limits) -> Execution:
         raise NotImplementedError("in process, only the harness runs")
 
-    def run_harness(self, trial_dir: Path, limits: Limits) -> Execution:
+    def run_harness(
+        self, trial_dir: Path, limits: Limits, watcher: Watcher | None = None
+    ) -> Execution:
         started = time.monotonic()
         with contextlib.chdir(trial_dir), contextlib.redirect_stdout(None):
             harness.run_here()

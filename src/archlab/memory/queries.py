@@ -130,3 +130,15 @@ def same_summary(memory: Memory, task_fingerprint: str, text: str) -> str | None
 
 def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+
+def learning_curves(memory: Memory, task_fingerprint: str, limit: int) -> list[Any]:
+    """Held-out curves of the task's latest whole trials at the proxy budget (proxy and
+    confirm seeds; a stopped trial's curve is partial), newest first."""
+    rows = memory._query(
+        "SELECT t.curve FROM trials t JOIN candidates c USING (candidate_id) "
+        "WHERE c.task_fingerprint = ? AND t.stage IN ('proxy', 'confirm') "
+        "AND t.status = 'ok' AND t.curve IS NOT NULL ORDER BY t.finished_at DESC LIMIT ?",
+        [task_fingerprint, limit],
+    )
+    return [row["curve"] for row in rows]

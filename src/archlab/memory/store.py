@@ -154,10 +154,11 @@ class Memory(Database):
         return {k: v for k, v in earliest.items() if k != "created_at"}
 
     def parent_pool(self, task_fingerprint: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The best scored candidates of this exact task, across every run."""
+        """The best scored candidates of this exact task, across every run (those stopped
+        early with the score of their partial curve: the search learns from them too)."""
         return self._query(
             "SELECT candidate_id, score, genome FROM candidates "
-            "WHERE task_fingerprint = ? AND status = 'ok' AND score IS NOT NULL "
+            "WHERE task_fingerprint = ? AND status IN ('ok', 'stopped') AND score IS NOT NULL "
             "ORDER BY score DESC LIMIT ?",
             [task_fingerprint, limit],
         )

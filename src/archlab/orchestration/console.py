@@ -90,6 +90,9 @@ def outcome_line(outcome: Outcome, verdict: Verdict) -> str:
             f"[green]ok[/] score {outcome['score']:.4f} in {wall:.0f} s, "
             f"{outcome['n_params']:,} params: {verdict['verdict']} ({escape(verdict['reason'])})"
         )
+    if status == "stopped":
+        wall = outcome.get("wall_time_s") or 0.0
+        return f"[yellow]stopped[/] early after {wall:.0f} s: {escape(str(outcome['message']))}"
     color = "yellow" if status == "duplicate" else "red"
     message = escape(str(outcome.get("message")))
     line = f"[{color}]{status}[/] {outcome.get('error_class')}: {message}"

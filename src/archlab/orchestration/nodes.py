@@ -135,7 +135,9 @@ def train(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     with lab.report.live(cid, stage):
         if stage == "confirm":
             return {"outcome": {**state["outcome"], **ladder.confirm(lab, candidate)}}
-        outcome = trainer.run_stage(lab, cid, candidate["source"], "proxy")
+        ref, n_params = ladder.reference(lab, candidate), state["outcome"].get("n_params")
+        stop = ladder.early_stop(lab, candidate, ref, n_params or 0)
+        outcome = trainer.run_stage(lab, cid, candidate["source"], "proxy", stop=stop)
     ladder.record_proxy(lab, cid, outcome)
     return {"outcome": outcome}
 

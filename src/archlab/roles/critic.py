@@ -121,10 +121,15 @@ def _repairable_failure(ctx: RunContext, outcome: Outcome) -> str | None:
 
 def _failed(candidate: Candidate, outcome: Outcome) -> Verdict:
     plan = candidate["plan"]
+    if outcome["status"] == "stopped":  # the message says why: its curve could not catch up
+        reason, what = str(outcome["message"]), "was stopped early"
+    else:
+        reason = f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}"
+        what = f"failed with {outcome['error_class']}"
     return {
         "verdict": "reject",
-        "reason": f"{outcome['status']}: {outcome['error_class']}: {outcome['message']}",
-        "insight": f"{plan['operator']} '{plan_title(plan)}' failed with {outcome['error_class']}",
+        "reason": reason,
+        "insight": f"{plan['operator']} '{plan_title(plan)}' {what}",
         "brain": HEURISTIC,
     }
 

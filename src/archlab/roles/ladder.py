@@ -13,11 +13,13 @@ import math
 import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, TypeVar
 
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
+from archlab.eval.stopping import EarlyStop, fastest_rates
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
+from archlab.memory import queries
 from archlab.records import Candidate, Outcome
 from archlab.roles import trainer
 from archlab.roles.context import RunContext
@@ -107,6 +109,9 @@ def rejected(error_class: str | None, message: str | None) -> Outcome:
 def record_proxy(ctx: RunContext, candidate_id: str, outcome: Outcome) -> None:
     if outcome["status"] == "ok":
         record(ctx, candidate_id, "proxy", "passed", details={"score": outcome["score"]})
+    elif outcome["status"] == "stopped":
+        record(ctx, candidate_id, "proxy", "failed", error_class="stopped",
+               message=outcome["message"], details={"score": outcome["score"]})  # fmt: skip
     else:
         record(ctx, candidate_id, "proxy", "failed", error_class=outcome["error_class"],
                message=outcome["message"])  # fmt: skip
@@ -138,6 +143,33 @@ def reference(ctx: RunContext, candidate: Candidate) -> Reference:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+#: the latest whole curves of the task that early stopping learns its rate bound from
+_CURVES = 64
+
+
+def early_stop(
+    ctx: RunContext, candidate: Candidate, ref: Reference, n_params: int
+) -> EarlyStop | None:
+    """The proxy trial's stop rule (`eval.stopping`): for proposals with a reference to
+    beat; the baseline's and the yardstick's random samples' scores stay whole."""
+    if not ctx.settings.ladder.early_stop or candidate["origin"] != "proposed" or ref is None:
+        return None
+    fitness = trainer.fitness_of(ctx)
+    curves = queries.learning_curves(ctx.memory, ctx.task_fingerprint, _CURVES)
+    name, seeds = ref
+    data = ctx.data  # the held-out set is all a rule scores on
+    return EarlyStop(
+        task=ctx.task,
+        data=replace(data, train_x=data.train_x[:0], train_y=data.train_y[:0]),
+        fitness=fitness,
+        budget=ctx.task.budgets["proxy"],
+        n_params=n_params,
+        target=_mean(seeds),
+        target_name=f"{name}'s mean",
+        rates=fastest_rates(curves, fitness.higher_is_better),
+    )
 
 
 def worth_confirming(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from archlab.eval.fitness import Fitness
+from archlab.eval.stopping import EarlyStop
 from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
 from archlab.records import Outcome
 from archlab.roles.context import Cancelled, RunContext
@@ -37,11 +38,13 @@ def run_stage(
     seed: int | None = None,
     probe: CausalityProbe | None = None,
     complexity: bool = False,
+    stop: EarlyStop | None = None,
 ) -> Outcome:
     """Run one trial of `candidate_id` at `stage`; return its outcome as stored.
 
     With `probe`, the outcome holds the causality check; with `complexity`, the time-growth
-    check (both judged here, on the trusted side)."""
+    check (both judged here, on the trusted side); with `stop`, a curve that cannot catch
+    up ends early (status `stopped`, scored on its partial curve)."""
     seed = ctx.proxy_seed if seed is None else seed
     budget = ctx.task.budgets[BUDGET_OF.get(stage, stage)]
     trial_id = trial_id_for(candidate_id, stage, seed)
@@ -60,6 +63,7 @@ def run_stage(
         probe_x=None if probe is None else probe.inputs,
         complexity=complexity,
         gpus=settings.executor.gpus_per_trial,
+        stop=stop,
     )
     stopped = f"trial {trial_id} stopped with the run; it runs again on resume"
     if ctx.cancel.is_set():
@@ -67,7 +71,7 @@ def run_stage(
     report = ctx.executor.run(request)
     if ctx.cancel.is_set():  # stopped on purpose (Ctrl-C): not the candidate's failure
         raise Cancelled(stopped)
-    outcome = _outcome(ctx, report)
+    outcome = _outcome(ctx, report, stop)
     if report.status == "ok" and probe is not None and report.probe is not None:
         outcome["causality"] = asdict(causality_check(probe, report.probe))
     if report.status == "ok" and report.complexity and ctx.task.max_time_exponent:
@@ -99,7 +103,7 @@ def run_stage(
     return outcome
 
 
-def _outcome(ctx: RunContext, report: TrialReport) -> Outcome:
+def _outcome(ctx: RunContext, report: TrialReport, stop: EarlyStop | None) -> Outcome:
     outcome: Outcome = {
         "status": "ok",
         "error_class": None,
@@ -110,7 +114,9 @@ def _outcome(ctx: RunContext, report: TrialReport) -> Outcome:
         "n_params": report.n_params,
         "wall_time_s": report.wall_time_s,
     }
-    if report.status != "ok":
+    if report.status == "stopped" and stop is not None:
+        outcome.update({"status": "stopped", "message": report.message, "n_params": stop.n_params})
+    elif report.status != "ok":
         error = report.error_class
         if error not in KNOWN_ERRORS | TRUSTED_ERRORS:
             error = "runtime"

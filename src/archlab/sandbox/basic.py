@@ -22,7 +22,7 @@ from archlab.sandbox.process import (
     supervise,
     watch_child,
 )
-from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits
+from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits, Watcher
 
 
 @cache
@@ -77,7 +77,9 @@ class BasicLauncher(HarnessStarts):
         )
         return Started(proc, start_key(limits), kill_group)
 
-    def go(self, started: Started, trial_dir: Path, limits: Limits) -> Execution:
+    def go(
+        self, started: Started, trial_dir: Path, limits: Limits, watcher: Watcher | None
+    ) -> Execution:
         early = started.send_go(str(trial_dir.resolve()))
         outcome = watch_child(
             started.proc,
@@ -86,6 +88,7 @@ class BasicLauncher(HarnessStarts):
             self.log_tail_bytes,
             kill=kill_group,
             early_output=early,
+            watcher=watcher,
         )
         return _basic_execution(outcome)
 

@@ -32,7 +32,7 @@ from archlab.config import Settings
 from archlab.errors import ArchlabError
 from archlab.sandbox.levels import make_launcher
 from archlab.sandbox.protocol import Launcher
-from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.sandbox.trial import StopRule, TrialReport, run_trial
 from archlab.tasks.base import Budget, TokenData, TokenTask
 
 
@@ -56,6 +56,9 @@ class TrialRequest:
     #: forward timings at the task's complexity lengths, if wanted
     complexity: bool = False
     gpus: int = 0
+    #: ends the trial once its checkpoints so far say it cannot catch up (runs where the
+    #: trial is supervised: on a Ray worker, it travels there)
+    stop: StopRule | None = None
 
 
 class Executor(Protocol):
@@ -102,7 +105,7 @@ def execute(
         launcher=launcher, trial_dir=trial_dir, task=task, data=data, source=request.source,
         stage=request.stage, seed=request.seed, threads=request.threads,
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
-        complexity=request.complexity, gpus=gpus,
+        complexity=request.complexity, gpus=gpus, stop=request.stop,
     )  # fmt: skip
 
 

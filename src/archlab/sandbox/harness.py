@@ -28,6 +28,9 @@ RESULT_FILE = "result.json"
 INPUT_FILES = ("trial.json", "candidate.py", "data.npz")
 #: printed once torch is loaded; the launcher keeps it out of the log
 READY_LINE = "archlab-harness: ready"
+#: marks a line of output as a record for the trusted side (a checkpoint's held-out
+#: outputs, as in the result) rather than log text; as untrusted as the rest of the output
+RECORD_PREFIX = "\x1earchlab-record "
 _EVAL_BATCH = 256
 
 
@@ -276,6 +279,9 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
                     "runtime", f"evaluation at step {step} raised {_describe(e)}"
                 ) from e
             checkpoints.append({"step": step, "outputs": outputs})
+            if trial.get("stream"):  # the trusted side may stop a curve that cannot catch up
+                record = json.dumps({"step": step, "outputs": outputs})
+                print(f"{RECORD_PREFIX}{record}", flush=True)
     result: dict[str, Any] = {
         "status": "ok",
         "n_params": n_params,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from archlab.sandbox.harness import READY_LINE
 from archlab.sandbox.process import POLL_S
-from archlab.sandbox.protocol import Execution, Limits
+from archlab.sandbox.protocol import Execution, Limits, Watcher
 
 _READY = (READY_LINE + "\n").encode()
 #: how long a harness's start-up (trusted code: Python and torch loading) is waited for
@@ -127,10 +127,14 @@ class HarnessStarts:
     def start_harness(self, limits: Limits) -> Started:
         raise NotImplementedError
 
-    def go(self, started: Started, trial_dir: Path, limits: Limits) -> Execution:
+    def go(
+        self, started: Started, trial_dir: Path, limits: Limits, watcher: Watcher | None
+    ) -> Execution:
         raise NotImplementedError
 
-    def run_harness(self, trial_dir: Path, limits: Limits) -> Execution:
+    def run_harness(
+        self, trial_dir: Path, limits: Limits, watcher: Watcher | None = None
+    ) -> Execution:
         key = start_key(limits)
         with self._lock:
             started = next((s for s in self._spares if s.key == key), None)
@@ -148,7 +152,7 @@ class HarnessStarts:
         except BaseException:
             started.discard()
             raise
-        return self.go(started, trial_dir, limits)
+        return self.go(started, trial_dir, limits, watcher)
 
     def wait_warm(self, timeout_s: float) -> bool:
         """Wait until every spare has loaded torch (benchmarks use this to keep a spare's

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from archlab.sandbox.protocol import ExitReason, Limits
+from archlab.sandbox.harness import RECORD_PREFIX as _RECORD_TEXT
+from archlab.sandbox.protocol import ExitReason, Limits, Watcher
 
 #: hardware settings some OpenBLAS builds need to compute correctly; not secrets
 _PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -31,6 +32,10 @@ POLL_S = 0.02
 #: and its exit wake the watcher at once (pidfds): waking every POLL_S cost ~2% of a core
 #: per trial, taken from training when every core trains
 _WATCH_S = 0.25
+#: the longest record the harness may print; a longer one is logged as text instead (the
+#: held-out outputs of a packaged task's checkpoint take well under 1 MiB)
+MAX_RECORD_BYTES = 16 * 2**20
+RECORD_PREFIX = _RECORD_TEXT.encode()
 
 
 def clean_env(trial_dir: Path, threads: int, gpus: tuple[int, ...] = ()) -> dict[str, str]:
@@ -67,9 +72,16 @@ def read_tail(path: Path, max_bytes: int) -> str:
 
 class _CappedLog:
     """The child's output, written to the log file by us: at most `cap` bytes reach the
-    disk, and the last `tail_bytes` are always kept for the trial's record."""
+    disk, and the last `tail_bytes` are always kept for the trial's record. With
+    `on_record`, the harness's record lines are handed to it instead of the log."""
 
-    def __init__(self, path: Path, cap: int, tail_bytes: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        cap: int,
+        tail_bytes: int,
+        on_record: Callable[[bytes], None] | None = None,
+    ) -> None:
         # a fresh file: where an earlier attempt's candidate left a symlink, never write through
         path.unlink(missing_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -78,8 +90,34 @@ class _CappedLog:
         self._dropped = 0
         self._tail_bytes = tail_bytes
         self._tail = bytearray()
+        self._on_record = on_record
+        #: output held back: a record not ended yet, or what may be the start of one
+        self._pending = b""
 
     def write(self, chunk: bytes) -> None:
+        if self._on_record is None:
+            self._keep(chunk)
+            return
+        data, self._pending = self._pending + chunk, b""
+        while data:
+            at = data.find(RECORD_PREFIX)
+            if at == -1:
+                held = _prefix_cut_at_end(data)
+                self._keep(data[: len(data) - held])
+                self._pending = data[len(data) - held :]
+                return
+            self._keep(data[:at])
+            end = data.find(b"\n", at)
+            if end == -1:
+                if len(data) - at > MAX_RECORD_BYTES:
+                    self._keep(data[at:])
+                else:
+                    self._pending = data[at:]
+                return
+            self._on_record(data[at + len(RECORD_PREFIX) : end])
+            data = data[end + 1 :]
+
+    def _keep(self, chunk: bytes) -> None:
         kept = chunk[: max(self._room, 0)]
         self._file.write(kept)
         self._room -= len(kept)
@@ -89,11 +127,18 @@ class _CappedLog:
 
     def close(self) -> str:
         """Close the file, noting what was dropped; return the tail."""
+        self._keep(self._pending)
         if self._dropped:
             note = f"\n[archlab: {self._dropped} bytes of output dropped; the last ones follow]\n"
             self._file.write(note.encode() + self._tail)
         self._file.close()
         return self._tail.decode("utf-8", errors="replace")
+
+
+def _prefix_cut_at_end(data: bytes) -> int:
+    """How many bytes at the end of `data` may begin a record marker cut by the pipe."""
+    start = data.rfind(RECORD_PREFIX[:1], max(len(data) - len(RECORD_PREFIX) + 1, 0))
+    return len(data) - start if start != -1 and RECORD_PREFIX.startswith(data[start:]) else 0
 
 
 @dataclass(frozen=True)
@@ -200,13 +245,16 @@ def watch_child(
     kill: Callable[[int], None],
     watch: Callable[[], ExitReason | None] = lambda: None,
     early_output: bytes = b"",
+    watcher: Watcher | None = None,
 ) -> Outcome:
     """`supervise` for a child already started: the wall clock counts from now, and
-    `early_output` (what it wrote before) opens the log."""
+    `early_output` (what it wrote before) opens the log. `watcher` gets the records in the
+    child's output and may end it (exit reason `stopped`)."""
     started = time.monotonic()
     forced: ExitReason | None = None
     try:
-        log = _CappedLog(log_path, limits.log_bytes, tail_bytes)
+        on_record = None if watcher is None else watcher.record
+        log = _CappedLog(log_path, limits.log_bytes, tail_bytes, on_record)
     except BaseException:
         kill(proc.pid)
         os.waitpid(proc.pid, 0)
@@ -226,6 +274,8 @@ def watch_child(
                 if pid:
                     break
                 forced = "timeout" if time.monotonic() > deadline else watch()
+                if forced is None and watcher is not None and watcher.stop():
+                    forced = "stopped"
                 if forced:
                     kill(proc.pid)
                     _, status, usage = os.wait4(proc.pid, 0)

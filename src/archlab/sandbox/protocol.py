@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-#: why a trial ended; `pids`: it hit the process limit, `policy`: it made a forbidden call
-ExitReason = Literal["ok", "timeout", "oom", "pids", "policy", "crash"]
+#: why a trial ended; `pids`: it hit the process limit, `policy`: it made a forbidden call,
+#: `stopped`: its watcher ended it (a proxy curve that cannot catch up)
+ExitReason = Literal["ok", "timeout", "oom", "pids", "policy", "crash", "stopped"]
 LOG_FILE = "log.txt"
 
 
@@ -41,6 +42,15 @@ class Execution:
     log_tail: str
 
 
+class Watcher(Protocol):
+    """The trusted side's eye on a trial while it runs: the records the harness prints (as
+    untrusted as the rest of its output), and whether to end the trial now."""
+
+    def record(self, payload: bytes) -> None: ...
+
+    def stop(self) -> bool: ...
+
+
 class Launcher(Protocol):
     level: str
 
@@ -48,8 +58,10 @@ class Launcher(Protocol):
         """Run any command with the trial directory's files as its inputs."""
         ...
 
-    def run_harness(self, trial_dir: Path, limits: Limits) -> Execution:
-        """Run the harness on the trial laid out in `trial_dir`."""
+    def run_harness(
+        self, trial_dir: Path, limits: Limits, watcher: Watcher | None = None
+    ) -> Execution:
+        """Run the harness on the trial laid out in `trial_dir`, `watcher` looking on."""
         ...
 
     def close(self) -> None:

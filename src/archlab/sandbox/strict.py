@@ -39,7 +39,7 @@ from archlab.sandbox.process import (
     supervise,
     watch_child,
 )
-from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits
+from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits, Watcher
 from archlab.sandbox.seccomp import SeccompUnavailable, deny_list_bpf
 
 SANDBOX_UID = 65534  # nobody
@@ -189,7 +189,9 @@ class StrictLauncher(HarnessStarts):
             os.close(seccomp_fd)  # bwrap has its own copy
         return _StrictStarted(proc, start_key(limits), kill, finish, cgroup, staging)
 
-    def go(self, started: Started, trial_dir: Path, limits: Limits) -> Execution:
+    def go(
+        self, started: Started, trial_dir: Path, limits: Limits, watcher: Watcher | None
+    ) -> Execution:
         assert isinstance(started, _StrictStarted)
         cgroup, staging = started.cgroup, started.staging
         try:
@@ -209,6 +211,7 @@ class StrictLauncher(HarnessStarts):
                 kill=started.kill,
                 watch=lambda: "pids" if cgroup.hit_process_limit() else None,
                 early_output=started.send_go(WORKDIR),
+                watcher=watcher,
             )
             execution = _execution(outcome, cgroup)
             for name in self.outputs:  # the wrapper copied back regular files only

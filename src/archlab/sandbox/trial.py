@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ MAX_RESULT_BYTES = 64 * 2**20
 class TrialReport:
     """What a trial produced. `checkpoints` hold held-out outputs, not yet scored."""
 
-    status: str  # ok | error
+    status: str  # ok | error | stopped (by the trial's stop rule)
     error_class: str | None = None
     message: str | None = None
     exit_reason: str = "ok"
@@ -144,6 +145,43 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
     )
 
 
+#: sees a running trial's checkpoints so far (step, held-out outputs); says why to stop it
+StopRule = Callable[[list[tuple[int, np.ndarray]]], str | None]
+
+
+class _Checkpoints:
+    """A trial's checkpoints as the harness prints them, for its stop rule. A record that
+    is malformed, out of order or off the budget's checkpoints is ignored: the candidate
+    shares the harness's output, and it can only forge its own predictions."""
+
+    def __init__(self, expected: _Expected, rule: StopRule) -> None:
+        self.expected, self.rule = expected, rule
+        self.seen: list[tuple[int, np.ndarray]] = []
+        self.reason: str | None = None
+        self._fresh = False
+
+    def record(self, payload: bytes) -> None:
+        budget = self.expected.budget
+        try:
+            obj = json.loads(payload)
+            step = int(obj["step"])
+            outputs = decode_array(
+                obj["outputs"], self.expected.output_dtype, self.expected.output_shape
+            )
+        except (ValueError, TypeError, KeyError, ResultError):
+            return
+        last = self.seen[-1][0] if self.seen else 0
+        if step > last and (step % budget.eval_every == 0 or step == budget.steps):
+            self.seen.append((step, outputs))
+            self._fresh = True
+
+    def stop(self) -> bool:
+        if self._fresh and self.reason is None:
+            self._fresh = False
+            self.reason = self.rule(self.seen)
+        return self.reason is not None
+
+
 def run_trial(
     *,
     launcher: Launcher,
@@ -159,12 +197,15 @@ def run_trial(
     probe_x: np.ndarray | None = None,
     complexity: bool = False,
     gpus: tuple[int, ...] = (),
+    stop: StopRule | None = None,
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
     `probe_x` asks for logits on those inputs after training (the causality check);
     `complexity` asks for forward timings at the task's complexity lengths; `gpus` are the
-    device numbers the trial trains on (none: the CPU)."""
+    device numbers the trial trains on (none: the CPU). `stop` sees each checkpoint's
+    outputs as the trial runs and may end it: the report is then `stopped`, with the
+    checkpoints so far."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -196,14 +237,12 @@ def run_trial(
         "recipe": asdict(task.recipe),
         "max_params": task.max_params,
         "complexity_lengths": list(lengths) if lengths else None,
+        "stream": stop is not None and bool(budget.eval_every),
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
     limits = Limits(
         wall_s=budget.time_limit_s, memory_bytes=memory_bytes, threads=threads, gpus=gpus
     )
-    execution = launcher.run_harness(trial_dir, limits)
-    (trial_dir / "data.npz").unlink(missing_ok=True)
-
     dtype, shape = task.output_shape(evaluated)
     expected = _Expected(
         output_dtype=dtype,
@@ -212,7 +251,14 @@ def run_trial(
         probe_shape=None if probe_x is None else (*probe_x.shape, task.spec["vocab_size"]),
         complexity_lengths=lengths,
     )
-    report = _interpret(execution.exit_reason, trial_dir, expected)
+    watcher = _Checkpoints(expected, stop) if trial["stream"] and stop else None
+    execution = launcher.run_harness(trial_dir, limits, watcher)
+    (trial_dir / "data.npz").unlink(missing_ok=True)
+
+    if execution.exit_reason == "stopped" and watcher is not None:
+        report = TrialReport(status="stopped", message=watcher.reason, checkpoints=watcher.seen)
+    else:
+        report = _interpret(execution.exit_reason, trial_dir, expected)
     report.exit_reason = execution.exit_reason
     report.wall_time_s = execution.wall_s
     report.cpu_time_s = execution.cpu_s

@@ -131,12 +131,16 @@ class TokenTask(abc.ABC):
         """Source of the baseline seed candidate."""
 
     def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
-        """Metrics of the last checkpoint, plus the curve over every checkpoint.
-
-        Tasks whose metric jumps suddenly override this to score the whole curve."""
+        """The curve over every checkpoint, and the metrics `curve_metrics` draws from it."""
         curve = [{"step": step, **self.evaluate(out, data)} for step, out in checkpoints]
-        final = {k: v for k, v in curve[-1].items() if k != "step"}
-        return Metrics(values=final, curve=curve)
+        return Metrics(values=self.curve_metrics(curve), curve=curve)
+
+    def curve_metrics(self, curve: list[dict[str, float]]) -> dict[str, float]:
+        """A trial's metrics from its held-out curve: the last checkpoint's.
+
+        Tasks whose metric jumps suddenly override this to score the whole curve. Early
+        stopping reads it on curves extrapolated from a partial one."""
+        return {k: v for k, v in curve[-1].items() if k != "step"}
 
     def output_shape(self, data: TokenData) -> tuple[str, tuple[int, ...]]:
         """The dtype and shape of the outputs a trial must return for `data.eval_x`."""

@@ -37,7 +37,6 @@ from archlab.tasks.base import (
     IGNORE_INDEX,
     SMOKE_BUDGET,
     Budget,
-    Metrics,
     Recipe,
     TokenData,
     TokenTask,
@@ -153,9 +152,8 @@ class MadTask(_MadBase):
     def evaluate(self, outputs: np.ndarray, data: TokenData) -> dict[str, float]:
         return {"accuracy": answer_accuracy(outputs, data.eval_y)}
 
-    def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
-        curve = super().metrics(checkpoints, data).curve
-        return Metrics(values=accuracy_curve_metrics(curve), curve=curve)
+    def curve_metrics(self, curve: list[dict[str, float]]) -> dict[str, float]:
+        return accuracy_curve_metrics(curve)
 
     def fingerprint_extra(self) -> dict[str, Any]:
         return self.options.model_dump()
@@ -472,12 +470,8 @@ class Mad(_MadBase):
             normalized.append((accuracy - part.chance) / (1 - part.chance))
         return {"score": float(np.mean(normalized)), **values}
 
-    def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
-        result = super().metrics(checkpoints, data)
-        return Metrics(
-            values={**result.values, **accuracy_curve_metrics(result.curve, "score")},
-            curve=result.curve,
-        )
+    def curve_metrics(self, curve: list[dict[str, float]]) -> dict[str, float]:
+        return {**super().curve_metrics(curve), **accuracy_curve_metrics(curve, "score")}
 
     def fingerprint_extra(self) -> dict[str, Any]:
         return {part.name: part.fingerprint_extra() for part in self.parts}

@@ -18,7 +18,6 @@ from archlab.tasks.base import (
     IGNORE_INDEX,
     SMOKE_BUDGET,
     Budget,
-    Metrics,
     Recipe,
     TokenData,
     TokenTask,
@@ -139,11 +138,10 @@ class MQAR(TokenTask):
     def evaluate(self, outputs: np.ndarray, data: TokenData) -> dict[str, float]:
         return {"accuracy": answer_accuracy(outputs, data.eval_y)}
 
-    def metrics(self, checkpoints: list[tuple[int, np.ndarray]], data: TokenData) -> Metrics:
+    def curve_metrics(self, curve: list[dict[str, float]]) -> dict[str, float]:
         # The jump from chance to solved is sudden, so a single final value ranks badly:
         # the score is the area under the held-out accuracy curve.
-        curve = super().metrics(checkpoints, data).curve
-        return Metrics(values=accuracy_curve_metrics(curve), curve=curve)
+        return accuracy_curve_metrics(curve)
 
     def baseline_source(self) -> str:
         files = resources.files("archlab.tasks.baselines")

@@ -1,0 +1,95 @@
+"""Early stopping: a proposal's proxy trial ends once its held-out curve cannot reach the
+score it must beat.
+
+The bound is a conservative learning-curve extrapolation: from the best value it has
+reached, every metric of the curve keeps improving at `SLACK` times the fastest rate per
+checkpoint that any full curve of this task has shown (a curve jumps from chance to solved
+suddenly on recall tasks: the fastest jump seen is the yardstick, and twice it a margin).
+A curve whose score, so extrapolated to the end of its budget, stays below the target is
+stopped; the ladder records it as stopped with its partial curve, and never accepts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from archlab.eval.fitness import Fitness
+from archlab.tasks.base import Budget, TokenData, TokenTask
+
+#: how much faster than the fastest curve seen a candidate is assumed able to learn
+SLACK = 2.0
+#: no decision before this share of the checkpoints: a curve's first points say little
+MIN_SHARE = 0.25
+
+Curve = Sequence[dict[str, float]]
+
+
+def fastest_rates(curves: Iterable[Curve], higher_is_better: bool) -> dict[str, float]:
+    """Per metric, the largest improvement between two consecutive checkpoints of any of
+    `curves` (improvement: up when higher is better, down otherwise)."""
+    sign = 1.0 if higher_is_better else -1.0
+    rates: dict[str, float] = {}
+    for curve in curves:
+        for before, after in pairwise(curve):
+            for key, value in after.items():
+                if key != "step" and isinstance(before.get(key), (int, float)):
+                    gain = sign * (value - before[key])
+                    rates[key] = max(rates.get(key, 0.0), gain)
+    return rates
+
+
+def checkpoint_count(budget: Budget) -> int:
+    """How many checkpoints a full trial at `budget` reports (the harness's schedule)."""
+    every = budget.eval_every
+    return budget.steps // every + (1 if budget.steps % every else 0)
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """The stop rule of one proxy trial (sandbox.trial.StopRule): called with the
+    checkpoints so far, it says why to stop, or None.
+
+    `data` needs only the held-out set; `target` is the score to beat and `target_name`
+    what it is (e.g. "the baseline's mean")."""
+
+    task: TokenTask
+    data: TokenData
+    fitness: Fitness
+    budget: Budget
+    n_params: int
+    target: float
+    target_name: str
+    rates: dict[str, float]
+
+    def bound(self, curve: Curve) -> float:
+        """The best score `curve` (a partial one) could still end with."""
+        sign = 1.0 if self.fitness.higher_is_better else -1.0
+        keys = [k for k in curve[-1] if k != "step"]
+        best = {k: sign * max(sign * point[k] for point in curve) for k in keys}
+        missing = checkpoint_count(self.budget) - len(curve)
+        extrapolated = [
+            {k: best[k] + sign * SLACK * self.rates.get(k, 0.0) * j for k in keys}
+            for j in range(1, missing + 1)
+        ]
+        values = self.task.curve_metrics([*curve, *extrapolated])
+        return self.fitness.score(values, self.n_params, 0.0)
+
+    def __call__(self, checkpoints: list[tuple[int, np.ndarray]]) -> str | None:
+        total = checkpoint_count(self.budget)
+        if not self.rates or len(checkpoints) < max(2, MIN_SHARE * total):
+            return None
+        if len(checkpoints) >= total:
+            return None  # the trial is done: its score is its own
+        curve = self.task.metrics(checkpoints, self.data).curve
+        bound = self.bound(curve)
+        if bound >= self.target:
+            return None
+        return (
+            f"stopped at step {checkpoints[-1][0]} of {self.budget.steps}: learning "
+            f"{SLACK:g}x as fast as any curve of this task so far, it would score at most "
+            f"{bound:.4f}, below {self.target_name} {self.target:.4f}"
+        )
