@@ -222,6 +222,8 @@ class FakeExecutor:
         self.requests: list[TrialRequest] = []
         #: candidate ids in the order their first trial came
         self.candidates: list[str] = []
+        #: the trial `interrupt_at` stopped (other lanes may start one more meanwhile)
+        self.interrupted: str | None = None
         self._lock = threading.Lock()  # lanes call at once
 
     def describe(self) -> str:
@@ -236,8 +238,9 @@ class FakeExecutor:
             n = self.candidates.index(candidate_id) + 1
             if len(self.requests) == self.interrupt_at:
                 self.interrupt_at = None
+                self.interrupted = request.trial_id
                 raise KeyboardInterrupt
-        answer = self.script.get((n, request.stage)) or self.script.get(n) or Scripted()
+        answer = self.answer(n, request)
         if answer.failure is not None:
             exit_reason, message = _FAILURES[answer.failure]
             return TrialReport(
@@ -264,6 +267,10 @@ class FakeExecutor:
             loss_curve=[{"step": budget.steps, "loss": 1.0}],
             checkpoints=checkpoints, probe=probe,
         )  # fmt: skip
+
+    def answer(self, n: int, request: TrialRequest) -> Scripted:
+        """What the `n`th candidate's trial gets."""
+        return self.script.get((n, request.stage)) or self.script.get(n) or Scripted()
 
     def close(self) -> None:
         """Nothing runs."""

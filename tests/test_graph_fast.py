@@ -4,6 +4,7 @@ resuming, read back from the memory. Each run takes a second or two: no trial ru
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from rich.console import Console
 from archlab.config import Settings, load_settings
 from archlab.memory.store import Memory
 from archlab.orchestration.runs import discover, evaluate_file, open_memory, resume
+from archlab.sandbox.executor import TrialRequest
 from archlab.tasks.mqar import MQAR
 from fake_llm import FakeLLM, Reply, code_block
 from support import TINY_MQAR, FakeExecutor, Scripted, design_plan
@@ -25,7 +27,7 @@ def _settings(tmp_path: Path, ladder: dict[str, Any] | None = None, **run: Any) 
     return load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"task": "mqar", **run},
+            "run": {"task": "mqar", "lanes": 1, **run},  # one lane unless a test says
             "ladder": ladder or {},
             "tasks": {"mqar": TINY_MQAR},
         },
@@ -91,7 +93,7 @@ def test_a_proposal_that_cannot_catch_the_baseline_is_stopped_early_and_never_ac
     settings = load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"task": "mqar", "trials": 4},
+            "run": {"task": "mqar", "trials": 4, "lanes": 1},
             "search": {"random_samples": 1},
             "tasks": {"mqar": TINY_MQAR},
         },
@@ -222,7 +224,7 @@ def test_a_run_interrupted_mid_trial_resumes_to_exactly_its_budget(
     resumed = FakeExecutor()
     assert resume(settings.home_dir, run["run_id"], QUIET, resumed) == run["run_id"]
     # the trial that was stopped runs again
-    assert interrupted.requests[-1].trial_id in {r.trial_id for r in resumed.requests}
+    assert interrupted.interrupted in {r.trial_id for r in resumed.requests}
     candidates = memory.candidates(run["run_id"])
     assert len(candidates) == 6
     assert before <= {c["candidate_id"] for c in candidates}
@@ -260,3 +262,36 @@ def test_an_evaluated_file_climbs_the_same_ladder_alone(tmp_path: Path) -> None:
     assert result["verdict"]["verdict"] == "reject"
     assert [(s["stage"], s["status"]) for s in result["stages"]] == [("static", "failed")]
     assert len(fake.requests) == trials  # no trial ran for it
+
+
+class ScoredByCode(FakeExecutor):
+    """Each candidate's score follows from its code, whichever lane asks first."""
+
+    def answer(self, n: int, request: TrialRequest) -> Scripted:
+        return Scripted(
+            score=int(hashlib.sha256(request.source.encode()).hexdigest(), 16) % 97 / 100
+        )
+
+
+def _proposed(home: Path, seed: int, lanes: int) -> list[tuple[Any, ...]]:
+    settings = load_settings(
+        flags={
+            "home": str(home),
+            "run": {"task": "mqar", "trials": 9, "lanes": lanes, "seed": seed},
+            "tasks": {"mqar": TINY_MQAR},
+        },
+        environ={},
+    )
+    run_id = discover(settings, QUIET, ScoredByCode())
+    candidates = open_memory(settings.home_dir).candidates(run_id)
+    return sorted((c["step"], c["origin"], c["genome_key"], c["score"]) for c in candidates)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_the_same_seed_proposes_the_same_candidates_in_fresh_homes(
+    tmp_path: Path, lanes: int
+) -> None:
+    first = _proposed(tmp_path / "a", seed=7, lanes=lanes)
+    assert len(first) == 9 and len({key for _, _, key, _ in first}) == 9
+    assert _proposed(tmp_path / "b", seed=7, lanes=lanes) == first
+    assert _proposed(tmp_path / "c", seed=8, lanes=lanes) != first

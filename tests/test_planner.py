@@ -8,7 +8,7 @@ from rich.console import Console
 
 from archlab.config import load_settings
 from archlab.orchestration.runs import discover, open_memory
-from archlab.roles.planner import _baseline_is_transformer
+from archlab.roles.planner import _baseline_genome
 from archlab.search.genome import Genome, baseline_genome
 from archlab.tasks.digits import Digits
 from archlab.tasks.mqar import MQAR
@@ -16,8 +16,8 @@ from support import TINY_MQAR, FakeExecutor
 
 
 def test_only_the_packaged_transformer_baseline_is_the_baseline_genome() -> None:
-    assert _baseline_is_transformer(MQAR(**TINY_MQAR))
-    assert not _baseline_is_transformer(Digits())
+    assert _baseline_genome(MQAR(**TINY_MQAR)) == baseline_genome()
+    assert _baseline_genome(Digits()) is None
 
 
 def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:

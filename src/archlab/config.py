@@ -29,7 +29,19 @@ class RunSettings(_Section):
     trials: int = Field(default=12, ge=1, description="candidates to evaluate, baseline included")
     minutes: float = Field(default=0.0, ge=0, description="wall-clock budget; 0 means none")
     seed: int = Field(
-        default=0, description="mixed with the run id into the planner's random choices"
+        default=0,
+        description="the planner's random choices: the same seed, settings and code propose "
+        "the same candidates in the same order",
+    )
+    proxy_seed: int = Field(
+        default=0,
+        description="the seed a candidate's proxy trial trains with; its confirm seeds are "
+        "the next ones",
+    )
+    data_seed: int = Field(
+        default=0,
+        description="the seed the task's data is generated from; another seed is another task "
+        "configuration (its own baseline and yardstick)",
     )
     brain: str = Field(
         default="heuristic",
@@ -47,7 +59,10 @@ class RunSettings(_Section):
     max_tokens: int = Field(default=0, ge=0, description="LLM token budget; 0 means none")
     max_usd: float = Field(default=0.0, ge=0, description="LLM dollar budget; 0 means none")
     lanes: int = Field(
-        default=1, ge=1, le=64, description="graph threads proposing and evaluating at once"
+        default=0,
+        ge=0,
+        le=64,
+        description="graph threads proposing and evaluating at once; 0: one per [executor] worker",
     )
     review: bool = Field(
         default=False,
@@ -76,7 +91,12 @@ class ExecutorSettings(_Section):
     kind: Literal["local", "ray"] = Field(
         default="local", description="local: this machine; ray: a Ray cluster (archlab[ray])"
     )
-    workers: int = Field(default=1, ge=1, description="trials running at once")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="trials running at once; 0: as many as this machine's CPU cores hold "
+        "([sandbox] threads each)",
+    )
     ray_address: str | None = Field(
         default=None, description="HOST:PORT of a Ray head; unset starts or joins a local one"
     )
@@ -234,9 +254,49 @@ class Settings(_Section):
             profiles[name] = table
         return {**data, "llm": profiles}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _use_every_core(cls, data: Any) -> Any:
+        """Workers and lanes left at 0 are filled in: a trial per CPU core's worth of
+        threads, a lane per worker. Values that are not whole numbers are left to the
+        fields' validation to report."""
+        if not isinstance(data, dict):
+            return data
+        run, executor, sandbox = (data.get(k, {}) for k in ("run", "executor", "sandbox"))
+        if not all(isinstance(section, Mapping) for section in (run, executor, sandbox)):
+            return data
+        threads = _whole(sandbox.get("threads", 1))
+        workers = _whole(executor.get("workers", 0))
+        lanes = _whole(run.get("lanes", 0))
+        if threads is None or workers is None or lanes is None or threads < 1:
+            return data
+        workers = workers or max(1, usable_cpus() // threads)
+        return {
+            **data,
+            "executor": {**executor, "workers": workers},
+            "run": {**run, "lanes": lanes or min(workers, 64)},
+        }
+
     @property
     def home_dir(self) -> Path:
         return resolve_home(self.home)
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _whole(value: Any) -> int | None:
+    """`value` as a whole number (from TOML, a flag or the environment's text), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def default_home() -> Path:

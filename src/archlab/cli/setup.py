@@ -31,7 +31,8 @@ def tasks(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List the tasks candidates can be evaluated on."""
-    options = cli_settings().tasks
+    settings = cli_settings()
+    options = settings.tasks
     rows: list[dict[str, Any]] = []
     for name in task_names():
         try:
@@ -48,7 +49,7 @@ def tasks(
                 "spec": task.spec,
                 "score": task.metric,
                 "higher_is_better": task.higher_is_better,
-                "fingerprint": task.fingerprint(),
+                "fingerprint": task.fingerprint(settings.run.data_seed),
                 "proxy_steps": task.budgets["proxy"].steps,
             }
         )

@@ -132,13 +132,24 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
 
 
-def learning_curves(memory: Memory, task_fingerprint: str, limit: int) -> list[Any]:
-    """Held-out curves of the task's latest whole trials at the proxy budget (proxy and
-    confirm seeds; a stopped trial's curve is partial), newest first."""
+def learning_curves(memory: Memory, task_fingerprint: str, horizon: tuple[str, int]) -> list[Any]:
+    """Held-out curves of the task's whole trials at the proxy budget (proxy and confirm
+    seeds), but those of the `horizon` run's steps after its step."""
+    run_id, step = horizon
     rows = memory._query(
         "SELECT t.curve FROM trials t JOIN candidates c USING (candidate_id) "
         "WHERE c.task_fingerprint = ? AND t.stage IN ('proxy', 'confirm') "
-        "AND t.status = 'ok' AND t.curve IS NOT NULL ORDER BY t.finished_at DESC LIMIT ?",
-        [task_fingerprint, limit],
+        "AND t.status = 'ok' AND t.curve IS NOT NULL "
+        "AND NOT (c.run_id = ? AND coalesce(c.step, 0) > ?)",
+        [task_fingerprint, run_id, step],
     )
     return [row["curve"] for row in rows]
+
+
+def random_samples_drawn(memory: Memory, task_fingerprint: str) -> set[str]:
+    """The ids of the task's yardstick samples, whatever became of them."""
+    rows = memory._query(
+        "SELECT candidate_id FROM candidates WHERE task_fingerprint = ? AND origin = 'random'",
+        [task_fingerprint],
+    )
+    return {row["candidate_id"] for row in rows}

@@ -153,14 +153,19 @@ class Memory(Database):
         earliest = min(rows, key=lambda row: row["created_at"])
         return {k: v for k, v in earliest.items() if k != "created_at"}
 
-    def parent_pool(self, task_fingerprint: str, limit: int = 50) -> list[dict[str, Any]]:
+    def parent_pool(
+        self, task_fingerprint: str, limit: int = 50, horizon: tuple[str, int] | None = None
+    ) -> list[dict[str, Any]]:
         """The best scored candidates of this exact task, across every run (those stopped
-        early with the score of their partial curve: the search learns from them too)."""
+        early with the score of their partial curve: the search learns from them too).
+        With `horizon` (run id, step), that run's candidates of later steps are left out."""
+        run_id, step = horizon or ("", 0)
         return self._query(
             "SELECT candidate_id, score, genome FROM candidates "
             "WHERE task_fingerprint = ? AND status IN ('ok', 'stopped') AND score IS NOT NULL "
-            "ORDER BY score DESC LIMIT ?",
-            [task_fingerprint, limit],
+            "AND NOT (run_id = ? AND coalesce(step, 0) > ?) "
+            "ORDER BY score DESC, candidate_id LIMIT ?",
+            [task_fingerprint, run_id, step, limit],
         )
 
     def baseline(self, task_fingerprint: str) -> dict[str, Any] | None:

@@ -62,6 +62,7 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
             if snapshot is not None and snapshot.values:
                 inputs.append(None)
                 lab.budget.hold(_claim_held(lab, snapshot.values))
+                lab.turns.resume_after(snapshot.values.get("step") or 0)
             else:  # a new run, or a lane that had not started when the run stopped
                 inputs.append({**(start or fresh), "lane": lane})
         lab.data  # noqa: B018 -- generated once here, before the lanes share it

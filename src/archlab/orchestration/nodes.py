@@ -35,14 +35,15 @@ def _in_flight(state: LabState) -> Candidate:
 
 def plan(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     lab = runtime.context
+    # Steps number the brain's ideas (the baseline is step 0) and interleave the lanes
+    # (lane k of K takes k+1, k+1+K, ...): the same step on a re-run after a crash, so that
+    # LLM answers are found again, not paid twice, and a replay (with as many lanes) finds
+    # its answers even where the baseline exists. Lanes plan them in order (Turns).
+    lanes = lab.settings.run.lanes
+    step = state["step"] + lanes if state.get("step") else _lane(state) + 1
+    lab.turns.wait(step, lab.cancel)
     stopped = lab.budget.claim()
     if stopped is None:
-        lanes = lab.settings.run.lanes
-        # Steps number the brain's ideas (the baseline is step 0) and interleave the lanes
-        # (lane k of K takes k+1, k+1+K, ...): the same step on a re-run after a crash, so
-        # that LLM answers are found again, not paid twice, and a replay (with as many
-        # lanes) finds its answers even where the baseline exists.
-        step = state["step"] + lanes if state.get("step") else _lane(state) + 1
         try:
             candidate = planner.plan(lab, step)
         except ReplayExhausted as e:
@@ -52,10 +53,13 @@ def plan(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
             lab.budget.release()
             raise
         else:
-            step = 0 if candidate["origin"] == "baseline" else step
             lab.inflight.add(
                 candidate["candidate_id"], candidate["origin"], coder.genome_key(candidate)
             )
+            if candidate["origin"] == "baseline":  # it takes no turn: step 0
+                step = 0
+            else:  # the next step may plan, knowing this idea
+                lab.turns.planned(step)
             candidate.update({"step": step, "repair": 0, "lane": _lane(state)})
             return {
                 "candidate": candidate,
@@ -63,6 +67,7 @@ def plan(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
                 "outcome": {},
                 "verdict": None,
             }
+    lab.turns.stopped(step)
     lab.report.stopped(_lane(state), str(stopped))
     return {"candidate": None, "stopped": stopped}
 

@@ -42,9 +42,57 @@ class InFlight:
         with self._lock:
             return {key for _, key in self._ideas.values() if key}
 
-    def count(self, origin: str) -> int:
+    def ids(self, origin: str) -> set[str]:
         with self._lock:
-            return sum(1 for o, _ in self._ideas.values() if o == origin)
+            return {cid for cid, (o, _) in self._ideas.items() if o == origin}
+
+
+class Turns:
+    """Lanes plan in step order: a step is planned once the step before it is (or that
+    step's lane has stopped), and sees only what was recorded a whole round of lanes
+    before it (`RunContext.horizon`). So what a step proposes follows from the seed, not
+    from which lane finished first: the same seed proposes the same candidates."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+        self._changed = threading.Condition()
+        self._planned: set[int] = set()
+        #: the step each stopped lane stopped at: its later steps never come
+        self._stopped: list[int] = []
+        self._before = 0  # steps up to this one were planned before this process
+
+    def resume_after(self, step: int) -> None:
+        """Steps up to `step` were planned before the run was resumed."""
+        with self._changed:
+            self._before = max(self._before, step)
+            self._changed.notify_all()
+
+    def wait(self, step: int, cancel: threading.Event) -> None:
+        """Until the step before `step` is planned or never will be; Cancelled if the run
+        is told to stop meanwhile."""
+        with self._changed:
+            while not self._settled(step - 1):
+                if cancel.is_set():
+                    raise Cancelled(f"step {step} was not planned: the run stopped")
+                self._changed.wait(0.5)
+
+    def _settled(self, step: int) -> bool:
+        return (
+            step <= self._before
+            or step in self._planned
+            or any(step >= at and (step - at) % self.lanes == 0 for at in self._stopped)
+        )
+
+    def planned(self, step: int) -> None:
+        with self._changed:
+            self._planned.add(step)
+            self._changed.notify_all()
+
+    def stopped(self, step: int) -> None:
+        """The lane whose turn `step` was has stopped there."""
+        with self._changed:
+            self._stopped.append(step)
+            self._changed.notify_all()
 
 
 @dataclass
@@ -56,14 +104,21 @@ class RunContext:
     executor: Executor
     brains: Brains
     home: Path
-    proxy_seed: int = 0
     #: why the run ended on its own (see LabState.stopped); stored as the run's message
     stopped: str | None = None
-    data_seed: int = 0
     #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
     cancel: threading.Event = field(default_factory=threading.Event)
     inflight: InFlight = field(default_factory=InFlight)
+    turns: Turns = field(init=False)
     _baseline_id: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.turns = Turns(self.settings.run.lanes)
+
+    def horizon(self, step: int) -> tuple[str, int]:
+        """What planning step `step` may see of this run (Turns): (run id, last step).
+        The baseline (step 0) is recorded before any lane plans a step."""
+        return self.run_id, max(step - self.settings.run.lanes, 0)
 
     def baseline_id(self) -> str | None:
         """The task's baseline (the earliest settled one), looked up until it exists, then
@@ -74,8 +129,8 @@ class RunContext:
 
     @cached_property
     def data(self) -> TokenData:
-        return self.task.data(self.data_seed)
+        return self.task.data(self.settings.run.data_seed)
 
     @cached_property
     def task_fingerprint(self) -> str:
-        return self.task.fingerprint()
+        return self.task.fingerprint(self.settings.run.data_seed)

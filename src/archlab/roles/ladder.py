@@ -145,10 +145,6 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-#: the latest whole curves of the task that early stopping learns its rate bound from
-_CURVES = 64
-
-
 def early_stop(
     ctx: RunContext, candidate: Candidate, ref: Reference, n_params: int
 ) -> EarlyStop | None:
@@ -157,7 +153,8 @@ def early_stop(
     if not ctx.settings.ladder.early_stop or candidate["origin"] != "proposed" or ref is None:
         return None
     fitness = trainer.fitness_of(ctx)
-    curves = queries.learning_curves(ctx.memory, ctx.task_fingerprint, _CURVES)
+    horizon = ctx.horizon(candidate.get("step", 0))  # what its planner saw: reproducible
+    curves = queries.learning_curves(ctx.memory, ctx.task_fingerprint, horizon)
     name, seeds = ref
     data = ctx.data  # the held-out set is all a rule scores on
     return EarlyStop(
@@ -209,7 +206,8 @@ def confirm(ctx: RunContext, candidate: Candidate) -> Outcome:
     """Train on the remaining seeds at the proxy budget, all of them whatever each gives; the
     outcome's score becomes the mean."""
     cid, source = candidate["candidate_id"], candidate["source"]
-    seeds = range(1, ctx.settings.ladder.confirm_seeds)
+    first = ctx.settings.run.proxy_seed + 1  # the proxy trial trained on the one before
+    seeds = range(first, first + ctx.settings.ladder.confirm_seeds - 1)
     outcomes = each(
         ctx, lambda seed: trainer.run_stage(ctx, cid, source, "confirm", seed=seed), seeds
     )

@@ -94,21 +94,32 @@ def plan(ctx: RunContext, step: int) -> Candidate:
     if step % 2 == 0 and _random_samples(ctx) < ctx.settings.search.random_samples:
         # The honest yardstick, whatever the brain: the average architecture sampled at
         # random from the same space, trained by the same script (every other step, so
-        # that a short run still shows the brain at work).
-        sample = _search(ctx, step).random_proposal(
-            "random samples of the genome space are the yardstick any search must beat"
-        )
+        # that a short run still shows the brain at work), never one the memory holds.
+        search = _search(ctx, step)
+        why = "random samples of the genome space are the yardstick any search must beat"
+        sample = search.random_proposal(why)
+        with ctx.memory.connect():
+            known = _known(ctx)
+            for _ in range(_NOVEL_TRIES):
+                if sample.genome.key() not in known:
+                    break
+                sample = search.random_proposal(why)
         return _candidate(sample, origin="random", brain="random")
     return ctx.brains.planner.propose(ctx, step, reviews.notes(ctx.memory, ctx.run_id))
 
 
+#: random draws before a yardstick sample is taken even if the memory holds its genome
+_NOVEL_TRIES = 100
+
+
 def _search(ctx: RunContext, step: int) -> HeuristicBrain:
-    """The genome search of one step. A fresh generator per step, derived from the run seed
-    and the step (which differs between lanes): the same run replays the same proposals,
-    and a resumed run needs no generator state."""
+    """The genome search of one step. A fresh generator per step, derived from the run's
+    seed and the step (which differs between lanes) alone: the same seed proposes the same
+    candidates (what a step sees of the memory is fixed too: RunContext.turns), and a
+    resumed run needs no generator state."""
     search = ctx.settings.search
     return HeuristicBrain(
-        random.Random(f"{ctx.settings.run.seed}:{ctx.run_id}:{step}"),
+        random.Random(f"{ctx.settings.run.seed}:{step}"),
         tournament_size=search.tournament_size,
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
@@ -123,7 +134,7 @@ class HeuristicPlanner:
         # The packaged transformer baseline is the small transformer that baseline_genome()
         # describes: the brain sees it as that genome, a parent already tried, not a new
         # idea.
-        as_genome = baseline_genome() if _baseline_is_transformer(ctx.task) else None
+        as_genome = _baseline_genome(ctx.task)
         baseline = ctx.baseline_id()
         with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
             pool = [
@@ -134,13 +145,9 @@ class HeuristicPlanner:
                     if row["genome"]
                     else (as_genome if row["candidate_id"] == baseline else None),
                 )
-                for row in ctx.memory.parent_pool(ctx.task_fingerprint)
+                for row in ctx.memory.parent_pool(ctx.task_fingerprint, horizon=ctx.horizon(step))
             ]
-            known = _Known(
-                queries.KnownGenomes(ctx.memory, ctx.task_fingerprint),
-                ctx.inflight.genome_keys() | ({as_genome.key()} if as_genome else set()),
-            )
-            proposal = _steered(_search(ctx, step), pool, known, read_steer(notes))
+            proposal = _steered(_search(ctx, step), pool, _known(ctx), read_steer(notes))
         return _candidate(proposal, origin="proposed", brain="heuristic")
 
 
@@ -155,13 +162,24 @@ class ModelPlanner:
 
 
 def _random_samples(ctx: RunContext) -> int:
-    """Random samples of the task's space, recorded and in flight."""
-    recorded = len(ctx.memory.random_sample_scores(ctx.task_fingerprint))
-    return recorded + ctx.inflight.count("random")
+    """Random samples of the task's space drawn so far, whatever became of them (in flight
+    included): the count must not change as they finish, for steps to plan the same."""
+    drawn = queries.random_samples_drawn(ctx.memory, ctx.task_fingerprint)
+    return len(drawn | ctx.inflight.ids("random"))
 
 
-def _baseline_is_transformer(task: TokenTask) -> bool:
-    return task.baseline_source() == _transformer_source()
+def _known(ctx: RunContext) -> _Known:
+    """Genomes a proposal must not repeat (inside an open `ctx.memory.connect()`)."""
+    as_genome = _baseline_genome(ctx.task)
+    return _Known(
+        queries.KnownGenomes(ctx.memory, ctx.task_fingerprint),
+        ctx.inflight.genome_keys() | ({as_genome.key()} if as_genome else set()),
+    )
+
+
+def _baseline_genome(task: TokenTask) -> Genome | None:
+    """The genome the task's baseline is, when it is the packaged small transformer."""
+    return baseline_genome() if task.baseline_source() == _transformer_source() else None
 
 
 @cache

@@ -45,7 +45,7 @@ def run_stage(
     With `probe`, the outcome holds the causality check; with `complexity`, the time-growth
     check (both judged here, on the trusted side); with `stop`, a curve that cannot catch
     up ends early (status `stopped`, scored on its partial curve)."""
-    seed = ctx.proxy_seed if seed is None else seed
+    seed = ctx.settings.run.proxy_seed if seed is None else seed
     budget = ctx.task.budgets[BUDGET_OF.get(stage, stage)]
     trial_id = trial_id_for(candidate_id, stage, seed)
     settings = ctx.settings
@@ -57,7 +57,7 @@ def run_stage(
         budget=budget,
         task_name=settings.run.task,
         task_options=settings.tasks.get(settings.run.task, {}),
-        data_seed=ctx.data_seed,
+        data_seed=settings.run.data_seed,
         threads=settings.sandbox.threads,
         memory_bytes=int(settings.sandbox.memory_gb * 2**30),
         probe_x=None if probe is None else probe.inputs,

@@ -153,19 +153,20 @@ class TokenTask(abc.ABC):
         assert data.eval_positions is not None, "logprobs tasks must choose eval positions"
         return "float16", (len(data.eval_positions), self.spec["vocab_size"])
 
-    def fingerprint(self) -> str:
-        """Identifies the task's exact configuration; stored beside every score."""
-        blob = json.dumps(
-            {
-                "name": self.name,
-                "kind": self.kind,
-                "spec": self.spec,
-                "recipe": asdict(self.recipe),
-                "budgets": {k: asdict(v) for k, v in sorted(self.budgets.items())},
-                "extra": self.fingerprint_extra(),
-            },
-            sort_keys=True,
-        )
+    def fingerprint(self, data_seed: int = 0) -> str:
+        """Identifies the task's exact configuration, the seed of its data included;
+        stored beside every score."""
+        identity: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "spec": self.spec,
+            "recipe": asdict(self.recipe),
+            "budgets": {k: asdict(v) for k, v in sorted(self.budgets.items())},
+            "extra": self.fingerprint_extra(),
+        }
+        if data_seed:  # seed 0 keeps the fingerprints of memories older than the setting
+            identity["data_seed"] = data_seed
+        blob = json.dumps(identity, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def fingerprint_extra(self) -> dict[str, Any]:
