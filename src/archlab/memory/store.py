@@ -265,14 +265,25 @@ class Memory(Database):
                 scores.setdefault(row["candidate_id"], []).append(float(row["score"]))
         return scores
 
-    def random_sample_scores(self, task_fingerprint: str) -> list[float]:
-        """Proxy scores of randomly sampled architectures: the search's honest baseline."""
+    def random_samples(self, task_fingerprint: str) -> dict[str, float]:
+        """The task's yardstick: the architectures the planner sampled at random from the
+        genome space (origin `random`; a brain's own random restarts are proposals, not
+        samples) that trained, in the order they were drawn, each with its proxy score (its
+        first seed, whether or not it was confirmed later: every sample measured alike)."""
         rows = self._query(
-            "SELECT score FROM candidates WHERE task_fingerprint = ? AND status = 'ok' "
-            "AND score IS NOT NULL AND plan->>'operator' = 'random' ORDER BY created_at",
+            "SELECT candidate_id, score FROM candidates WHERE task_fingerprint = ? "
+            "AND origin = 'random' AND status = 'ok' AND score IS NOT NULL ORDER BY created_at",
             [task_fingerprint],
         )
-        return [float(r["score"]) for r in rows]
+        seeds = self.seed_scores_of([row["candidate_id"] for row in rows])
+        return {
+            row["candidate_id"]: (seeds.get(row["candidate_id"]) or [float(row["score"])])[0]
+            for row in rows
+        }
+
+    def random_sample_scores(self, task_fingerprint: str) -> list[float]:
+        """`random_samples`' scores alone."""
+        return list(self.random_samples(task_fingerprint).values())
 
     def set_run_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._update("runs", "run_id", run_id, {"summary": summary})
