@@ -179,7 +179,7 @@ def test_with_fewer_than_two_samples_the_yardstick_says_it_is_not_ready(tmp_path
         "nothing found: no candidate beat the baseline on confirmed seeds; the best, "
         f"{proposal['candidate_id']}, scored 0.5000 on 1 seed and is +0.0000 over the "
         "baseline (one seed: no interval); random sampling is not ready as a yardstick "
-        "(1 of 8 samples; an interval needs 2)"
+        "(1 sample of the 8 wanted; an interval needs 2)"
     )
     page = html_report(memory, run_id)
     assert "not compared: the yardstick is not ready (1 of 8 samples; an interval needs 2)" in page

@@ -378,9 +378,11 @@ def conclusion(s: dict[str, Any]) -> str:
     elif rand["wanted"] < 2:
         comparisons += f"; no yardstick: random_samples is {rand['wanted']} (an interval needs 2)"
     else:
+        plural = "" if rand["samples"] == 1 else "s"
+        have = f"{rand['samples']} {'other ' if sampled else ''}sample{plural}"
         comparisons += (
-            f"; random sampling is not ready as a yardstick ({rand['samples']} of "
-            f"{rand['wanted']} samples; an interval needs 2)"
+            f"; random sampling is not ready as a yardstick ({have} of the {rand['wanted']} "
+            "wanted; an interval needs 2)"
         )
     if s["improved"]:
         audit = best["verdict"] == "audit"
