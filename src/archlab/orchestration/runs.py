@@ -109,7 +109,7 @@ def _conclude(lab: Lab) -> dict[str, Any]:
         minutes = lab.settings.run.minutes
         summary = {
             **ladder.summary(lab, scaled),
-            # the time as the budget counts it (over every session), and the budget's
+            # the time as the budget counts it (over every session), and the time budget
             "elapsed_s": lab.budget.elapsed(),
             "budget_s": minutes * 60 if minutes else None,
         }
