@@ -44,7 +44,12 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
     # the baseline, then the brain and a random sample of its space (the honest yardstick)
     assert {c["brain"] for c in candidates} == {"baseline", "heuristic", "random"}
     assert baseline["seeds"]["n"] == 3  # the baseline is always confirmed
-    assert board["summary"]["best"] is not None
+    summary = board["summary"]
+    assert summary["best_id"] is not None and summary["budget_s"] is None
+    assert summary["elapsed_s"] > 0 and summary["vs_random"]["samples"] <= 1  # not ready
+    # the run's last words: what it found, or that it found nothing (wrapped at 80 columns)
+    assert summary["sentence"].startswith(("found: ", "nothing found: "))
+    assert " ".join(first.stdout.split()).endswith(" ".join(summary["sentence"].split()))
 
     # A second run starts from what the first learned: the baseline is not trained again,
     # and the first run's candidates are eligible parents.

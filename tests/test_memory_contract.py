@@ -99,7 +99,14 @@ def test_candidates_saved_updated_and_found(memory: Memory) -> None:
 
 def test_duplicates_baseline_and_random_scores(memory: Memory) -> None:
     _candidate(memory, "base", origin="baseline", score=0.1, metrics={"acc": 0.1}, n_params=7)
-    _candidate(memory, "rand", score=0.3, plan={"operator": "random"})
+    # the planner's yardstick sample; then a brain's own random restart (a proposal), and
+    # a sample that failed: neither is a sample of the yardstick
+    _candidate(memory, "rand", origin="random", score=0.3, plan={"operator": "random"})
+    _candidate(memory, "restart", score=0.9, plan={"operator": "random"})
+    _candidate(memory, "broken", origin="random", status="failed", plan={"operator": "random"})
+    _candidate(memory, "later", origin="random", score=0.6, plan={"operator": "random"})
+    _trial(memory, "t-later-0", "later", "proxy", 0, 0.4)  # its proxy seed, before confirm
+    _trial(memory, "t-later-1", "later", "confirm", 1, 0.8)
     _candidate(memory, "wait", source_hash="h-base", status="pending")
     assert memory.find_duplicate("fp", "h-base", None) == {
         "candidate_id": "base", "score": 0.1, "metrics": {"acc": 0.1}, "n_params": 7,
@@ -109,7 +116,9 @@ def test_duplicates_baseline_and_random_scores(memory: Memory) -> None:
     baseline = memory.baseline("fp")
     assert baseline is not None and baseline["origin"] == "baseline"
     assert memory.baseline("other") is None and memory.baseline_id("other") is None
-    assert memory.random_sample_scores("fp") == [0.3]
+    assert memory.random_samples("fp") == {"rand": 0.3, "later": 0.4}
+    assert memory.random_sample_scores("fp") == [0.3, 0.6]  # as recorded
+    assert memory.random_samples("other") == {}
 
 
 def test_trials_and_seed_scores(memory: Memory) -> None:

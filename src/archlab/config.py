@@ -114,7 +114,11 @@ class SearchSettings(_Section):
         default=0.1, ge=0, le=1, description="share of proposals drawn at random (exploration)"
     )
     random_samples: int = Field(
-        default=3, ge=0, description="random architectures per task: the search's yardstick"
+        default=8,
+        ge=0,
+        description="architectures sampled at random per task configuration, drawn every "
+        "other step until there are this many and reused by later runs: the yardstick each "
+        "run's best is compared with (2 or more give an interval)",
     )
 
 

@@ -225,8 +225,24 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
         "task": run_row["task"],
         "status": run_row["status"],
         "message": run_row["message"],
-        "summary": run_row["summary"],
+        "summary": _summary(run_row),
         "candidates": candidates,
+    }
+
+
+def _summary(run_row: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's conclusion (None until it concludes) with its time as the budget counts it
+    (over every session: the later of the summary's and the runs table's, stored when the
+    run stopped) and its minutes budget in seconds (None: no time limit)."""
+    summary = run_row["summary"]
+    if summary is None:
+        return None
+    minutes = ((run_row["config"] or {}).get("run") or {}).get("minutes")
+    elapsed = [s for s in (summary.get("elapsed_s"), run_row["elapsed_s"]) if s is not None]
+    return {
+        **summary,
+        "elapsed_s": max(elapsed) if elapsed else None,
+        "budget_s": minutes * 60 if minutes else None,
     }
 
 
@@ -266,37 +282,21 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
         table.add_row(*cells, escape(what))
     out.print(table)
     for line in _conclusion(board.get("summary")):
-        out.print(line, highlight=False)
-
-
-def _interval(d: dict[str, float]) -> str:
-    return f"{d['estimate']:+.4f} (95% CI {d['low']:+.4f} to {d['high']:+.4f})"
+        out.print(escape(line), highlight=False)
 
 
 def _conclusion(summary: dict[str, Any] | None) -> list[str]:
-    """The run's honest comparison, in words."""
-    if not summary or not summary.get("best"):
+    """The run's conclusion in words: the scale stage, then what was found (the last line)."""
+    if not summary or "sentence" not in summary:  # not concluded, or by an older archlab
         return []
-    best = summary["best"]
-    kind = "accepted" if best["accepted"] else "best scored (none accepted)"
-    lines = [
-        f"{kind}: {best['candidate_id']} score {best['score']:.4f} over {best['seeds']} seed(s)"
-    ]
-    if "vs_baseline" in summary:
-        lines.append(f"  vs the baseline: {_interval(summary['vs_baseline'])}")
-    if "vs_random" in summary:
-        r = summary["vs_random"]
-        lines.append(
-            f"  vs random sampling ({r['random_samples']} architectures, mean "
-            f"{r['random_mean']:.4f}): {_interval(r)}"
-        )
+    lines = []
     scale = summary.get("scale") or {}
     if scale.get("status") == "done":
         holds = "holds" if scale["ranking_holds"] else "does NOT hold"
-        lines.append(f"  scale stage: the proxy ranking {holds} at the larger budget")
+        lines.append(f"scale stage: the proxy ranking {holds} at the larger budget")
     elif scale:
-        lines.append(f"  scale stage skipped: {scale.get('reason')}")
-    return lines
+        lines.append(f"scale stage skipped: {scale.get('reason')}")
+    return [*lines, summary["sentence"]]
 
 
 @app.command()

@@ -19,6 +19,12 @@ _BASELINE = (
     "AND status NOT IN ('pending', 'duplicate') ORDER BY created_at LIMIT 1"
 )
 
+#: a task's random samples, the yardstick: drawn by the planner (origin random), trained
+_RANDOM_SAMPLES = (
+    "FROM candidates WHERE task_fingerprint = ? AND origin = 'random' AND status = 'ok' "
+    "AND score IS NOT NULL ORDER BY created_at"
+)
+
 
 class Memory(Database):
     """The experience memory of a home: named reads and writes, one per question asked."""
@@ -271,14 +277,23 @@ class Memory(Database):
                 scores.setdefault(row["candidate_id"], []).append(float(row["score"]))
         return scores
 
+    def random_samples(self, task_fingerprint: str) -> dict[str, float]:
+        """The task's yardstick: the architectures the planner sampled at random from the
+        genome space (origin `random`; a brain's own random restarts are proposals, not
+        samples) that trained, in the order they were drawn, each with its proxy score (its
+        first seed, whether or not it was confirmed later: every sample measured alike)."""
+        rows = self._query(f"SELECT candidate_id, score {_RANDOM_SAMPLES}", [task_fingerprint])
+        seeds = self.seed_scores_of([row["candidate_id"] for row in rows])
+        return {
+            row["candidate_id"]: (seeds.get(row["candidate_id"]) or [float(row["score"])])[0]
+            for row in rows
+        }
+
     def random_sample_scores(self, task_fingerprint: str) -> list[float]:
-        """Proxy scores of randomly sampled architectures: the search's honest baseline."""
-        rows = self._query(
-            "SELECT score FROM candidates WHERE task_fingerprint = ? AND status = 'ok' "
-            "AND score IS NOT NULL AND plan->>'operator' = 'random' ORDER BY created_at",
-            [task_fingerprint],
-        )
-        return [float(r["score"]) for r in rows]
+        """The scores of `random_samples` as recorded (a confirmed one's is its seeds' mean),
+        in one query: what the planner counts."""
+        rows = self._query(f"SELECT score {_RANDOM_SAMPLES}", [task_fingerprint])
+        return [float(row["score"]) for row in rows]
 
     def set_run_summary(self, run_id: str, summary: dict[str, Any]) -> None:
         self._update("runs", "run_id", run_id, {"summary": summary})

@@ -106,7 +106,13 @@ def _conclude(lab: Lab) -> dict[str, Any]:
     def conclude(state: LabState) -> dict[str, Any]:
         with lab.report.live("the best", "scale"):
             scaled = ladder.scale(lab, lab.budget.time_left())
-        summary = ladder.summary(lab, scaled)
+        minutes = lab.settings.run.minutes
+        summary = {
+            **ladder.summary(lab, scaled),
+            # the time as the budget counts it (over every session), and the time budget
+            "elapsed_s": lab.budget.elapsed(),
+            "budget_s": minutes * 60 if minutes else None,
+        }
         lab.memory.set_run_summary(lab.run_id, summary)
         return {"summary": summary}
 

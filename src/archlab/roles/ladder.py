@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
@@ -299,37 +299,128 @@ def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
     }
 
 
+def accepted(verdict: Mapping[str, Any] | None) -> bool:
+    """Whether a stored verdict row accepts its candidate: confirmed better than its
+    reference (one flagged for audit was, too). The run's summary reads verdicts through
+    this alone."""
+    return verdict is not None and verdict["verdict"] in ("accept", "audit")
+
+
 def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
-    """The run's best candidate against the baseline and against random sampling of the
-    same space ("NAS evaluation is frustratingly hard"), each with a 95% interval."""
-    fp = ctx.task_fingerprint
-    baseline = ctx.memory.baseline(fp)
+    """The run's conclusion: its best candidate (the best accepted, else the best scored)
+    against the baseline and against the yardstick, each a 95% Welch interval of the best's
+    seeds against the other side's scores, and a sentence that says it.
+
+    The yardstick is the task's random samples (`Memory.random_samples`, shared by every
+    run of the same task fingerprint) less the best itself: the best architecture found
+    against the average architecture drawn at random ("NAS evaluation is frustratingly
+    hard"). A brain's own random restarts are proposals and never count."""
+    verdicts = ctx.memory.verdicts(ctx.run_id)
     ranked = [
         c
         for c in ctx.memory.candidates(ctx.run_id)
         if c["status"] == "ok" and c["origin"] != "baseline"
     ]
-    verdicts = {cid: v["verdict"] for cid, v in ctx.memory.verdicts(ctx.run_id).items()}
-    accepted = [c for c in ranked if verdicts.get(c["candidate_id"]) in ("accept", "audit")]
-    best = accepted[0] if accepted else (ranked[0] if ranked else None)
-    result: dict[str, Any] = {"scale": scaled, "best": None}
-    if best is None:
-        return result
-    ids = [best["candidate_id"], *([baseline["candidate_id"]] if baseline else [])]
-    seeds = ctx.memory.seed_scores_of(ids)
-    best_seeds = seeds.get(best["candidate_id"], [])
-    result["best"] = {
-        "candidate_id": best["candidate_id"],
-        "score": best["score"],
-        "seeds": len(best_seeds),
-        "accepted": best in accepted,
+    kept = [c for c in ranked if accepted(verdicts.get(c["candidate_id"]))]
+    best = kept[0] if kept else (ranked[0] if ranked else None)
+    best_id = best["candidate_id"] if best else None
+    baseline = ctx.baseline_id()
+    seeds = ctx.memory.seed_scores_of([i for i in (best_id, baseline) if i])
+    best_seeds = seeds.get(best_id, []) if best_id else []
+    baseline_seeds = seeds.get(baseline, []) if baseline else []
+    samples = [
+        score
+        for cid, score in ctx.memory.random_samples(ctx.task_fingerprint).items()
+        if cid != best_id
+    ]
+    result: dict[str, Any] = {
+        "improved": bool(kept),
+        "best_id": best_id,
+        "best": None
+        if best is None
+        else {
+            "candidate_id": best_id,
+            "origin": best["origin"],
+            "score": best["score"],
+            "seeds": len(best_seeds),
+            "accepted": bool(kept),
+            "verdict": (verdicts.get(best["candidate_id"]) or {}).get("verdict"),
+        },
+        "vs_baseline": (
+            {**_versus(best_seeds, baseline_seeds), "seeds": len(baseline_seeds)}
+            if baseline_seeds
+            else None
+        ),
+        "vs_random": {
+            **_versus(best_seeds, samples if len(samples) >= 2 else []),
+            "mean": _mean(samples) if samples else None,
+            "samples": len(samples),
+            "wanted": ctx.settings.search.random_samples,
+            "ready": len(samples) >= 2,
+        },
+        "scale": scaled,
     }
-    baseline_seeds = seeds.get(baseline["candidate_id"], []) if baseline else []
-    if best_seeds and baseline_seeds:
-        result["vs_baseline"] = asdict(difference(best_seeds, baseline_seeds))
-    random_scores = ctx.memory.random_sample_scores(fp)
-    if best_seeds and random_scores:
-        diff = difference(best_seeds, random_scores)
-        result["vs_random"] = {**asdict(diff), "random_samples": len(random_scores),
-                               "random_mean": _mean(random_scores)}  # fmt: skip
+    result["sentence"] = conclusion(result)
     return result
+
+
+def _versus(best: list[float], other: list[float]) -> dict[str, Any]:
+    """mean(best) - mean(other) (`diff`) with its 95% Welch interval (`lo`, `hi`), which
+    needs two values on each side: None where it cannot be had, never an infinite bound."""
+    if not best or not other:
+        return {"diff": None, "lo": None, "hi": None, "mean": _mean(other) if other else None}
+    d = difference(best, other)
+    bounded = math.isfinite(d.low) and math.isfinite(d.high)
+    return {
+        "diff": d.estimate,
+        "lo": d.low if bounded else None,
+        "hi": d.high if bounded else None,
+        "mean": _mean(other),
+    }
+
+
+def _against(d: dict[str, Any] | None, what: str, size: str = "") -> str:
+    """One comparison in words, after "is": "+0.0210 over the baseline (95% CI +0.0120 to
+    +0.0300)"."""
+    if d is None or d["diff"] is None:
+        return f"not compared with {what} (no scores to compare)"
+    amount = f"{d['diff']:+.4f} over" if d["diff"] >= 0 else f"{-d['diff']:.4f} below"
+    if d["lo"] is None:
+        interval = "one seed: no interval"
+    else:
+        interval = f"95% CI {d['lo']:+.4f} to {d['hi']:+.4f}"
+    return f"{amount} {what} ({interval}{', ' + size if size else ''})"
+
+
+def conclusion(s: dict[str, Any]) -> str:
+    """The run's summary (`summary`) as the sentence a run ends with: "found: ..." when a
+    candidate was accepted, "nothing found: ..." otherwise."""
+    best, rand = s["best"], s["vs_random"]
+    if best is None:
+        return "nothing found: no candidate besides the baseline trained"
+    sampled = best["origin"] == "random"
+    what = f"{best['candidate_id']}{' (a random sample)' if sampled else ''}"
+    comparisons = f"is {_against(s['vs_baseline'], 'the baseline')}"
+    if rand["ready"]:
+        size = f"{rand['samples']} {'other ' if sampled else ''}samples"
+        if not sampled and rand["samples"] < rand["wanted"]:  # a short run's yardstick
+            size = f"{rand['samples']} of {rand['wanted']} samples"
+        comparisons += f" and {_against(rand, 'random sampling', size)}"
+    elif rand["wanted"] < 2:
+        comparisons += f"; no yardstick: random_samples is {rand['wanted']} (an interval needs 2)"
+    else:
+        plural = "" if rand["samples"] == 1 else "s"
+        have = f"{rand['samples']} {'other ' if sampled else ''}sample{plural}"
+        comparisons += (
+            f"; random sampling is not ready as a yardstick ({have} of the {rand['wanted']} "
+            "wanted; an interval needs 2)"
+        )
+    if s["improved"]:
+        audit = best["verdict"] == "audit"
+        flag = "; flagged for audit: check for leakage or a broken metric" if audit else ""
+        return f"found: candidate {what} {comparisons}{flag}"
+    seeds = f"{best['seeds']} seed{'s' if best['seeds'] != 1 else ''}"
+    return (
+        "nothing found: no candidate beat the baseline on confirmed seeds; the best, "
+        f"{what}, scored {best['score']:.4f} on {seeds} and {comparisons}"
+    )
