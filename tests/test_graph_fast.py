@@ -181,7 +181,7 @@ def test_design_mode_repairs_a_failing_candidate_at_most_max_repairs_times(
         settings = load_settings(
             flags={
                 "home": str(tmp_path / "home"),
-                "run": {"trials": 4, "mode": "design", "max_repairs": 2},
+                "run": {"trials": 4, "mode": "design", "max_repairs": 2, "lanes": 1},
                 "roles": {"planner": "llm:default", "coder": "llm:default"},
                 "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
                 "tasks": {"mqar": TINY_MQAR},
