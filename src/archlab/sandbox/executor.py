@@ -56,6 +56,8 @@ class TrialRequest:
     #: forward timings at the task's complexity lengths, if wanted
     complexity: bool = False
     gpus: int = 0
+    #: the trained weights back in the report (from a Ray worker too: as bytes in it)
+    weights: bool = False
 
 
 class Executor(Protocol):
@@ -102,7 +104,7 @@ def execute(
         launcher=launcher, trial_dir=trial_dir, task=task, data=data, source=request.source,
         stage=request.stage, seed=request.seed, threads=request.threads,
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
-        complexity=request.complexity, gpus=gpus,
+        complexity=request.complexity, gpus=gpus, weights=request.weights,
     )  # fmt: skip
 
 
