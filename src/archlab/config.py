@@ -118,6 +118,11 @@ class LadderSettings(_Section):
         default=1, ge=0, description="best candidates trained at the scale stage; 0 skips it"
     )
     causality_pairs: int = Field(default=8, ge=1, description="probe pairs per candidate")
+    keep_weights: bool = Field(
+        default=True,
+        description="keep the trained weights (proxy seed) of each candidate promoted to the "
+        "confirm stage, as safetensors under HOME/weights (archlab export writes them out)",
+    )
 
 
 class RoleSettings(_Section):
