@@ -242,6 +242,8 @@ def test_weights_are_kept_beside_the_memory(memory: Memory, tmp_path: Path) -> N
         weights.stored_bytes(memory, {**stored, "path": "../elsewhere/a.safetensors"})
     with pytest.raises(ArchlabError, match="cannot name a weights file"):
         weights.stash(memory, "../a", b"x")
+    weights.discard(memory, "../a")  # nothing waits under such an id
+    assert weights.keep(memory, "../a", **kept) is None
 
 
 def test_planning_reads(memory: Memory) -> None:

@@ -58,7 +58,8 @@ def stash(memory: Memory, candidate_id: str, data: bytes) -> None:
 
 def discard(memory: Memory, candidate_id: str) -> None:
     """Drop the weights a candidate holds in waiting, if any (kept ones stay)."""
-    _pending(memory, candidate_id).unlink(missing_ok=True)
+    if _ID.fullmatch(candidate_id):  # an id that names no file has nothing waiting
+        _pending(memory, candidate_id).unlink(missing_ok=True)
 
 
 def keep(
@@ -66,6 +67,8 @@ def keep(
 ) -> dict[str, Any] | None:
     """Keep the candidate's waiting weights and record them; the row, or None when no
     weights came back. Again after a crash: the file already moved is recorded."""
+    if not _ID.fullmatch(candidate_id):  # nothing can have been stashed under it
+        return None
     pending = _pending(memory, candidate_id)
     final = _home(memory) / relative_path(candidate_id)
     if pending.exists():
