@@ -24,6 +24,7 @@ from archlab.memory.store import Memory
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import TrialRequest, rebuild_task
 from archlab.sandbox.trial import TrialReport, run_trial
+from archlab.sandbox.weights import serialize
 from archlab.tasks.base import TokenTask
 from archlab.tasks.mqar import IGNORE_INDEX
 from archlab.ui.server import UIServer
@@ -189,6 +190,8 @@ class Scripted:
 
     score: float = 0.5
     failure: Literal["crash", "nan", "timeout"] | None = None
+    #: why the weights a trial was asked for did not come back; None: they did
+    weights_error: str | None = None
 
 
 #: failed trials as the sandbox reports them: (exit reason, message)
@@ -197,6 +200,8 @@ _FAILURES = {
     "nan": ("ok", "the training loss became nan at step 1"),
     "timeout": ("timeout", "the trial ran past its time limit and was killed"),
 }
+#: the weights FakeExecutor sends back when asked: one float32 tensor, as safetensors
+FAKE_WEIGHTS = serialize([("w", "F32", [2], np.array([1.5, -2.0], dtype="<f4").tobytes())])
 
 
 class FakeExecutor:
@@ -262,10 +267,13 @@ class FakeExecutor:
                     status="stopped", message=reason, checkpoints=checkpoints[:seen],
                     exit_reason="stopped", isolation="none",
                 )  # fmt: skip
+        weights = request.weights and answer.weights_error is None
         return TrialReport(
             status="ok", n_params=10_000, isolation="none",
             loss_curve=[{"step": budget.steps, "loss": 1.0}],
             checkpoints=checkpoints, probe=probe,
+            weights=FAKE_WEIGHTS if weights else None,
+            weights_error=answer.weights_error if request.weights else None,
         )  # fmt: skip
 
     def answer(self, n: int, request: TrialRequest) -> Scripted:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import hashlib
 import re
 from datetime import UTC
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 import archlab
 from archlab.errors import ArchlabError
-from archlab.memory import queries, reviews
+from archlab.memory import queries, reviews, weights
 from archlab.memory.store import MEMORY_FILE, Memory, now
 
 
@@ -214,6 +215,44 @@ def test_reviews_and_notes(memory: Memory) -> None:
     assert reviews.notes(memory, "run-1") == ["prefer recurrence", "go deeper"]
     with pytest.raises(ArchlabError, match="needs some text"):
         reviews.add_note(memory, "run-1", "  ")
+
+
+def test_weights_are_kept_beside_the_memory(memory: Memory, tmp_path: Path) -> None:
+    spec = {"vocab_size": 8, "seq_len": 4}
+    kept = dict(run_id="run-1", trial_id="a-proxy-s0", spec=spec)
+    assert weights.keep(memory, "a", **kept) is None  # nothing came back: nothing to keep
+    weights.stash(memory, "a", b"first")
+    weights.stash(memory, "a", b"tensors")  # a re-run's trial replaces the earlier
+    row = weights.keep(memory, "a", **kept)
+    assert row is not None and (tmp_path / "weights" / "a.safetensors").read_bytes() == b"tensors"
+    assert not (tmp_path / "weights" / "pending" / "a.safetensors").exists()
+    again = weights.keep(memory, "a", **kept)  # a node re-run after a crash: the same row
+    assert again is not None and {**again, "created_at": None} == {**row, "created_at": None}
+    stored = weights.weights_of(memory, "a")
+    assert stored is not None and (stored["path"], stored["bytes"], stored["spec"]) == (
+        "weights/a.safetensors", 7, spec,
+    )  # fmt: skip
+    assert stored["sha256"] == hashlib.sha256(b"tensors").hexdigest()
+    assert weights.stored_bytes(memory, stored) == b"tensors"
+    assert set(weights.run_weights(memory, "run-1")) == {"a"}
+    assert weights.weights_of(memory, "b") is None
+    weights.stash(memory, "b", b"unpromoted")
+    weights.discard(memory, "b")
+    weights.discard(memory, "a")  # kept ones stay
+    assert weights.keep(memory, "b", **kept) is None and weights.stored_bytes(memory, stored)
+    (tmp_path / "weights" / "a.safetensors").write_bytes(b"tensorz")
+    with pytest.raises(ArchlabError, match="not the one the memory recorded"):
+        weights.stored_bytes(memory, stored)
+    (tmp_path / "weights" / "a.safetensors").unlink()
+    (tmp_path / "weights" / "a.safetensors").symlink_to(tmp_path / MEMORY_FILE)
+    with pytest.raises(ArchlabError, match="cannot be read"):
+        weights.stored_bytes(memory, stored)
+    with pytest.raises(ArchlabError, match="outside"):
+        weights.stored_bytes(memory, {**stored, "path": "../elsewhere/a.safetensors"})
+    with pytest.raises(ArchlabError, match="cannot name a weights file"):
+        weights.stash(memory, "../a", b"x")
+    weights.discard(memory, "../a")  # nothing waits under such an id
+    assert weights.keep(memory, "../a", **kept) is None
 
 
 def test_planning_reads(memory: Memory) -> None:

@@ -113,6 +113,15 @@ def test_a_discovery_on_ray_records_trials_as_the_local_executor_does(
         }
     assert {r["isolation"] for r in local_rows} == {make_launcher("basic", 0).level}
     assert {r["isolation"] for r in ray_rows} == {"basic"}  # the worker's level
+    # the confirmed baseline's weights came back from the worker in its report: the same
+    # training gives the same bytes, kept beside each memory
+    query = "SELECT candidate_id, bytes, sha256 FROM weights"
+    local_kept, ray_kept = (
+        as_json(archlab(lab, "sql", query, "--json")) for lab in (local, remote)
+    )
+    assert len(ray_kept) == 1 and ray_kept[0]["bytes"] > 0
+    assert ray_kept[0]["sha256"] == local_kept[0]["sha256"]
+    assert (remote / "home" / "weights" / f"{ray_kept[0]['candidate_id']}.safetensors").is_file()
 
 
 def test_an_unreachable_ray_address_is_one_clear_line(tmp_path: Path) -> None:

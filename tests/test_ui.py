@@ -6,6 +6,7 @@ while the UI is polled."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -19,12 +20,12 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from archlab.memory import leases
+from archlab.memory import leases, weights
 from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory, now
 from archlab.report.plots import params_plot, score_plot
 from archlab.ui.views import _trace, candidate_href
-from support import HOSTILE, serving, start
+from support import FAKE_WEIGHTS, HOSTILE, serving, start
 
 RUN = "20260101-000000-beef"
 BASE = "aaaa0000base"
@@ -119,6 +120,36 @@ def test_pages_escape_what_the_memory_holds(hostile_memory: Memory) -> None:
     assert f"{len(LONG_PROMPT):,} characters" in child
     assert "$0.25000" in child and "300 in, 50 out" in child and "retry 1" in child
     assert "+# &lt;script&gt;" in child  # the diff to its parent
+
+
+def test_a_candidate_with_kept_weights_links_them_and_the_export_command(
+    hostile_memory: Memory,
+) -> None:
+    weights.stash(hostile_memory, BASE, FAKE_WEIGHTS)
+    weights.keep(hostile_memory, BASE, run_id=RUN, trial_id="t1", spec={"vocab_size": 8})
+    with serving(hostile_memory) as url:
+        page = ok(f"{url}/candidates/{BASE}")
+        child = ok(f"{url}/candidates/{CHILD}")
+        with urllib.request.urlopen(f"{url}/weights/{BASE}.safetensors", timeout=60) as got:
+            status, body, headers = got.status, got.read(), dict(got.headers)
+        answers = [
+            get(f"{url}/weights/{name}")[0]
+            for name in (f"{CHILD}.safetensors", BASE, "..%2Fmemory.duckdb", "%2E%2E")
+        ]
+        kept = hostile_memory.path.parent / "weights" / f"{BASE}.safetensors"
+        kept.write_bytes(b"changed behind the memory's back")
+        tampered = get(f"{url}/weights/{BASE}.safetensors")
+    assert f'href="/weights/{BASE}.safetensors" download' in page
+    assert (
+        f"archlab export {BASE} -o {BASE}" in page
+        and hashlib.sha256(FAKE_WEIGHTS).hexdigest() in page
+    )
+    assert "No weights kept" in child and "/weights/" not in child
+    assert status == 200 and body == FAKE_WEIGHTS
+    assert headers["Content-Type"] == "application/octet-stream"
+    assert headers["Content-Disposition"] == f'attachment; filename="{BASE}.safetensors"'
+    assert answers == [404, 404, 404, 404]
+    assert tampered[0] == 503 and "not the one the memory recorded" in tampered[1]
 
 
 def test_run_page_shows_budgets_against_the_config(hostile_memory: Memory) -> None:
@@ -235,6 +266,8 @@ def test_pages_of_a_real_run(real_run: tuple[Memory, str]) -> None:
         assert "<script>alert" not in page and "<script" not in page
         assert "Verification ladder" in page and "smoke" in page and "proxy" in page
         assert page.count("<svg") >= 2  # training loss and held-out accuracy
+        if c["origin"] == "baseline":  # always confirmed: its trained weights are kept
+            assert f'href="/weights/{cid}.safetensors" download' in page
         if c["origin"] != "baseline":
             assert "gated recurrence at width" in page and "&lt;script&gt;alert" in page
             # the planner's call, with its prompt, answer and reasoning, in the agent trace

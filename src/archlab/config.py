@@ -147,6 +147,11 @@ class LadderSettings(_Section):
         description="stop a proposal's proxy trial once its held-out curve cannot reach the "
         "score it must beat, learning twice as fast as any curve of the task so far",
     )
+    keep_weights: bool = Field(
+        default=True,
+        description="keep the trained weights (proxy seed) of each candidate promoted to the "
+        "confirm stage, as safetensors under HOME/weights (archlab export writes them out)",
+    )
 
 
 class RoleSettings(_Section):

@@ -99,15 +99,32 @@ def lineage(run_id: Annotated[str, typer.Argument(help="run id or a unique prefi
 @app.command()
 def export(
     candidate: Annotated[str, typer.Argument(help="candidate id or unique prefix")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="module to write")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            help="directory for the module, its trained weights and load.py "
+            "(a path ending in .py: the module alone)",
+        ),
+    ],
+    force: Annotated[
+        bool, typer.Option("--force", help="overwrite the export's files in a non-empty DIR")
+    ] = False,
 ) -> None:
-    """Write a candidate as a standalone module that needs only torch."""
+    """Write a candidate as a module that needs only torch, with its trained weights."""
     from archlab.report import standalone
+    from archlab.report.bundle import BUNDLE_FILES, export_bundle
 
     memory = existing_memory(cli_settings())
-    row = memory.get_candidate(candidate)
-    output.write_text(standalone(row, memory.get_run(row["run_id"])))
-    progress.print(f"wrote {output}", highlight=False)
+    if output.suffix == ".py":
+        row = memory.get_candidate(candidate)
+        output.write_text(standalone(row, memory.get_run(row["run_id"])))
+        progress.print(f"wrote {output}", highlight=False)
+        return
+    cid = export_bundle(memory, candidate, output, force)
+    progress.print(f"wrote {', '.join(BUNDLE_FILES)} of {cid} to {output}", highlight=False)
+    progress.print(f"try it: python {output / 'load.py'}", highlight=False)
 
 
 @app.command()

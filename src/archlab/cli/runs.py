@@ -196,9 +196,20 @@ def runs(
     out.print(table)
 
 
+def _weights(memory: Memory, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where a candidate's kept weights lie (`path` relative to the home, `file` absolute)."""
+    if record is None:
+        return None
+    keys = ("path", "bytes", "sha256", "trial_id")
+    return {**{k: record[k] for k in keys}, "file": str(memory.path.parent / record["path"])}
+
+
 def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
+    from archlab.memory.weights import run_weights
+
     run_row = memory.get_run(run_id)
     verdicts = memory.verdicts(run_row["run_id"])
+    kept = run_weights(memory, run_row["run_id"])
     candidates = [
         {
             "id": c["candidate_id"],
@@ -217,6 +228,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "scale_score": c["scale_score"],
             "audit": c["audit"],
             "verdict": verdicts.get(c["candidate_id"], {}).get("verdict"),
+            "weights": _weights(memory, kept.get(c["candidate_id"])),
         }
         for c in memory.candidates(run_row["run_id"])
     ]

@@ -13,6 +13,7 @@ import duckdb
 _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "curve", "loss_curve"}
 _JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
 _JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
+_JSON_COLUMNS |= {"spec"}  # weights
 
 
 def encoded(row: dict[str, Any]) -> dict[str, Any]:

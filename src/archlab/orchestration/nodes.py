@@ -158,6 +158,7 @@ def critique(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
         why = ladder.worth_confirming(lab, candidate, score, ref)
         if why is not None:
             lab.report.promoted(_lane(state), why)
+            trainer.keep_weights(lab, candidate["candidate_id"])  # what it learnt, if asked
             return {"verdict": {"verdict": "promote", "reason": why}, "stage": "confirm"}
     decision = ladder.decide(lab, candidate, outcome, ref)
     return {"verdict": critic.critique(lab, candidate, outcome, decision), "stage": "proxy"}
@@ -188,6 +189,7 @@ def record(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     if lab.settings.run.lanes > 1:
         lab.memory.flush()
     lab.inflight.discard(candidate["candidate_id"])
+    trainer.drop_weights(lab, candidate["candidate_id"])  # not promoted: none are kept
     line = outcome_line(outcome, verdict)
     lab.report.note(_lane(state), line)
     # the repair's slot is claimed here, in a node, so that a re-run claims it again

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import difflib
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -13,6 +14,7 @@ from rich.tree import Tree
 
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
+from archlab.memory.weights import run_weights
 from archlab.records import plan_title
 from archlab.report.plots import score_plot
 
@@ -111,16 +113,27 @@ def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
     return env
 
 
+def _weights_link(home: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A kept weights file as the report links it: the report may be read anywhere on
+    this machine, so the link is the file's absolute address."""
+    if record is None:
+        return None
+    path = home / record["path"]
+    return {**record, "file": str(path), "url": path.absolute().as_uri()}
+
+
 def html_report(memory: Memory, run_id: str) -> str:
-    with memory.connect():  # one open of the file for the four reads
+    with memory.connect():  # one open of the file for the five reads
         run = memory.get_run(run_id)
         leaderboard = memory.candidates(run["run_id"])
         checks, verdicts = memory.run_checks(run["run_id"]), memory.verdicts(run["run_id"])
+        kept = run_weights(memory, run["run_id"])
     by_time = [
         {
             **c,
             "checks": checks.get(c["candidate_id"], []),
             "verdict": verdicts.get(c["candidate_id"]),
+            "weights": _weights_link(memory.path.parent, kept.get(c["candidate_id"])),
         }
         for c in sorted(leaderboard, key=lambda c: c["created_at"])
     ]

@@ -1,13 +1,16 @@
 """The trainer: runs a candidate's trials through the sandbox, scores them on the trusted
-side, and records every trial in memory."""
+side, and records every trial in memory. A proxy trial's trained weights wait beside the
+memory until the ladder decides whether the candidate keeps them (memory.weights)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from archlab.eval.fitness import Fitness
 from archlab.eval.stopping import EarlyStop
 from archlab.eval.verify import CausalityProbe, causality_check, complexity_check
+from archlab.memory import weights as kept_weights
 from archlab.records import Outcome
 from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import TrialRequest
@@ -64,6 +67,7 @@ def run_stage(
         complexity=complexity,
         gpus=settings.executor.gpus_per_trial,
         stop=stop,
+        weights=stage == "proxy" and settings.ladder.keep_weights,
     )
     stopped = f"trial {trial_id} stopped with the run; it runs again on resume"
     if ctx.cancel.is_set():
@@ -78,6 +82,7 @@ def run_stage(
         check = complexity_check(report.complexity, ctx.task.max_time_exponent)
         outcome["complexity"] = {**asdict(check), "points": report.complexity}
     fitness = fitness_of(ctx)
+    weights_note = _stash_weights(ctx, candidate_id, report) if request.weights else None
     ctx.memory.save_trial(
         trial_id=trial_id,
         candidate_id=candidate_id,
@@ -87,7 +92,7 @@ def run_stage(
         budget=asdict(budget),
         status=report.status,
         error_class=outcome["error_class"],
-        message=outcome["message"],
+        message=outcome["message"] or weights_note,
         exit_reason=report.exit_reason,
         wall_time_s=report.wall_time_s,
         cpu_time_s=report.cpu_time_s,
@@ -103,7 +108,37 @@ def run_stage(
     return outcome
 
 
+def _stash_weights(ctx: RunContext, candidate_id: str, report: TrialReport) -> str | None:
+    """Hold the weights a trial sent back until the ladder decides; why not, for a trial
+    that scored without them (its outcome stands)."""
+    if report.status == "ok" and report.weights is not None:
+        kept_weights.stash(ctx.memory, candidate_id, report.weights)
+        return None
+    kept_weights.discard(ctx.memory, candidate_id)  # an earlier attempt's, if any
+    if report.status != "ok":
+        return None
+    return f"weights not kept: {report.weights_error or 'none came back'}"
+
+
+def keep_weights(ctx: RunContext, candidate_id: str) -> dict[str, Any] | None:
+    """Keep the weights of the candidate's proxy trial (it reached the confirm stage);
+    their record, or None where none came back."""
+    return kept_weights.keep(
+        ctx.memory,
+        candidate_id,
+        run_id=ctx.run_id,
+        trial_id=trial_id_for(candidate_id, "proxy", ctx.settings.run.proxy_seed),
+        spec=ctx.task.spec,
+    )
+
+
+def drop_weights(ctx: RunContext, candidate_id: str) -> None:
+    """Drop the candidate's waiting weights: it was not promoted (kept ones stay)."""
+    kept_weights.discard(ctx.memory, candidate_id)
+
+
 def _outcome(ctx: RunContext, report: TrialReport, stop: EarlyStop | None) -> Outcome:
+
     outcome: Outcome = {
         "status": "ok",
         "error_class": None,

@@ -59,6 +59,8 @@ class TrialRequest:
     #: ends the trial once its checkpoints so far say it cannot catch up (runs where the
     #: trial is supervised: on a Ray worker, it travels there)
     stop: StopRule | None = None
+    #: the trained weights back in the report (from a Ray worker too: as bytes in it)
+    weights: bool = False
 
 
 class Executor(Protocol):
@@ -106,6 +108,7 @@ def execute(
         stage=request.stage, seed=request.seed, threads=request.threads,
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
         complexity=request.complexity, gpus=gpus, stop=request.stop,
+        weights=request.weights,
     )  # fmt: skip
 
 

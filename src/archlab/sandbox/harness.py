@@ -4,7 +4,8 @@ Run as `python -I -m archlab.sandbox.harness`, started ahead of its trial: it lo
 prints the ready line, and waits for a line on stdin naming its working directory (at EOF
 it exits: no trial came). There it reads trial.json, data.npz (training pairs and held-out
 inputs only) and candidate.py, trains with the task's fixed recipe, and writes result.json
-holding the model's outputs on the held-out inputs. Nothing it writes is trusted: the orchestrator
+holding the model's outputs on the held-out inputs (and, when the trial asks, the trained
+weights as weights.safetensors). Nothing it writes is trusted: the orchestrator
 validates it and computes every metric itself. It shares a process with the candidate, so
 it reports failures as error classes the coder can act on.
 """
@@ -12,6 +13,7 @@ it reports failures as error classes the coder can act on.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import json
 import math
@@ -24,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any
 
 RESULT_FILE = "result.json"
+#: the trained weights, when the trial asks for them: safetensors, never a pickle
+WEIGHTS_FILE = "weights.safetensors"
 #: what the trusted side lays out for a trial, and nothing else
 INPUT_FILES = ("trial.json", "candidate.py", "data.npz")
 #: printed once torch is loaded; the launcher keeps it out of the log
@@ -301,7 +305,28 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
             raise
         except Exception as e:
             raise CandidateError("runtime", f"timing longer sequences raised {_describe(e)}") from e
+    if trial.get("weights"):
+        note = _save_weights(model)
+        if note:
+            result["weights_error"] = note
     return result
+
+
+def _save_weights(model: Any) -> str | None:
+    """Write the trained weights as safetensors (tied tensors once); None, or why not. A
+    failure here costs the trial nothing: its outputs are already computed."""
+    from safetensors.torch import save_model
+
+    tmp = WEIGHTS_FILE + ".tmp"
+    try:
+        save_model(model.cpu(), tmp)
+        os.chmod(tmp, 0o644)  # safetensors makes it 0600; the strict level copies it out
+        os.replace(tmp, WEIGHTS_FILE)
+    except Exception as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return f"saving the weights raised {_describe(e)}"[:500]
+    return None
 
 
 def _write_result(result: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from functools import cache
 from pathlib import Path
 
 from archlab.sandbox.cgroups import CgroupUnavailable, TrialCgroup, hierarchy
-from archlab.sandbox.harness import INPUT_FILES, RESULT_FILE
+from archlab.sandbox.harness import INPUT_FILES, RESULT_FILE, WEIGHTS_FILE
 from archlab.sandbox.prewarm import HarnessStarts, Started, harness_argv, start_key
 from archlab.sandbox.process import (
     Outcome,
@@ -128,7 +128,7 @@ class StrictLauncher(HarnessStarts):
     def __init__(
         self,
         log_tail_bytes: int = 4000,
-        outputs: tuple[str, ...] = (RESULT_FILE,),
+        outputs: tuple[str, ...] = (RESULT_FILE, WEIGHTS_FILE),
         prewarm: bool = False,
     ):
         super().__init__(prewarm)

@@ -1,5 +1,6 @@
 """One trial, seen from the trusted side: lay out the trial directory, launch the harness,
-and read back only a size-capped, validated JSON result. Nothing is imported from, or
+and read back only a size-capped, validated JSON result (and, when asked, the trained
+weights as checked safetensors: sandbox.weights). Nothing is imported from, or
 unpickled out of, the trial directory."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from archlab.sandbox.harness import RESULT_FILE
 from archlab.sandbox.protocol import Launcher, Limits
+from archlab.sandbox.weights import WEIGHTS_FILE, WeightsError, read_weights, weights_cap
 from archlab.tasks.base import Budget, TokenData, TokenTask
 
 MAX_RESULT_BYTES = 64 * 2**20
@@ -44,6 +46,10 @@ class TrialReport:
     log_tail: str = ""
     #: the sandbox level it ran under (on Ray, the worker's)
     isolation: str = ""
+    #: the trained weights, if asked for: safetensors, checked and rewritten on this side
+    weights: bytes | None = None
+    #: why weights that were asked for did not come back (the trial's outcome stands)
+    weights_error: str | None = None
 
 
 class ResultError(ValueError):
@@ -59,13 +65,16 @@ def read_result(trial_dir: Path) -> dict[str, Any]:
         raise ResultError("the trial wrote no result") from None
     except OSError as e:
         raise ResultError(f"the result file cannot be opened safely: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
+    try:  # a plain fd: os.fdopen refuses a directory with an error of its own
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ResultError("the result is not a regular file")
         if info.st_size > MAX_RESULT_BYTES:
             raise ResultError(f"the result file is {info.st_size} bytes, over the cap")
-        raw = f.read(MAX_RESULT_BYTES + 1)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_RESULT_BYTES + 1)
+    finally:
+        os.close(fd)
     try:
         result = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -135,6 +144,7 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
         if expected.probe_shape
         else None
     )
+    note = result.get("weights_error")
     return TrialReport(
         status="ok",
         n_params=n_params,
@@ -142,6 +152,7 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
         checkpoints=checkpoints,
         probe=probe,
         complexity=complexity,
+        weights_error=str(note)[:500] if note is not None else None,
     )
 
 
@@ -198,6 +209,7 @@ def run_trial(
     complexity: bool = False,
     gpus: tuple[int, ...] = (),
     stop: StopRule | None = None,
+    weights: bool = False,
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
@@ -205,7 +217,8 @@ def run_trial(
     `complexity` asks for forward timings at the task's complexity lengths; `gpus` are the
     device numbers the trial trains on (none: the CPU). `stop` sees each checkpoint's
     outputs as the trial runs and may end it: the report is then `stopped`, with the
-    checkpoints so far."""
+    checkpoints so far; `weights` asks for the trained weights
+    (`TrialReport.weights`, or why not in `weights_error`)."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -238,6 +251,7 @@ def run_trial(
         "max_params": task.max_params,
         "complexity_lengths": list(lengths) if lengths else None,
         "stream": stop is not None and bool(budget.eval_every),
+        "weights": weights,
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
     limits = Limits(
@@ -265,8 +279,26 @@ def run_trial(
     report.peak_rss_mb = execution.peak_rss_mb
     report.log_tail = execution.log_tail
     report.isolation = launcher.level
-    (trial_dir / RESULT_FILE).unlink(missing_ok=True)
+    _remove(trial_dir / RESULT_FILE)
+    if weights and report.status == "ok" and report.weights_error is None:
+        try:
+            report.weights = read_weights(trial_dir, weights_cap(task.max_params))
+        except WeightsError as e:
+            report.weights_error = str(e)
+    if not weights or report.status != "ok":
+        report.weights_error = None  # only a trial that scored and was asked has a say
+    _remove(trial_dir / WEIGHTS_FILE)  # kept, if at all, beside the memory
     return report
+
+
+def _remove(path: Path) -> None:
+    """Remove whatever is at `path` (a file, a link, a FIFO, a directory), following nothing."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _without_heldout(data: TokenData) -> TokenData:

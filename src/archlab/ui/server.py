@@ -63,7 +63,11 @@ class UIServer(ThreadingHTTPServer):
     ) -> None:
         self.memory, self.host, self.log = memory, host, log
         self.pages = templates(jinja2.PackageLoader("archlab.ui", "templates"))
-        self.pages.globals.update(run_href=views.run_href, candidate_href=views.candidate_href)
+        self.pages.globals.update(
+            run_href=views.run_href,
+            candidate_href=views.candidate_href,
+            weights_href=views.weights_href,
+        )
         self.script = resources.files("archlab.ui").joinpath("live.js").read_bytes()
         super().__init__((host, port), _Handler)
 
@@ -83,9 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.log:
             super().log_message(format, *args)
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Security-Policy", _CSP)
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -115,6 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/live.js":
             self._send(200, self.server.script, "text/javascript; charset=utf-8")
             return
+        if path.startswith("/weights/"):
+            self._weights(path.removeprefix("/weights/"))
+            return
         route = _route(path)
         if route is None:
             self._page(404, "error.html.j2", title="Not found", message=f"no page at {path}")
@@ -138,6 +149,19 @@ class _Handler(BaseHTTPRequestHandler):
             message = "see the server's log"
             status, body = 500, self._html("error.html.j2", title="Error", message=message)
         self._send(status, body, content_type)
+
+    def _weights(self, name: str) -> None:
+        """A candidate's kept weights, as a download."""
+        try:
+            filename, body = views.weights_file(self.server.memory, name)
+        except views.NotFound as e:
+            self._page(404, "error.html.j2", title="Not found", message=str(e))
+            return
+        except ArchlabError as e:  # locked memory, or a file that is not what was recorded
+            self._page(503, "error.html.j2", title="Weights unavailable", message=str(e))
+            return
+        disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+        self._send(200, body, "application/octet-stream", disposition)
 
 
 def serve(memory: Memory, host: str, port: int, console: Console) -> None:

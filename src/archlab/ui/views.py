@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from archlab.errors import ArchlabError
+from archlab.memory import weights as kept_weights
 from archlab.memory.spans import spans_of
 from archlab.memory.store import Memory, now
 from archlab.report import code_diff, family
@@ -22,6 +23,10 @@ def run_href(run_id: str) -> str:
 
 def candidate_href(candidate_id: str) -> str:
     return f"/candidates/{candidate_id}"
+
+
+def weights_href(candidate_id: str) -> str:
+    return f"/weights/{candidate_id}{kept_weights.SUFFIX}"
 
 
 def _find(lookup: Any, key: str) -> dict[str, Any]:
@@ -148,7 +153,19 @@ def candidate_page(memory: Memory, candidate_id: str) -> dict[str, Any]:
             "trials": trials,
             "curves": curve_plots(trials),
             "trace": _trace(memory, candidate["run_id"], cid),
+            "weights": kept_weights.weights_of(memory, cid),
         }
     first = parents[0] if parents and not parents[0].get("missing") else None
     page["diff"] = code_diff(first, candidate).splitlines() if first else None
     return page
+
+
+def weights_file(memory: Memory, name: str) -> tuple[str, bytes]:
+    """A candidate's kept weights to download (`CANDIDATE.safetensors`, the full id): the
+    file's name and bytes, checked against the memory's record."""
+    candidate_id = name.removesuffix(kept_weights.SUFFIX)
+    with memory.connect():
+        record = kept_weights.weights_of(memory, candidate_id) if name != candidate_id else None
+    if record is None:
+        raise NotFound(f"no weights kept for {name}")
+    return f"{candidate_id}{kept_weights.SUFFIX}", kept_weights.stored_bytes(memory, record)
