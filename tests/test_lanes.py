@@ -3,8 +3,10 @@ integrity when runs are killed at random points or run thousands of trials."""
 
 from __future__ import annotations
 
+import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -169,12 +171,17 @@ def _settings(tmp_path: Path, **run: Any) -> Any:
 @pytest.mark.slow
 def test_lanes_share_one_memory_one_budget_and_one_baseline(tmp_path: Path) -> None:
     settings = _settings(tmp_path, trials=6, lanes=3)
-    run_id = discover(settings, Console(quiet=True))
+    piped = io.StringIO()
+    run_id = discover(settings, Console(file=piped, width=100))
 
     memory = open_memory(settings.home_dir)
     assert memory.get_run(run_id)["status"] == "finished"
     candidates = sorted(memory.candidates(run_id), key=lambda c: c["created_at"])
     assert len(candidates) == 6  # the budget holds across lanes
+    # a progress line as each is recorded, naming what the other lanes train meanwhile
+    progress = [ln for ln in piped.getvalue().splitlines() if ln.startswith("progress: ")]
+    assert len(progress) == 6 and all(" of 6 · " in ln and "best" in ln for ln in progress)
+    assert any(re.search(r" · (training|verifying|\d in flight)", ln) for ln in progress)
     assert candidates[0]["origin"] == "baseline"
     baseline_done = memory.verdict(candidates[0]["candidate_id"])["created_at"]
     assert all(c["created_at"] > baseline_done for c in candidates[1:])  # lanes wait for it
@@ -221,6 +228,9 @@ def test_review_pauses_training_until_approved_or_rejected_and_steer_shapes_plan
 
         ((baseline, run_id),) = _wait_for("the baseline's review", waiting, proc)
         assert not _query(home, "SELECT * FROM trials WHERE stage = 'proxy'")  # it waits
+        # and says so to readers of the memory (the web UI), as the stage in flight
+        flight = "SELECT candidate_id, stage FROM in_flight WHERE run_id = ?"
+        assert _query(home, flight, [run_id]) == [(baseline, "review")]
         archlab(lab_dir, "steer", run_id, "avoid softmax attention; try gated recurrence")
         assert archlab(lab_dir, "approve", run_id).stdout.strip() == f"approved {baseline}"
 

@@ -7,6 +7,7 @@ import ast
 import gc
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 import archlab
 from archlab.errors import ArchlabError
-from archlab.memory import queries, reviews, weights
+from archlab.memory import in_flight, queries, reviews, weights
 from archlab.memory.store import MEMORY_FILE, Memory, now
 
 
@@ -253,6 +254,40 @@ def test_weights_are_kept_beside_the_memory(memory: Memory, tmp_path: Path) -> N
         weights.stash(memory, "../a", b"x")
     weights.discard(memory, "../a")  # nothing waits under such an id
     assert weights.keep(memory, "../a", **kept) is None
+
+
+def test_stages_in_flight_commit_at_once_apart_from_the_batch_around_them(
+    memory: Memory,
+) -> None:
+    def seen() -> tuple[list[tuple[Any, ...]], bool]:
+        """What another thread (as another process) sees: the stages, the held candidate."""
+        with ThreadPoolExecutor(1) as other:
+            rows = other.submit(in_flight.of_run, memory, "run-1").result()
+            held = other.submit(memory.candidate_exists, "held").result()
+        return [(r["lane"], r["candidate_id"], r["stage"]) for r in rows], held
+
+    with memory.batch():  # a graph node's writes
+        _candidate(memory, "held", status="pending")
+        marker = in_flight.mark(memory, "run-1", 1, "held", "proxy")
+        assert seen() == ([(1, "held", "proxy")], False)
+        in_flight.clear(memory, marker)
+        assert seen() == ([(1, "held", "proxy")], False)  # cleared with the node's writes
+    assert seen() == ([], True)
+    in_flight.mark(memory, "run-1", 0, None, "scale")  # the run's conclusion
+    in_flight.mark(memory, "run-2", 0, "other", "verify")
+    assert [r["stage"] for r in in_flight.of_run(memory, "run-1")] == ["scale"]
+    in_flight.forget(memory, "run-1")
+    assert in_flight.of_run(memory, "run-1") == [] and in_flight.of_run(memory, "run-2")
+
+
+def test_the_best_of_a_run_is_its_best_scored_proposal(memory: Memory) -> None:
+    assert memory.best_of_run("run-1") is None
+    _candidate(memory, "base", origin="baseline", score=0.9)
+    _candidate(memory, "failed", status="failed", score=0.8)
+    _candidate(memory, "a", score=0.3)
+    _candidate(memory, "b", score=0.4)
+    _candidate(memory, "elsewhere", run_id="run-2", score=0.7)
+    assert memory.best_of_run("run-1") == {"candidate_id": "b", "score": 0.4}
 
 
 def test_planning_reads(memory: Memory) -> None:

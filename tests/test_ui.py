@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from markupsafe import escape
 
-from archlab.memory import leases, weights
+from archlab.memory import in_flight, leases, weights
 from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory, now
 from archlab.report.plots import params_plot, score_plot
@@ -170,6 +170,29 @@ def test_run_page_shows_budgets_against_the_config(hostile_memory: Memory) -> No
     assert page.count("<svg") == 2 and f'href="/candidates/{BASE}"' in page
 
 
+def _in_flight(page: str) -> str:
+    """The run page's paragraph on the stages in flight (empty if it has none)."""
+    return page.partition('<p id="in-flight">')[2].partition("</p>")[0]
+
+
+def test_a_live_run_page_shows_the_stages_in_flight(hostile_memory: Memory) -> None:
+    in_flight.mark(hostile_memory, RUN, 0, CHILD, "proxy")
+    in_flight.mark(hostile_memory, RUN, 0, None, "scale")
+    with serving(hostile_memory) as url:
+        state = json.loads(ok(f"{url}/api/runs/{RUN}"))
+        page = ok(f"{url}/runs/{RUN}")
+        hostile_memory.finish_run(RUN, "finished")  # a finished run has nothing in flight
+        ended = json.loads(ok(f"{url}/api/runs/{RUN}"))
+        ended_page = ok(f"{url}/runs/{RUN}")
+    stages = [(s["candidate_id"], s["stage"]) for s in state["in_flight"]]
+    assert stages == [(CHILD, "proxy"), (None, "scale")] and state["lanes"] == 1
+    assert all(0 <= s["seconds"] < 60 for s in state["in_flight"])
+    flight = _in_flight(page)
+    assert f'<a href="/candidates/{CHILD}"><code>{CHILD[:12]}</code></a>\nproxy (' in flight
+    assert "the best candidates\nscale (" in flight and "lane" not in flight
+    assert ended["in_flight"] == [] and 'id="in-flight"' not in ended_page
+
+
 def test_a_running_run_that_no_process_drives_shows_as_killed(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "home" / MEMORY_FILE)
     memory.start_run(
@@ -284,6 +307,7 @@ def test_ui_follows_a_live_run(lab_dir: Path) -> None:
     writer = start(lab_dir, "run", "--trials", "3")
     seen: list[int] = []
     live_pages = 0
+    stages: set[str] = set()  # the stages in flight the page showed
     try:
         while not (home / MEMORY_FILE).exists() and writer.poll() is None:
             time.sleep(0.2)
@@ -295,6 +319,8 @@ def test_ui_follows_a_live_run(lab_dir: Path) -> None:
                     page = ok(f"{url}/runs/{run['run_id']}")
                     if state["live"] and 'id="live"' in page:
                         live_pages += 1
+                    shown = _in_flight(page)
+                    stages |= {s["stage"] for s in state["in_flight"] if s["stage"] in shown}
                     for c in state["candidates"]:
                         ok(f"{url}/candidates/{c['candidate_id']}")
                     seen.append(state["n_candidates"])
@@ -309,6 +335,8 @@ def test_ui_follows_a_live_run(lab_dir: Path) -> None:
         _, errors = writer.communicate(timeout=60)
     assert writer.returncode == 0, errors
     assert live_pages >= 2, "the UI never showed the run live"
+    assert stages & {"verify", "proxy", "confirm"}, "the UI never showed a trial in flight"
+    assert final["in_flight"] == []
     assert seen == sorted(seen) and len(set(seen)) >= 2, seen  # progress, never going back
     assert final["status"] == "finished" and not final["live"] and final["n_candidates"] == 3
     assert 'id="live"' not in page and page.count('href="/candidates/') >= 3

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from archlab.memory import leases
+from archlab.memory import in_flight, leases
 from archlab.memory.store import MEMORY_FILE, Memory
 from support import serving
 
@@ -134,7 +134,8 @@ def test_runs_run_and_candidate_pages_in_chromium(
 
 
 def test_a_live_run_page_follows_the_run(browser: Browser, tmp_path: Path) -> None:
-    """The live page's script polls the JSON and reloads when a candidate arrives."""
+    """The live page's script polls the JSON, shows the trials in flight, and reloads
+    when a candidate arrives."""
     memory = Memory(tmp_path / "home" / MEMORY_FILE)
     run_id = "20260101-000000-live"
     memory.start_run(
@@ -153,6 +154,11 @@ def test_a_live_run_page_follows_the_run(browser: Browser, tmp_path: Path) -> No
         )  # fmt: skip
         page.locator("#candidates a").first.wait_for(timeout=15_000)  # reloaded on its own
         assert "a new idea" in page.locator("#candidates").inner_text()
+        assert "nothing now" in page.locator("#in-flight").inner_text()
+        # a trial starts: the script shows it without reloading the page
+        in_flight.mark(memory, run_id, 0, "cccc2222new", "proxy")
+        page.locator("#in-flight", has_text="cccc2222new proxy").wait_for(timeout=15_000)
+        assert page.locator("#in-flight a").get_attribute("href") == "/candidates/cccc2222new"
         memory.finish_run(run_id, "finished", "trial budget spent")
         page.locator("#status.finished").wait_for(timeout=15_000)
         assert page.locator("#live").count() == 0  # a finished run's page stays still

@@ -175,6 +175,12 @@ class Database:
         with self._file.connection(False) as con, self._file.write_lock:
             apply(con, [write])
 
+    def _write_at_once(self, write: Write) -> None:
+        """Apply `write` and commit it now, even inside a batch, whose held writes stay
+        held: what readers must see while the batch's work goes on (memory.in_flight)."""
+        with self._file.connection(False) as con, self._file.write_lock:
+            apply(con, [write])
+
     def _insert(self, table: str, row: dict[str, Any]) -> None:
         """A row that is always new: a plain INSERT costs a fraction of an upsert."""
         self._write(Insert(table, encoded(row)))

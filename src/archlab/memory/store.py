@@ -109,6 +109,15 @@ class Memory(Database):
         rows = self._query("SELECT count(*) AS n FROM candidates WHERE run_id = ?", [run_id])
         return int(rows[0]["n"])
 
+    def best_of_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's best scored candidate other than a baseline (candidate_id, score)."""
+        rows = self._query(
+            "SELECT candidate_id, score FROM candidates WHERE run_id = ? AND status = 'ok' "
+            "AND origin <> 'baseline' AND score IS NOT NULL ORDER BY score DESC LIMIT 1",
+            [run_id],
+        )
+        return rows[0] if rows else None
+
     def genome_keys(self) -> set[str | None]:
         """The genome key of every candidate of every task."""
         return {r["genome_key"] for r in self._query("SELECT genome_key FROM candidates")}

@@ -45,6 +45,15 @@ class RunBudget:
         minutes = self.settings.minutes
         return not minutes or self.elapsed() < minutes * 60
 
+    def glance(self) -> tuple[int, float | None]:
+        """For the progress line: the candidates started (saved, or claimed by a lane that
+        plans or codes one) and the seconds left of the time budget (None without one).
+        Read without the lock, which a save holds: a moment behind at worst."""
+        started = (self._saved_count or 0) + self._claimed
+        minutes = self.settings.minutes
+        left = max(minutes * 60 - self.elapsed(), 0.0) if minutes else None
+        return started, left
+
     def save_elapsed(self, every_s: float = 0.0) -> None:
         """Store the time the run has spent; with `every_s`, only if the last store is
         older than that."""

@@ -15,7 +15,6 @@ from archlab.eval.verify import ast_hash, source_hash
 from archlab.llm.brains import ReplayExhausted
 from archlab.llm.client import NoAnswer
 from archlab.orchestration.budget import SAVE_ELAPSED_S
-from archlab.orchestration.console import outcome_line
 from archlab.orchestration.lab import Lab
 from archlab.orchestration.state import LabState
 from archlab.records import Candidate, Outcome
@@ -125,7 +124,7 @@ def _save(lab: Lab, candidate: Candidate) -> None:
 
 def verify(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     lab, candidate = runtime.context, _in_flight(state)
-    with lab.report.live(candidate["candidate_id"], "verify"):
+    with lab.report.live(candidate["candidate_id"], "verify", _lane(state)):
         return {"outcome": ladder.verify(lab, candidate), "stage": "proxy"}
 
 
@@ -134,10 +133,11 @@ def train(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     stage, cid = state.get("stage", "proxy"), candidate["candidate_id"]
     if stage == "proxy" and lab.settings.run.review:
         lab.report.note(_lane(state), reviewer.request_review(lab, candidate))
-        refused = reviewer.await_review(lab, candidate)
+        with lab.report.live(cid, "review", _lane(state)):
+            refused = reviewer.await_review(lab, candidate)
         if refused is not None:
             return {"outcome": refused}
-    with lab.report.live(cid, stage):
+    with lab.report.live(cid, stage, _lane(state)):
         if stage == "confirm":
             return {"outcome": {**state["outcome"], **ladder.confirm(lab, candidate)}}
         ref, n_params = ladder.reference(lab, candidate), state["outcome"].get("n_params")
@@ -190,8 +190,7 @@ def record(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
         lab.memory.flush()
     lab.inflight.discard(candidate["candidate_id"])
     trainer.drop_weights(lab, candidate["candidate_id"])  # not promoted: none are kept
-    line = outcome_line(outcome, verdict)
-    lab.report.note(_lane(state), line)
+    line = lab.report.recorded(_lane(state), candidate, outcome, verdict)
     # the repair's slot is claimed here, in a node, so that a re-run claims it again
     repair_next = (
         not state.get("single") and verdict["verdict"] == "repair" and lab.budget.claim() is None

@@ -70,7 +70,7 @@ def _run(
         )
         elapsed_s = (resumed or {}).get("elapsed_s") or 0.0
         lab.budget = RunBudget(settings.run, memory, run_id, elapsed_s)
-        lab.report = Reporter(console, settings.run.lanes, trials_dir)
+        lab.report = Reporter(console, lab.budget, trials_dir)
         if resumed:
             memory.resume_run(run_id)
         else:
@@ -104,7 +104,7 @@ def _conclude(lab: Lab) -> dict[str, Any]:
     """Once every lane is done: the scale stage and the run's summary, once per run."""
 
     def conclude(state: LabState) -> dict[str, Any]:
-        with lab.report.live("the best", "scale"):
+        with lab.report.live(None, "scale"):
             scaled = ladder.scale(lab, lab.budget.time_left())
         minutes = lab.settings.run.minutes
         summary = {
@@ -136,8 +136,10 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
             + f", {lab.brains.describe()} brain ({run.mode} mode), "
             f"{lab.executor.describe()}, home {lab.home}"
         )
-        lab.stopped = _stopped(drive(lab, {"run_id": lab.run_id, "evaluated": 0, "history": []}))
-        _conclude(lab)
+        with lab.report.running(lab.task_fingerprint):
+            start: LabState = {"run_id": lab.run_id, "evaluated": 0, "history": []}
+            lab.stopped = _stopped(drive(lab, start))
+            _conclude(lab)
         return lab.run_id
 
 
@@ -150,8 +152,9 @@ def resume(home: Path, run_id: str, console: Console, executor: Executor | None 
     settings = Settings.model_validate({**run["config"], "home": str(home)})
     with _run(settings, console, resumed=run, executor=executor) as lab:
         lab.report.say(f"resuming run [bold]{lab.run_id}[/] ({run['status']}) from its checkpoint")
-        lab.stopped = _stopped(drive(lab, None))
-        _conclude(lab)
+        with lab.report.running(lab.task_fingerprint):
+            lab.stopped = _stopped(drive(lab, None))
+            _conclude(lab)
         return lab.run_id
 
 
@@ -180,16 +183,15 @@ def evaluate_file(
             },
         }
         lab.budget.hold(1)  # the candidate comes with the run: no planner claims its slot
-        (state,) = drive(
-            lab,
-            {
-                "run_id": lab.run_id,
-                "single": True,
-                "evaluated": 0,
-                "candidate": candidate,
-                "history": [],
-            },
-        )
+        start: LabState = {
+            "run_id": lab.run_id,
+            "single": True,
+            "evaluated": 0,
+            "candidate": candidate,
+            "history": [],
+        }
+        with lab.report.running(lab.task_fingerprint, candidates=1):
+            (state,) = drive(lab, start)
         stages = [
             {k: check[k] for k in ("stage", "status", "error_class", "message", "details")}
             for check in lab.memory.checks(candidate["candidate_id"])

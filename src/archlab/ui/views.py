@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from archlab.errors import ArchlabError
+from archlab.memory import in_flight
 from archlab.memory import weights as kept_weights
 from archlab.memory.spans import spans_of
 from archlab.memory.store import Memory, now
@@ -79,18 +80,22 @@ def progress(memory: Memory, run_id: str) -> dict[str, Any]:
         candidates = memory.candidates(run["run_id"])
         tokens, usd = memory.llm_usage(run["run_id"])
         counts = memory.trial_counts(run["run_id"])
+        live = run["status"] == "running"
+        stages = in_flight.of_run(memory, run["run_id"]) if live else []
     scored = [c["score"] for c in candidates if c["score"] is not None]
     statuses = ",".join(sorted(f"{c['candidate_id']}={c['status']}" for c in candidates))
     return {
         "run_id": run["run_id"],
         "status": run["status"],
-        "live": run["status"] == "running",
+        "live": live,
         "message": run["message"],
         "started_at": run["started_at"],
         "finished_at": run["finished_at"],
         "n_candidates": len(candidates),
         "n_trials": counts["trials"],
         "best_score": max(scored, default=None),
+        "in_flight": _in_flight(stages),
+        "lanes": ((run["config"] or {}).get("run") or {}).get("lanes") or 1,
         "budgets": _budgets(run, len(candidates), tokens, usd),
         "candidates": [
             {k: c[k] for k in ("candidate_id", "status", "score", "n_params")} for c in candidates
@@ -98,6 +103,12 @@ def progress(memory: Memory, run_id: str) -> dict[str, Any]:
         # changes whenever the page would: the live page reloads when it does
         "version": f"{run['status']}|{counts['trials']}|{statuses}",
     }
+
+
+def _in_flight(stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the run's lanes are doing now: each stage in flight, for how long so far."""
+    clock = now()
+    return [{**s, "seconds": max((clock - s["started_at"]).total_seconds(), 0.0)} for s in stages]
 
 
 def run_page(memory: Memory, run_id: str) -> dict[str, Any]:
