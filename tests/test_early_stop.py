@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from archlab.eval.fitness import Fitness
+from archlab.eval.stats import difference
 from archlab.eval.stopping import MIN_SHARE, EarlyStop, checkpoint_count, fastest_rates
+from archlab.roles.ladder import promotion_bar
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.process import MAX_RECORD_BYTES, RECORD_PREFIX, _CappedLog
 from archlab.sandbox.trial import run_trial
@@ -27,7 +29,7 @@ BUDGET = Budget(steps=80, batch_size=8, eval_every=10, time_limit_s=60)  # 8 che
 def _rule(target: float, rates: dict[str, float]) -> EarlyStop:
     return EarlyStop(
         task=TASK, data=DATA, fitness=Fitness.for_task(TASK), budget=BUDGET, n_params=1000,
-        target=target, target_name="the baseline's mean", rates=rates,
+        target=target, target_name=f"the baseline's mean {target:.4f}", rates=rates,
     )  # fmt: skip
 
 
@@ -149,3 +151,13 @@ def test_a_record_too_long_to_be_one_is_logged_as_text(tmp_path: Path) -> None:
     log.write(RECORD_PREFIX + b"x" * (MAX_RECORD_BYTES + 1))
     log.write(b"\nafter\n")
     assert records == [] and log.close().endswith("xxx\nafter\n")
+
+
+def test_the_promotion_bar_is_where_seeds_scoring_as_the_proxy_would_be_accepted() -> None:
+    seeds = [0.068, 0.110, 0.109]  # the default MQAR baseline's, as measured
+    bar, what = promotion_bar(("the baseline", seeds), confirm_seeds=3)
+    # 3 seeds at the bar, with the baseline's spread, give an interval just above zero
+    assert difference([bar - 1e-3, bar, bar + 1e-3], seeds).low == pytest.approx(0, abs=0.01)
+    assert what == f"{bar:.4f}, what 3 seeds need to beat the baseline's mean 0.0957"
+    assert promotion_bar(("parent a", [0.5, 0.5]), 3)[0] == 0.5  # no spread: its mean
+    assert promotion_bar(("parent a", [0.4]), 3) == (0.4, "parent a's mean 0.4000")

@@ -76,3 +76,27 @@ def test_every_step_is_checkpointed(tmp_path: Path) -> None:
         ).fetchone()
     # two candidates through plan, code, verify, train, critique, record, and a final plan
     assert n >= 13
+
+
+def test_the_same_seed_reproduces_a_real_run_candidates_and_scores(tmp_path: Path) -> None:
+    """Real trials on both cores (two lanes, one thread each): the same seed in fresh
+    homes proposes the same candidates in the same order and they score the same."""
+
+    def run(home: str, seed: int) -> list[tuple[object, ...]]:
+        settings = load_settings(
+            flags={
+                "home": str(tmp_path / home),
+                "run": {"task": "mqar", "trials": 5, "lanes": 2, "seed": seed},
+                "executor": {"workers": 2},
+                "tasks": {"mqar": TINY_MQAR},
+            },
+            environ={},
+        )
+        run_id = discover(settings, Console(quiet=True))
+        candidates = open_memory(settings.home_dir).candidates(run_id)
+        rows = sorted(candidates, key=lambda c: c["step"])
+        return [(c["step"], c["origin"], c["source_hash"], c["status"], c["score"]) for c in rows]
+
+    first = run("a", seed=3)
+    assert len(first) == 5 and all(row[4] is not None for row in first)
+    assert run("b", seed=3) == first

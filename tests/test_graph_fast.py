@@ -114,7 +114,8 @@ def test_a_proposal_that_cannot_catch_the_baseline_is_stopped_early_and_never_ac
     verdict = memory.verdict(stopped["candidate_id"])
     assert verdict["verdict"] == "reject"
     assert verdict["reason"].startswith(f"stopped at step {2 * budget.eval_every} of ")
-    assert f"below parent {baseline['candidate_id']}'s mean 0.5000" in verdict["reason"]
+    parent = f"parent {baseline['candidate_id']}"
+    assert f"below 0.5000, what 3 seeds need to beat {parent}'s mean 0.5000" in verdict["reason"]
     # the baseline's and the yardstick's scores stay whole; a proposal above it trains on
     stops = {r.trial_id: r.stop for r in fake.requests if r.stage == "proxy"}
     assert stops[f"{baseline['candidate_id']}-proxy-s0"] is None

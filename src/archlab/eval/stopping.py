@@ -54,7 +54,7 @@ class EarlyStop:
     checkpoints so far, it says why to stop, or None.
 
     `data` needs only the held-out set; `target` is the score to beat and `target_name`
-    what it is (e.g. "the baseline's mean")."""
+    says what it is (e.g. "the baseline's mean 0.0956")."""
 
     task: TokenTask
     data: TokenData
@@ -91,5 +91,5 @@ class EarlyStop:
         return (
             f"stopped at step {checkpoints[-1][0]} of {self.budget.steps}: learning "
             f"{SLACK:g}x as fast as any curve of this task so far, it would score at most "
-            f"{bound:.4f}, below {self.target_name} {self.target:.4f}"
+            f"{bound:.4f}, below {self.target_name}"
         )

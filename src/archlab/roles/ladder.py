@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
+from archlab.eval.stats import Interval, Judgement, difference, judge, summarize, t95
 from archlab.eval.stopping import EarlyStop, fastest_rates
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
 from archlab.memory import queries
@@ -155,7 +155,7 @@ def early_stop(
     fitness = trainer.fitness_of(ctx)
     horizon = ctx.horizon(candidate.get("step", 0))  # what its planner saw: reproducible
     curves = queries.learning_curves(ctx.memory, ctx.task_fingerprint, horizon)
-    name, seeds = ref
+    target, what = promotion_bar(ref, ctx.settings.ladder.confirm_seeds)
     data = ctx.data  # the held-out set is all a rule scores on
     return EarlyStop(
         task=ctx.task,
@@ -163,10 +163,24 @@ def early_stop(
         fitness=fitness,
         budget=ctx.task.budgets["proxy"],
         n_params=n_params,
-        target=_mean(seeds),
-        target_name=f"{name}'s mean",
+        target=target,
+        target_name=what,
         rates=fastest_rates(curves, fitness.higher_is_better),
     )
+
+
+def promotion_bar(ref: tuple[str, list[float]], confirm_seeds: int) -> tuple[float, str]:
+    """The proxy score a candidate must pass to earn the confirm stage, and what it is: the
+    score at which, its seeds scoring as its proxy did with its reference's spread, it
+    would be accepted (the reference's mean where the reference has no spread). A
+    candidate below it could not be accepted on its confirm seeds: they are not spent."""
+    name, seeds = ref
+    n, mean = confirm_seeds, _mean(seeds)
+    if len(seeds) < 2:
+        return mean, f"{name}'s mean {mean:.4f}"
+    spread = summarize(seeds).std
+    bar = mean + t95(n + len(seeds) - 2) * spread * math.sqrt(1 / n + 1 / len(seeds))
+    return bar, f"{bar:.4f}, what {n} seeds need to beat {name}'s mean {mean:.4f}"
 
 
 def worth_confirming(
@@ -180,9 +194,9 @@ def worth_confirming(
         return "the baseline's seeds are every later comparison's reference"
     if ref is None:
         return "nothing to compare with yet"
-    name, seeds = ref
-    if score > _mean(seeds):
-        return f"proxy {score:.4f} is above {name}'s mean {_mean(seeds):.4f}"
+    bar, what = promotion_bar(ref, ctx.settings.ladder.confirm_seeds)
+    if score > bar:
+        return f"proxy {score:.4f} is above {what}"
     return None
 
 
@@ -233,11 +247,10 @@ def decide(ctx: RunContext, candidate: Candidate, outcome: Outcome, ref: Referen
     if candidate["origin"] == "baseline" or ref is None:
         return Judgement("accept", "the reference point for this task", _no_difference())
     if "seeds" not in outcome:
-        name, seeds = ref
+        _, what = promotion_bar(ref, ctx.settings.ladder.confirm_seeds)
         return Judgement(
             "reject",
-            f"proxy {outcome['score']:.4f} is not above {name}'s mean {_mean(seeds):.4f}; "
-            "not confirmed",
+            f"proxy {outcome['score']:.4f} is not above {what}; not confirmed",
             _no_difference(),
         )
     cid, baseline = candidate["candidate_id"], ctx.baseline_id()
