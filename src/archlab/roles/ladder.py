@@ -1,10 +1,11 @@
 """The verification ladder, cheap stages first, each stage's outcome recorded per candidate:
 
-static -> dedup -> smoke (+ causality) -> complexity -> proxy -> confirm -> scale
+static -> dedup -> smoke (+ causality) -> complexity -> proxy -> confirm -> audit -> scale
 
 Everything here runs on the trusted side and decides by statistics, never by a model: a
 candidate is accepted only when its confirmed seeds beat the reference's, whoever its
-critic is. The critic explains; the ladder decides.
+critic is, and, where its gain over the baseline is too large to take on trust, when it
+passes the audit (roles.audit). The critic explains; the ladder decides.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any, TypeVar
 
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
-from archlab.records import Candidate, Outcome
+from archlab.records import Candidate, Outcome, is_accepted
 from archlab.roles import trainer
 from archlab.roles.context import RunContext
 
 #: every stage, in the order a candidate climbs them
-STAGES = ("static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "scale")
+STAGES = (
+    "static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "audit", "scale",
+)  # fmt: skip
 
 
 def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check: Any) -> None:
@@ -198,10 +201,18 @@ def confirm(ctx: RunContext, candidate: Candidate) -> Outcome:
 
 
 def decide(ctx: RunContext, candidate: Candidate, outcome: Outcome, ref: Reference) -> Judgement:
-    """Accept, reject or flag for audit, from the candidate's seeds against its reference
-    `ref` (`reference`)."""
-    if candidate["origin"] == "baseline" or ref is None:
-        return Judgement("accept", "the reference point for this task", _no_difference())
+    """Accept or reject from the candidate's seeds against its reference `ref` (`reference`);
+    an accepted gain beyond the audit ratio says so (`Judgement.audit`), and the audit
+    decides (roles.audit). The baseline is accepted as the reference point: it is the
+    task's own, trusted code, confirmed on seeds so that later candidates are judged
+    against them, and never a discovery (`summary` never picks it)."""
+    if candidate["origin"] == "baseline":
+        return Judgement(
+            "accept", "the reference point: later candidates are judged against its seeds",
+            _no_difference(),
+        )  # fmt: skip
+    if ref is None:
+        return Judgement("accept", "nothing to compare with yet", _no_difference())
     if "seeds" not in outcome:
         name, seeds = ref
         return Judgement(
@@ -280,7 +291,7 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
         if c["status"] == "ok" and c["origin"] != "baseline"
     ]
     verdicts = {cid: v["verdict"] for cid, v in ctx.memory.verdicts(ctx.run_id).items()}
-    accepted = [c for c in ranked if verdicts.get(c["candidate_id"]) in ("accept", "audit")]
+    accepted = [c for c in ranked if is_accepted(verdicts.get(c["candidate_id"]))]
     best = accepted[0] if accepted else (ranked[0] if ranked else None)
     result: dict[str, Any] = {"scale": scaled, "best": None}
     if best is None:

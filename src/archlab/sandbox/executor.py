@@ -56,6 +56,9 @@ class TrialRequest:
     #: forward timings at the task's complexity lengths, if wanted
     complexity: bool = False
     gpus: int = 0
+    #: train on targets permuted across examples by this seed (the audit's control); None
+    #: trains on the targets as they are
+    shuffle_targets: int | None = None
 
 
 class Executor(Protocol):
@@ -102,7 +105,7 @@ def execute(
         launcher=launcher, trial_dir=trial_dir, task=task, data=data, source=request.source,
         stage=request.stage, seed=request.seed, threads=request.threads,
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
-        complexity=request.complexity, gpus=gpus,
+        complexity=request.complexity, gpus=gpus, shuffle_targets=request.shuffle_targets,
     )  # fmt: skip
 
 

@@ -159,12 +159,15 @@ def run_trial(
     probe_x: np.ndarray | None = None,
     complexity: bool = False,
     gpus: tuple[int, ...] = (),
+    shuffle_targets: int | None = None,
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
     `probe_x` asks for logits on those inputs after training (the causality check);
     `complexity` asks for forward timings at the task's complexity lengths; `gpus` are the
-    device numbers the trial trains on (none: the CPU)."""
+    device numbers the trial trains on (none: the CPU); `shuffle_targets` permutes the
+    training targets across examples with that seed before they are written (the audit's
+    control: nothing left to learn), the held-out set untouched."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -173,9 +176,12 @@ def run_trial(
     trial_dir.mkdir(parents=True)
     (trial_dir / "candidate.py").write_text(source)
     evaluated = data if budget.eval_every else _without_heldout(data)
+    train_y = data.train_y
+    if shuffle_targets is not None:
+        train_y = train_y[np.random.default_rng(shuffle_targets).permutation(len(train_y))]
     arrays = {
         "train_x": data.train_x,
-        "train_y": data.train_y,
+        "train_y": train_y,
         "eval_x": evaluated.eval_x,
     }
     if task.output == "logprobs" and evaluated.eval_positions is not None:
