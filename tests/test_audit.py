@@ -18,7 +18,7 @@ from rich.console import Console
 
 from archlab.config import Settings, load_settings
 from archlab.memory.store import Memory
-from archlab.orchestration.runs import discover, evaluate_file, open_memory
+from archlab.orchestration.runs import discover, evaluate_file, open_memory, resume
 from archlab.records import final_verdict, is_accepted
 from archlab.report import html_report
 from support import TINY_MQAR, FakeExecutor, Scripted, archlab, as_json, serving
@@ -139,6 +139,33 @@ def test_a_gain_within_the_audit_ratio_is_accepted_without_an_audit(tmp_path: Pa
     assert result["verdict"]["verdict"] == "accept"
     assert not _audit_checks(memory, result["candidate_id"])
     assert memory.get_candidate(result["candidate_id"])["audit"] is None
+
+
+def test_a_run_stopped_before_its_audit_leaves_the_candidate_undecided_until_resumed(
+    tmp_path: Path,
+) -> None:
+    settings = _settings(tmp_path, trials=2)
+    # the baseline's smoke, proxy and 2 confirm trials, the candidate's 4, then its audit
+    script = {1: BASELINE, 2: Scripted(score=0.9, shuffled=0.02)}
+    with pytest.raises(KeyboardInterrupt):
+        discover(settings, QUIET, FakeExecutor(script, interrupt_at=9))
+    memory = open_memory(settings.home_dir)
+    (run,) = memory.runs()
+    assert run["status"] == "interrupted"
+    board = as_json(archlab(tmp_path, "show", run["run_id"], "--json"))
+    shown = {c["origin"]: c for c in board["candidates"]}
+    assert (shown["baseline"]["verdict"], shown["baseline"]["accepted"]) == ("accept", True)
+    assert (shown["proposed"]["verdict"], shown["proposed"]["accepted"]) == (None, False)
+
+    # the resumed run starts with the audit's trials: the candidate comes first, then the
+    # baseline's shuffled-targets trial
+    resumed = FakeExecutor({1: Scripted(score=0.9, shuffled=0.02), 2: BASELINE})
+    resume(settings.home_dir, run["run_id"], QUIET, resumed)
+    assert resumed.requests[0].trial_id.endswith("-audit_fresh-s0")
+    verdict = memory.verdict(shown["proposed"]["id"])
+    assert verdict is not None and verdict["verdict"] == "accept"
+    assert "passed the audit" in verdict["reason"]
+    assert memory.get_run(run["run_id"])["summary"]["best"]["accepted"] is True
 
 
 def _report_verdicts(html: str, link: str) -> dict[str, str]:

@@ -118,7 +118,9 @@ class LadderSettings(_Section):
 
     confirm_seeds: int = Field(default=3, ge=1, description="seeds for the confirm stage")
     scale_top: int = Field(
-        default=1, ge=0, description="best candidates trained at the scale stage; 0 skips it"
+        default=1,
+        ge=0,
+        description="best accepted candidates trained at the scale stage; 0 skips it",
     )
     causality_pairs: int = Field(default=8, ge=1, description="probe pairs per candidate")
     audit_keep: float = Field(

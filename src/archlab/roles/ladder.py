@@ -242,21 +242,25 @@ def _no_difference() -> Interval:
 
 
 def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
-    """Train the run's best confirmed candidates and the baseline at the larger budget, and
-    say whether their ranking holds."""
+    """Train the run's best accepted (so confirmed, and audited where they needed it)
+    candidates and the baseline at the larger budget, and say whether their ranking holds."""
     top = ctx.settings.ladder.scale_top
     if not top or "scale" not in ctx.task.budgets:
         return {"status": "skipped", "reason": "scale stage switched off"}
     if not time_left:
         return {"status": "skipped", "reason": "the run's time budget is spent"}
+    verdicts = ctx.memory.verdicts(ctx.run_id)
     confirmed = [
         c
         for c in ctx.memory.candidates(ctx.run_id)
-        if c["seeds"] and c["origin"] != "baseline" and c["status"] == "ok"
+        if c["seeds"]
+        and c["origin"] != "baseline"
+        and c["status"] == "ok"
+        and is_accepted(verdicts.get(c["candidate_id"], {}).get("verdict"))
     ][:top]
     baseline = ctx.memory.baseline(ctx.task_fingerprint)
     if not confirmed or baseline is None or baseline["status"] != "ok":
-        return {"status": "skipped", "reason": "no confirmed candidate and baseline to rank"}
+        return {"status": "skipped", "reason": "no accepted candidate and baseline to rank"}
     ranked = []
     scaled = [*confirmed, baseline]
     outcomes = each(

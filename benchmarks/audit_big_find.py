@@ -1,0 +1,98 @@
+"""Measure the audit on a true big find: at the default MQAR settings, a wide multi-head
+softmax-attention genome against the 1-head baseline, through the real ladder and sandbox.
+
+In a fresh home it confirms the baseline (`archlab run --trials 1`), then evaluates the wide
+genome as `archlab eval` would: proxy, confirm and, where its confirmed gain over the baseline
+exceeds `fitness.audit_ratio`, the audit. It prints the scores, the gain, each audit check
+with what it measured, the verdict, and what the audit cost: its seconds (wall, from the
+outcome) and the wall and CPU seconds of its trials.
+
+    .venv/bin/python benchmarks/audit_big_find.py --heads 4 --workers 2
+
+The machine is shared: the CPU seconds of the trials say more than the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from archlab.config import load_settings
+from archlab.orchestration.runs import discover, evaluate_file, open_memory
+from archlab.search.genome import Block, Genome, render
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="trials at once")
+    parser.add_argument("--audit-ratio", type=float, default=3.0)
+    parser.add_argument("--home", type=Path, default=None, help="default: a temporary one")
+    args = parser.parse_args()
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="archlab-audit-"))
+    settings = load_settings(
+        flags={
+            "home": str(home),
+            "run": {"task": "mqar", "trials": 1},
+            "executor": {"workers": args.workers},
+            "fitness": {"audit_ratio": args.audit_ratio},
+            "search": {"random_samples": 0},
+            "ladder": {"scale_top": 0},
+        },
+        environ={},
+    )
+    console = Console(stderr=True)
+    started = time.monotonic()
+    run_id = discover(settings, console)
+    baseline_s = time.monotonic() - started
+
+    block = Block(mixer="softmax_attention", channel="mlp")
+    genome = Genome(d_model=args.d_model, n_heads=args.heads, blocks=(block,) * args.layers)
+    path = home / "wide.py"
+    path.write_text(render(genome))
+    started = time.monotonic()
+    result = evaluate_file(settings, path, console)
+    candidate_s = time.monotonic() - started
+
+    memory = open_memory(settings.home_dir)
+    baseline_id = memory.baseline_id(memory.get_run(run_id)["task_fingerprint"])
+    assert baseline_id is not None
+    baseline_seeds = memory.seed_scores(baseline_id)
+    seeds = memory.seed_scores(result["candidate_id"])
+    audit_trials = [
+        t
+        for cid in (result["candidate_id"], baseline_id)
+        for t in memory.trials(cid)
+        if t["stage"] == "audit" and t["run_id"] == result["run_id"]
+    ]
+    report = {
+        "genome": genome.describe(),
+        "baseline_seeds": baseline_seeds,
+        "candidate_seeds": seeds,
+        "gain": (sum(seeds) / len(seeds)) / (sum(baseline_seeds) / len(baseline_seeds)) - 1
+        if seeds and baseline_seeds
+        else None,
+        "verdict": result["verdict"],
+        "audit": result.get("audit"),
+        "audit_trials": [
+            {k: t[k] for k in ("trial_id", "score", "wall_time_s", "cpu_time_s")}
+            for t in audit_trials
+        ],
+        "audit_trials_cpu_s": sum(t["cpu_time_s"] or 0 for t in audit_trials),
+        "baseline_run_s": round(baseline_s),
+        "candidate_eval_s": round(candidate_s),
+        "home": str(home),
+    }
+    print(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
