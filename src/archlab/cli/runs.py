@@ -348,7 +348,8 @@ def eval_(
     else:
         for stage in result["stages"]:
             note = stage["message"] or ""
-            out.print(f"  {stage['stage']:<11} {stage['status']:<8} {escape(note)}")
+            name = " ".join(filter(None, (stage["stage"], stage.get("name"))))
+            out.print(f"  {name:<11} {stage['status']:<8} {escape(note)}")
         out.print(
             f"candidate {report['candidate_id']}: {report['status']}"
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
