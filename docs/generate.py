@@ -121,13 +121,29 @@ def config_reference() -> str:
     return "\n".join(lines)
 
 
-def _column_notes(sql: str) -> dict[tuple[str, str], str]:
+def _column_notes(
+    sql: str, notes: dict[tuple[str, str], str] | None = None
+) -> dict[tuple[str, str], str]:
     """The `-- comment` beside each column in a migration, keyed by (table, column); a
-    comment alone on the next line continues it."""
-    notes: dict[tuple[str, str], str] = {}
+    comment alone on the next line continues it. `COMMENT ON COLUMN` replaces a column's
+    note, and `ALTER TABLE ... RENAME TO` carries the notes to the new name (a migration
+    that rebuilds a table); `notes` are those of the migrations before."""
+    notes = {} if notes is None else dict(notes)
     table: str | None = None
     last: tuple[str, str] | None = None  # the column the line before declared
     for line in sql.splitlines():
+        if comment_on := re.match(r"COMMENT ON COLUMN (\w+)\.(\w+) IS '(.*)';", line.strip()):
+            notes[(comment_on.group(1), comment_on.group(2))] = comment_on.group(3).replace(
+                "''", "'"
+            )
+            last = None
+            continue
+        if rename := re.match(r"ALTER TABLE (\w+) RENAME TO (\w+)", line.strip()):
+            old, new = rename.groups()
+            for owner, column in [key for key in notes if key[0] == old]:
+                notes[(new, column)] = notes.pop((owner, column))
+            last = None
+            continue
         code, _, comment = (part.strip() for part in line.partition("--"))
         if not code:  # a comment alone continues the column's; a blank line ends it
             if comment and last in notes:
@@ -165,7 +181,7 @@ def memory_schema() -> str:
     notes: dict[tuple[str, str], str] = {}
     for version, sql in _migrations():
         con.execute(sql)
-        notes.update(_column_notes(sql))
+        notes = _column_notes(sql, notes)
         for table, column in con.execute(
             "SELECT table_name, column_name FROM information_schema.columns"
         ).fetchall():
@@ -189,7 +205,9 @@ def memory_schema() -> str:
     ).fetchall()
     lines: list[str] = []
     tables = con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_oid").fetchall()
-    for (table,) in tables:  # in the order the migrations created them
+    # in the order the migrations created them (a table rebuilt later keeps its place)
+    tables.sort(key=lambda row: min(v for (t, _), v in added.items() if t == row[0]))
+    for (table,) in tables:
         lines += [f"### `{table}`", "", "| column | type | null | added | note |"]
         lines += ["| --- | --- | --- | --- | --- |"]
         for _, column, data_type, nullable, default in (r for r in rows if r[0] == table):

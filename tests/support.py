@@ -186,12 +186,18 @@ def hostile_plan(d_model: int) -> Reply:
 class Scripted:
     """How FakeExecutor answers a trial: ok with `score` as the held-out accuracy at every
     checkpoint (MQAR's score, the accuracy's area under the curve, is then `score`, to the
-    nearest answer position), or failed with `failure`."""
+    nearest answer position), or failed with `failure`. The audit's trials: `shuffled` is
+    the score when trained on shuffled targets and `fresh` on data at a seed other than the
+    run's (0); None for either: `score`. With `leaks`, causality probes are answered as a
+    model that sees the next token would."""
 
     score: float = 0.5
     failure: Literal["crash", "nan", "timeout"] | None = None
     #: why the weights a trial was asked for did not come back; None: they did
     weights_error: str | None = None
+    shuffled: float | None = None
+    fresh: float | None = None
+    leaks: bool = False
 
 
 #: failed trials as the sandbox reports them: (exit reason, message)
@@ -255,9 +261,16 @@ class FakeExecutor:
         task, data = rebuild_task(request)
         vocab = task.spec["vocab_size"]
         probe = None if request.probe_x is None else causal_probe(request.probe_x, vocab)
+        if probe is not None and answer.leaks:
+            probe = causal_probe(np.roll(request.probe_x, -1, axis=1), vocab)  # the next token
+        score = answer.score
+        if request.shuffle_targets is not None and answer.shuffled is not None:
+            score = answer.shuffled
+        elif request.data_seed != 0 and answer.fresh is not None:
+            score = answer.fresh
         budget = request.budget
         checkpoints = [  # none where the budget evaluates nothing (smoke)
-            (step, _predictions(data.eval_y, answer.score, vocab))
+            (step, _predictions(data.eval_y, score, vocab))
             for step in range(budget.eval_every, budget.steps + 1, budget.eval_every)
         ] if budget.eval_every else []  # fmt: skip
         for seen in range(1, len(checkpoints) + 1):  # the stop rule looks on, as run_trial's

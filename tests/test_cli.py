@@ -38,7 +38,8 @@ def test_discovery_end_to_end_and_memory_persists(lab_dir: Path) -> None:
     for c in candidates:
         assert {"id", "status", "score", "metrics", "brain", "parents"} <= c.keys()
         assert len(c["code_sha256"]) == 64
-        assert c["verdict"] in ("accept", "reject", "audit")  # each candidate was judged
+        assert c["verdict"] in ("accept", "reject")  # each candidate was judged
+        assert c["accepted"] is (c["verdict"] == "accept")
     baseline = next(c for c in candidates if c["brain"] == "baseline")
     assert baseline["status"] == "ok" and 0 <= baseline["score"] <= 1
     # the baseline, then the brain and a random sample of its space (the honest yardstick)

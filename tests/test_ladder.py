@@ -1,5 +1,5 @@
 """The verification ladder end to end, through the real CLI: a lucky seed does not make a
-discovery, and a result too good to be true is flagged for audit."""
+discovery, and a result too good to be true is audited (tests/test_audit.py has more)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from support import archlab, as_json
 pytestmark = pytest.mark.slow
 
 # An exact associative-recall model: each position answers with the token that followed the
-# first earlier occurrence of its own token. Causal, and right from the first step.
+# first earlier occurrence of its own token. Causal, and right from the first step: the answer
+# is written into the code, not learned from the targets.
 RECALL = """
 import torch
 from torch import nn
@@ -52,7 +53,7 @@ def _candidate(lab_dir: Path, name: str, lucky_seeds: str) -> Path:
     return path
 
 
-def test_one_lucky_seed_is_not_a_discovery_and_a_too_good_result_is_audited(
+def test_one_lucky_seed_is_not_a_discovery_and_an_answer_written_into_the_code_fails_the_audit(
     lab_dir: Path,
 ) -> None:
     archlab(lab_dir, "run", "--trials", "1")  # the baseline, confirmed on 3 seeds
@@ -67,10 +68,19 @@ def test_one_lucky_seed_is_not_a_discovery_and_a_too_good_result_is_audited(
     assert lucky["verdict"]["verdict"] == "reject"
     assert "not shown better" in lucky["verdict"]["reason"]
 
-    solid = as_json(archlab(lab_dir, "eval", str(_candidate(lab_dir, "solid", "None")), "--json"))
+    # right on every seed: confirmed, far beyond the baseline, so audited; trained on shuffled
+    # targets it is still right, so its score does not come from learning
+    solid_path = _candidate(lab_dir, "solid", "None")
+    proc = archlab(lab_dir, "eval", str(solid_path), "--json", check=False)
+    assert proc.returncode == 1
+    solid = as_json(proc)
     assert solid["seeds"]["n"] == 3 and solid["seeds"]["mean"] > 0.9
-    assert solid["verdict"]["verdict"] == "audit"
-    assert "leakage" in solid["verdict"]["reason"]
+    assert solid["verdict"]["verdict"] == "reject"
+    assert "failed the audit" in solid["verdict"]["reason"]
+    audit = {s["name"]: s for s in solid["stages"] if s["stage"] == "audit"}
+    assert audit["shuffled_control"]["status"] == "failed"
+    assert audit["shuffled_control"]["details"]["score"] > 0.9
+    assert audit["fresh_data"]["status"] == audit["causality"]["status"] == "passed"
 
 
 def test_the_complexity_stage_measures_a_claim_of_cheap_attention(lab_dir: Path) -> None:

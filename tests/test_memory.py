@@ -55,6 +55,38 @@ def test_migrations_are_numbered_and_applied_once(tmp_path: Path) -> None:
     assert count == (len(numbers),)
 
 
+def test_a_result_flagged_audit_by_an_older_version_reads_as_undecided(tmp_path: Path) -> None:
+    """Migration 6: `audit` was a verdict that never audited anything. Such a candidate is
+    neither accepted nor rejected (its verdict NULL, its reasons kept), a summary no longer
+    counts it as accepted, and the checks of a stage gain names (the audit has several)."""
+    path = tmp_path / "m.duckdb"
+    with duckdb.connect(str(path)) as con:  # a memory as version 5 left it
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name VARCHAR NOT NULL, applied_at TIMESTAMP)")  # fmt: skip
+        for version, name, sql in _migrations():
+            if version <= 5:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+        best = {"best": {"candidate_id": "flagged", "accepted": True}, "scale": {}}
+        con.execute("INSERT INTO runs (run_id, task, task_fingerprint, status, brain, seed, "
+                    "config, started_at, summary) VALUES ('r1', 'mqar', 'fp', 'finished', "
+                    "'heuristic', 0, '{}', now(), ?)", [json.dumps(best)])  # fmt: skip
+        for cid, verdict in (("flagged", "audit"), ("fine", "accept")):
+            con.execute("INSERT INTO verdicts VALUES (?, 'r1', ?, 'too good', 'insight', now(), "
+                        "NULL, NULL)", [cid, verdict])  # fmt: skip
+        con.execute("INSERT INTO checks VALUES ('fine', 'smoke', 'passed', NULL, NULL, NULL, "
+                    "now())")  # fmt: skip
+    memory = Memory(path)
+    assert memory.schema_version() == 8
+    flagged, fine = memory.verdict("flagged"), memory.verdict("fine")
+    assert flagged is not None and fine is not None
+    assert flagged["verdict"] is None and flagged["insight"] == "insight"
+    assert flagged["reason"].startswith("not audited") and flagged["reason"].endswith("too good")
+    assert fine["verdict"] == "accept"
+    assert memory.get_run("r1")["summary"]["best"] == {"candidate_id": "flagged", "accepted": False}
+    assert [(c["stage"], c["name"]) for c in memory.checks("fine")] == [("smoke", "")]
+
+
 def test_round_trip_and_ranking(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
     memory.start_run(
@@ -103,7 +135,7 @@ def test_seed_scores_of_several_candidates_in_one_query(tmp_path: Path) -> None:
 
 def test_verdicts_of_a_run_in_one_query(tmp_path: Path) -> None:
     memory = Memory(tmp_path / "m.duckdb")
-    judged = (("a", "r1", "accept"), ("b", "r1", "reject"), ("c", "r2", "audit"))
+    judged = (("a", "r1", "accept"), ("b", "r1", "reject"), ("c", "r2", "repair"))
     for cid, run_id, verdict in judged:
         memory.save_verdict(candidate_id=cid, run_id=run_id, verdict=verdict, reason="why")
     verdicts = memory.verdicts("r1")

@@ -128,13 +128,17 @@ def test_trials_and_seed_scores(memory: Memory) -> None:
     _trial(memory, "t-smoke", "a", "smoke", 0, 0.01)
     _trial(memory, "t2", "a", "confirm", 2, 0.6)
     _trial(memory, "t1", "a", "proxy", 1, 0.5)
-    assert [t["trial_id"] for t in memory.trials("a")] == ["t-smoke", "t2", "t1"]
+    _trial(memory, "t-audit", "a", "audit", 0, 0.9)  # the audit's: fresh data or a control
+    assert [t["trial_id"] for t in memory.trials("a")] == ["t-smoke", "t2", "t1", "t-audit"]
     assert memory.trials("a")[0]["budget"] == {"steps": 1}
-    assert memory.seed_scores("a") == [0.5, 0.6]  # by seed; proxy-budget stages only
+    trial = memory.trial("t-audit")
+    assert trial is not None and (trial["stage"], trial["score"]) == ("audit", 0.9)
+    assert memory.trial("t-none") is None
+    assert memory.seed_scores("a") == [0.5, 0.6]  # by seed; proxy and confirm only
     assert memory.seed_scores_of(["a", "b"]) == {"a": [0.5, 0.6]}
     assert memory.seed_scores_of([]) == {}
     counts = memory.trial_counts("run-1")
-    assert counts["trials"] == 3 and counts["last"] is not None
+    assert counts["trials"] == 4 and counts["last"] is not None
     assert memory.trial_counts("other")["trials"] == 0
 
 
@@ -149,13 +153,20 @@ def test_verdicts_and_checks(memory: Memory) -> None:
     memory.save_check("a", "smoke", "failed", "Boom", "bad", details={"x": 1})
     memory.save_check("a", "smoke", "passed")  # replaces the earlier outcome
     memory.save_check("a", "proxy", "skipped")
+    # a stage with several checks (the audit's) tells them apart by name
+    memory.save_check("a", "audit", "passed", name="fresh_data", details={"score": 0.9})
+    memory.save_check("a", "audit", "failed", name="shuffled_control")
+    memory.save_check("a", "audit", "passed", name="shuffled_control")  # replaces it
     checks = memory.checks("a")
-    assert [(c["stage"], c["status"]) for c in checks] == [
-        ("smoke", "passed"),
-        ("proxy", "skipped"),
+    assert [(c["stage"], c["name"], c["status"]) for c in checks] == [
+        ("smoke", "", "passed"),
+        ("proxy", "", "skipped"),
+        ("audit", "fresh_data", "passed"),
+        ("audit", "shuffled_control", "passed"),
     ]
     assert checks[0]["details"] is None and checks[0]["error_class"] is None
-    assert {k: len(v) for k, v in memory.run_checks("run-1").items()} == {"a": 2}
+    assert checks[2]["details"] == {"score": 0.9}
+    assert {k: len(v) for k, v in memory.run_checks("run-1").items()} == {"a": 4}
 
 
 def test_llm_calls_usage_and_remembered_answers(memory: Memory) -> None:

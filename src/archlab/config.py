@@ -130,7 +130,10 @@ class FitnessSettings(_Section):
     param_penalty: float = Field(default=0.0, ge=0, description="per million parameters")
     latency_penalty: float = Field(default=0.0, ge=0, description="per second of trial time")
     audit_ratio: float = Field(
-        default=3.0, gt=0, description="flag a gain over the baseline above this ratio for audit"
+        default=3.0,
+        gt=0,
+        description="a confirmed gain over the baseline above this ratio (3: four times its "
+        "score) is audited before it is accepted or rejected ([ladder] audit_*)",
     )
 
 
@@ -139,7 +142,9 @@ class LadderSettings(_Section):
 
     confirm_seeds: int = Field(default=3, ge=1, description="seeds for the confirm stage")
     scale_top: int = Field(
-        default=1, ge=0, description="best candidates trained at the scale stage; 0 skips it"
+        default=1,
+        ge=0,
+        description="best accepted candidates trained at the scale stage; 0 skips it",
     )
     causality_pairs: int = Field(default=8, ge=1, description="probe pairs per candidate")
     early_stop: bool = Field(
@@ -151,6 +156,23 @@ class LadderSettings(_Section):
         default=True,
         description="keep the trained weights (proxy seed) of each candidate promoted to the "
         "confirm stage, as safetensors under HOME/weights (archlab export writes them out)",
+    )
+    audit_keep: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="audit: the share of its confirmed gain over the baseline a candidate "
+        "must keep on fresh data (or reach its lowest confirmed seed)",
+    )
+    audit_control_margin: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="audit: the share of its gain over chance a candidate trained on "
+        "shuffled targets may still show",
+    )
+    audit_causality_pairs: int = Field(
+        default=32, ge=1, description="audit: causality probe pairs on the trained model"
     )
 
 

@@ -21,9 +21,15 @@ Origin = Literal["baseline", "random", "proposed", "manual"]
 #: (its result is reused)
 OutcomeStatus = Literal["verified", "ok", "stopped", "failed", "rejected", "duplicate"]
 
-#: the critic's word: `promote` sends a candidate to the confirm stage; `audit` is an
-#: accepted result so far above its reference that it should be checked for leakage
-VerdictWord = Literal["accept", "audit", "reject", "repair", "promote"]
+#: the verdict a candidate ends with: `accept` or `reject`, or in design mode `repair` (the
+#: failed attempt went back to its coder). A candidate without one (None) is not decided:
+#: it is in flight, or its run stopped before its confirmation or its audit. The baseline,
+#: the reference point every later candidate is judged against, reads `accept`.
+FinalVerdict = Literal["accept", "reject", "repair"]
+
+#: the critic's word as the graph carries it: a final verdict, or `promote`, which sends a
+#: candidate on to the next stage (confirm, then the audit) and is never stored
+VerdictWord = Literal["accept", "reject", "repair", "promote"]
 
 
 class Plan(TypedDict):
@@ -71,6 +77,9 @@ class Outcome(TypedDict, total=False):
     #: the smoke trial's causality and complexity checks, judged on the trusted side
     causality: dict[str, Any]
     complexity: dict[str, Any]
+    #: the audit of a gain too large to take on trust: whether it passed, a sentence, and
+    #: each check's outcome (roles.audit)
+    audit: dict[str, Any]
     #: the held-out curve of a trial (stored with the trial, not the candidate)
     curve: list[dict[str, float]] | None
 
@@ -90,3 +99,20 @@ def plan_title(plan: Mapping[str, Any] | None) -> str:
     hand-written ones, have no summary)."""
     plan = plan or {}
     return str(plan.get("summary") or plan.get("hypothesis") or "")
+
+
+_FINAL: tuple[FinalVerdict, ...] = ("accept", "reject", "repair")
+
+
+def final_verdict(word: str | None) -> FinalVerdict | None:
+    """The verdict a stored word stands for: the one reading of it that the run's summary,
+    `archlab show`, the report and the web UI share. None for no verdict, and for `audit`,
+    the word older versions stored for a result too good to trust that was never audited
+    (migration 8 clears the stored ones; a run resumed from an older checkpoint may still
+    write it)."""
+    return next((final for final in _FINAL if final == word), None)
+
+
+def is_accepted(word: str | None) -> bool:
+    """Whether a candidate with this stored verdict counts as accepted, everywhere."""
+    return final_verdict(word) == "accept"

@@ -28,7 +28,7 @@ from archlab.cli.common import (
 )
 from archlab.config import Settings
 from archlab.memory.store import Memory
-from archlab.records import plan_title
+from archlab.records import final_verdict, is_accepted, plan_title
 
 # where trials run: [executor] in the config
 _WORKERS = typer.Option(help="trials running at once")
@@ -208,7 +208,7 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
     from archlab.memory.weights import run_weights
 
     run_row = memory.get_run(run_id)
-    verdicts = memory.verdicts(run_row["run_id"])
+    verdicts = {cid: v["verdict"] for cid, v in memory.verdicts(run_row["run_id"]).items()}
     kept = run_weights(memory, run_row["run_id"])
     candidates = [
         {
@@ -227,7 +227,10 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "seeds": c["seeds"],
             "scale_score": c["scale_score"],
             "audit": c["audit"],
-            "verdict": verdicts.get(c["candidate_id"], {}).get("verdict"),
+            # one reading of the verdict for every view (records.final_verdict): accept or
+            # reject (repair: a design-mode attempt sent back), None while undecided
+            "verdict": final_verdict(verdicts.get(c["candidate_id"])),
+            "accepted": is_accepted(verdicts.get(c["candidate_id"])),
             "weights": _weights(memory, kept.get(c["candidate_id"])),
         }
         for c in memory.candidates(run_row["run_id"])
@@ -357,14 +360,15 @@ def eval_(
     else:
         for stage in result["stages"]:
             note = stage["message"] or ""
-            out.print(f"  {stage['stage']:<11} {stage['status']:<8} {escape(note)}")
+            name = " ".join(filter(None, (stage["stage"], stage.get("name"))))
+            out.print(f"  {name:<11} {stage['status']:<8} {escape(note)}")
         out.print(
             f"candidate {report['candidate_id']}: {report['status']}"
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
             + (f" ({report['error_class']}: {report['message']})" if report["error_class"] else "")
         )
-    # 0 only for a candidate that trained and was not rejected (accepted, or accepted and
-    # flagged for audit); a duplicate reuses another's result and is rejected
+    # 0 only for a candidate that trained and was accepted (after its audit, where its gain
+    # needed one); a duplicate reuses another's result and is rejected
     verdict = (report["verdict"] or {}).get("verdict")
     if report["status"] != "ok" or verdict == "reject":
         raise typer.Exit(1)

@@ -80,9 +80,19 @@ def difference(a: Sequence[float], b: Sequence[float]) -> Interval:
 
 @dataclass(frozen=True)
 class Judgement:
-    verdict: Literal["accept", "reject", "audit"]
+    verdict: Literal["accept", "reject"]
     reason: str
     difference: Interval
+    #: why an accepted gain is too large to take on trust (beyond the audit ratio), or None:
+    #: such a candidate is audited before the verdict is final (roles.audit)
+    audit: str | None = None
+
+
+def gain_over(mean: float, baseline_mean: float) -> float:
+    """The relative gain of `mean` over the baseline's mean; infinite over a zero baseline."""
+    if baseline_mean == 0:
+        return math.inf if mean > 0 else 0.0
+    return (mean - baseline_mean) / abs(baseline_mean)
 
 
 def judge(
@@ -93,7 +103,8 @@ def judge(
     audit_ratio: float,
 ) -> Judgement:
     """Seed-aware keep/discard: better only when the whole 95% interval of the difference
-    is above zero; a gain over the baseline beyond `audit_ratio` is flagged, not accepted."""
+    is above zero; an accepted gain over the baseline beyond `audit_ratio` carries the reason
+    it must be audited before it is trusted."""
     diff = difference(candidate, reference)
     summary = (
         f"{diff.estimate:+.4f} vs {reference_name}, 95% CI [{diff.low:+.4f}, {diff.high:+.4f}] "
@@ -102,12 +113,14 @@ def judge(
     if not diff.excludes_zero_above():
         return Judgement("reject", f"not shown better: {summary}", diff)
     mean = summarize(candidate).mean
-    if baseline_mean and (mean - baseline_mean) / abs(baseline_mean) > audit_ratio:
-        gain = (mean - baseline_mean) / abs(baseline_mean)
+    gain = None if baseline_mean is None else gain_over(mean, baseline_mean)
+    if gain is not None and gain > audit_ratio:
         return Judgement(
-            "audit",
-            f"{summary}; {gain:.1f}x the baseline is beyond the audit ratio {audit_ratio:g}: "
-            "check for leakage or a broken metric before trusting it",
+            "accept",
+            summary,
             diff,
+            audit=f"{'an unbounded gain' if math.isinf(gain) else f'a gain of {gain:.1f}x'} "
+            f"over the baseline's score ({mean:.4f} against {baseline_mean:.4f}) is beyond "
+            f"the audit ratio {audit_ratio:g}",
         )
     return Judgement("accept", summary, diff)

@@ -196,6 +196,10 @@ class Memory(Database):
     def save_trial(self, **trial: Any) -> None:
         self._upsert("trials", "trial_id", {**trial, "finished_at": now()})
 
+    def trial(self, trial_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM trials WHERE trial_id = ?", [trial_id])
+        return rows[0] if rows else None
+
     def trials(self, candidate_id: str) -> list[dict[str, Any]]:
         return self._query(
             "SELECT * FROM trials WHERE candidate_id = ? ORDER BY finished_at", [candidate_id]
@@ -230,14 +234,17 @@ class Memory(Database):
         error_class: str | None = None,
         message: str | None = None,
         details: dict[str, Any] | None = None,
+        name: str = "",
     ) -> None:
-        """Record one ladder stage's outcome (passed, failed or skipped), replacing any earlier."""
+        """Record one ladder stage's outcome (passed, failed or skipped), replacing any earlier;
+        `name` tells apart the checks of a stage that has several (the audit's)."""
         self._upsert(
             "checks",
-            "candidate_id, stage",
+            "candidate_id, stage, name",
             {
                 "candidate_id": candidate_id,
                 "stage": stage,
+                "name": name,
                 "status": status,
                 "error_class": error_class,
                 "message": message,

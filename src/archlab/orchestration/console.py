@@ -91,8 +91,8 @@ class Reporter:
             f"[cyan]{candidate['plan']['operator']}[/] {escape(what)}"
         )
 
-    def promoted(self, lane: int, why: str) -> None:
-        self.console.print(f"{self._tag(lane, '  ')}[cyan]promote[/] to confirm: {escape(why)}")
+    def promoted(self, lane: int, why: str, stage: str = "confirm") -> None:
+        self.console.print(f"{self._tag(lane, '  ')}[cyan]promote[/] to {stage}: {escape(why)}")
 
     def note(self, lane: int, line: str) -> None:
         """A line about the candidate in flight (its outcome, a wait for its review)."""

@@ -18,7 +18,7 @@ from archlab.orchestration.budget import SAVE_ELAPSED_S
 from archlab.orchestration.lab import Lab
 from archlab.orchestration.state import LabState
 from archlab.records import Candidate, Outcome
-from archlab.roles import coder, critic, ladder, planner, reviewer, trainer
+from archlab.roles import audit, coder, critic, ladder, planner, reviewer, trainer
 
 
 def _lane(state: LabState) -> int:
@@ -140,6 +140,8 @@ def train(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     with lab.report.live(cid, stage, _lane(state)):
         if stage == "confirm":
             return {"outcome": {**state["outcome"], **ladder.confirm(lab, candidate)}}
+        if stage == "audit":
+            return {"outcome": {**state["outcome"], "audit": audit.audit(lab, candidate)}}
         ref, n_params = ladder.reference(lab, candidate), state["outcome"].get("n_params")
         stop = ladder.early_stop(lab, candidate, ref, n_params or 0)
         outcome = trainer.run_stage(lab, cid, candidate["source"], "proxy", stop=stop)
@@ -154,13 +156,19 @@ def critique(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     score = outcome.get("score")
     assert score is not None, "a trained candidate has a score"
     ref = ladder.reference(lab, candidate)  # one look-up for both questions
-    if state.get("stage") == "proxy":
+    stage = state.get("stage")
+    if stage == "proxy":
         why = ladder.worth_confirming(lab, candidate, score, ref)
         if why is not None:
             lab.report.promoted(_lane(state), why)
             trainer.keep_weights(lab, candidate["candidate_id"])  # what it learnt, if asked
             return {"verdict": {"verdict": "promote", "reason": why}, "stage": "confirm"}
     decision = ladder.decide(lab, candidate, outcome, ref)
+    if "audit" in outcome:  # the audit's outcome decides
+        decision = audit.decide(decision, outcome["audit"])
+    elif stage == "confirm" and (why := audit.due(candidate, decision)) is not None:
+        lab.report.promoted(_lane(state), why, "audit")
+        return {"verdict": {"verdict": "promote", "reason": why}, "stage": "audit"}
     return {"verdict": critic.critique(lab, candidate, outcome, decision), "stage": "proxy"}
 
 
@@ -182,7 +190,7 @@ def record(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
         duplicate_of=outcome.get("duplicate_of"),
         seeds=outcome.get("seeds"),
         fitness=trainer.fitness_of(lab).definition() if outcome.get("score") else None,
-        audit=verdict["reason"] if verdict["verdict"] == "audit" else None,
+        audit=(outcome.get("audit") or {}).get("summary"),
     )
     lab.memory.save_verdict(candidate_id=candidate["candidate_id"], run_id=lab.run_id, **verdict)
     lab.budget.save_elapsed(every_s=SAVE_ELAPSED_S)

@@ -58,7 +58,9 @@ def _run(
         brains = build_brains(settings, memory, run_id)
         trials_dir = home / "trials" / run_id
         # local trials use the run's own task and data (the lab's, once it exists)
-        executor = executor or make_executor(settings, trials_dir, lambda _: (lab.task, lab.data))
+        executor = executor or make_executor(
+            settings, trials_dir, lambda request: (lab.task, lab.data_for(request.data_seed))
+        )
         lab = Lab(
             run_id=run_id,
             settings=settings,
@@ -193,7 +195,7 @@ def evaluate_file(
         with lab.report.running(lab.task_fingerprint, candidates=1):
             (state,) = drive(lab, start)
         stages = [
-            {k: check[k] for k in ("stage", "status", "error_class", "message", "details")}
+            {k: check[k] for k in ("stage", "name", "status", "error_class", "message", "details")}
             for check in lab.memory.checks(candidate["candidate_id"])
         ]
         return {

@@ -11,8 +11,9 @@ from typing import Any, Literal, TypedDict
 
 from archlab.records import Candidate, Outcome, Verdict
 
-#: the training stage of the candidate in flight: proxy, or confirm once promoted
-Stage = Literal["proxy", "confirm"]
+#: the training stage of the candidate in flight: proxy, confirm once promoted, and audit
+#: for a confirmed gain too large to take on trust
+Stage = Literal["proxy", "confirm", "audit"]
 
 
 class LabState(TypedDict, total=False):

@@ -15,7 +15,7 @@ from rich.tree import Tree
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
 from archlab.memory.weights import run_weights
-from archlab.records import plan_title
+from archlab.records import final_verdict, plan_title
 from archlab.report.plots import score_plot
 
 #: what an exported module may import: it must run anywhere torch does
@@ -110,6 +110,7 @@ def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["plan_title"] = plan_title
+    env.globals["final_verdict"] = final_verdict
     return env
 
 
@@ -142,6 +143,7 @@ def html_report(memory: Memory, run_id: str) -> str:
         run=run,
         candidates=by_time,
         leaderboard=leaderboard,
+        verdicts={cid: v["verdict"] for cid, v in verdicts.items()},
         failures=[c for c in by_time if c["status"] not in ("ok", "pending", "duplicate")],
         plot=score_plot(by_time, href=lambda cid: f"#{cid}"),
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 from archlab.memory import queries
 from archlab.memory.store import Memory
-from archlab.records import plan_title
+from archlab.records import final_verdict, plan_title
 
 #: the best candidates shown with metrics (and code in design mode)
 N_BEST = 3
@@ -80,7 +80,7 @@ def insights(memory: Memory, task_fingerprint: str) -> list[dict[str, Any]]:
         {
             "id": r["candidate_id"],
             "score": r["score"],
-            "verdict": r["verdict"],
+            "verdict": final_verdict(r["verdict"]) or "none",
             "summary": summary(r["plan"] or {}),
             "insight": clip(r["insight"]),
         }
@@ -91,7 +91,10 @@ def insights(memory: Memory, task_fingerprint: str) -> list[dict[str, Any]]:
 def lineage(memory: Memory, candidate_id: str) -> list[dict[str, Any]]:
     """The candidate and its first-parent ancestors, nearest first."""
     rows = queries.lineage(memory, candidate_id, LINEAGE_DEPTH)
-    return [{**_entry(r), "verdict": r["verdict"], "reason": clip(r["reason"])} for r in rows]
+    return [
+        {**_entry(r), "verdict": final_verdict(r["verdict"]) or "none", "reason": clip(r["reason"])}
+        for r in rows
+    ]
 
 
 def planner_context(memory: Memory, task_fingerprint: str, with_code: bool) -> dict[str, Any]:

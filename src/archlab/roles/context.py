@@ -111,6 +111,9 @@ class RunContext:
     inflight: InFlight = field(default_factory=InFlight)
     turns: Turns = field(init=False)
     _baseline_id: str | None = field(default=None, init=False, repr=False)
+    #: the task's data at seeds other than the run's (the audit's fresh draws), by seed
+    _other_data: dict[int, TokenData] = field(default_factory=dict, init=False, repr=False)
+    _other_data_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.turns = Turns(self.settings.run.lanes)
@@ -130,6 +133,18 @@ class RunContext:
     @cached_property
     def data(self) -> TokenData:
         return self.task.data(self.settings.run.data_seed)
+
+    def data_for(self, data_seed: int) -> TokenData:
+        """The task's data at `data_seed`: the run's own, or another draw (the audit's fresh
+        data), built once for the trial that trains on it and the scoring that follows."""
+        if data_seed == self.settings.run.data_seed:
+            return self.data
+        with self._other_data_lock:
+            if data_seed not in self._other_data:
+                if len(self._other_data) >= 2:  # an audit uses one; lanes may audit at once
+                    self._other_data.pop(next(iter(self._other_data)))
+                self._other_data[data_seed] = self.task.data(data_seed)
+            return self._other_data[data_seed]
 
     @cached_property
     def task_fingerprint(self) -> str:

@@ -1,10 +1,11 @@
 """The verification ladder, cheap stages first, each stage's outcome recorded per candidate:
 
-static -> dedup -> smoke (+ causality) -> complexity -> proxy -> confirm -> scale
+static -> dedup -> smoke (+ causality) -> complexity -> proxy -> confirm -> audit -> scale
 
 Everything here runs on the trusted side and decides by statistics, never by a model: a
 candidate is accepted only when its confirmed seeds beat the reference's, whoever its
-critic is. The critic explains; the ladder decides.
+critic is, and, where its gain over the baseline is too large to take on trust, when it
+passes the audit (roles.audit). The critic explains; the ladder decides.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from archlab.eval.stats import Interval, Judgement, difference, judge, summarize
 from archlab.eval.stopping import EarlyStop, fastest_rates
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
 from archlab.memory import queries
-from archlab.records import Candidate, Outcome
+from archlab.records import Candidate, Outcome, is_accepted
 from archlab.roles import trainer
 from archlab.roles.context import RunContext
 
 #: every stage, in the order a candidate climbs them
-STAGES = ("static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "scale")
+STAGES = (
+    "static", "dedup", "smoke", "causality", "complexity", "proxy", "confirm", "audit", "scale",
+)  # fmt: skip
 
 
 def record(ctx: RunContext, candidate_id: str, stage: str, status: str, **check: Any) -> None:
@@ -242,10 +245,18 @@ def confirm(ctx: RunContext, candidate: Candidate) -> Outcome:
 
 
 def decide(ctx: RunContext, candidate: Candidate, outcome: Outcome, ref: Reference) -> Judgement:
-    """Accept, reject or flag for audit, from the candidate's seeds against its reference
-    `ref` (`reference`)."""
-    if candidate["origin"] == "baseline" or ref is None:
-        return Judgement("accept", "the reference point for this task", _no_difference())
+    """Accept or reject from the candidate's seeds against its reference `ref` (`reference`);
+    an accepted gain beyond the audit ratio says so (`Judgement.audit`), and the audit
+    decides (roles.audit). The baseline is accepted as the reference point: it is the
+    task's own, trusted code, confirmed on seeds so that later candidates are judged
+    against them, and never a discovery (`summary` never picks it)."""
+    if candidate["origin"] == "baseline":
+        return Judgement(
+            "accept", "the reference point: later candidates are judged against its seeds",
+            _no_difference(),
+        )  # fmt: skip
+    if ref is None:
+        return Judgement("accept", "nothing to compare with yet", _no_difference())
     if "seeds" not in outcome:
         _, what = promotion_bar(ref, ctx.settings.ladder.confirm_seeds)
         return Judgement(
@@ -274,21 +285,25 @@ def _no_difference() -> Interval:
 
 
 def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
-    """Train the run's best confirmed candidates and the baseline at the larger budget, and
-    say whether their ranking holds."""
+    """Train the run's best accepted (so confirmed, and audited where they needed it)
+    candidates and the baseline at the larger budget, and say whether their ranking holds."""
     top = ctx.settings.ladder.scale_top
     if not top or "scale" not in ctx.task.budgets:
         return {"status": "skipped", "reason": "scale stage switched off"}
     if not time_left:
         return {"status": "skipped", "reason": "the run's time budget is spent"}
+    verdicts = ctx.memory.verdicts(ctx.run_id)
     confirmed = [
         c
         for c in ctx.memory.candidates(ctx.run_id)
-        if c["seeds"] and c["origin"] != "baseline" and c["status"] == "ok"
+        if c["seeds"]
+        and c["origin"] != "baseline"
+        and c["status"] == "ok"
+        and is_accepted(verdicts.get(c["candidate_id"], {}).get("verdict"))
     ][:top]
     baseline = ctx.memory.baseline(ctx.task_fingerprint)
     if not confirmed or baseline is None or baseline["status"] != "ok":
-        return {"status": "skipped", "reason": "no confirmed candidate and baseline to rank"}
+        return {"status": "skipped", "reason": "no accepted candidate and baseline to rank"}
     ranked = []
     scaled = [*confirmed, baseline]
     outcomes = each(
@@ -313,10 +328,8 @@ def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
 
 
 def accepted(verdict: Mapping[str, Any] | None) -> bool:
-    """Whether a stored verdict row accepts its candidate: confirmed better than its
-    reference (one flagged for audit was, too). The run's summary reads verdicts through
-    this alone."""
-    return verdict is not None and verdict["verdict"] in ("accept", "audit")
+    """Whether a stored verdict row accepts its candidate (`records.is_accepted`)."""
+    return verdict is not None and is_accepted(verdict["verdict"])
 
 
 def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
@@ -346,8 +359,10 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
         for cid, score in ctx.memory.random_samples(ctx.task_fingerprint).items()
         if cid != best_id
     ]
+    vs_baseline = _versus(best_seeds, baseline_seeds) if baseline_seeds else None
     result: dict[str, Any] = {
-        "improved": bool(kept),
+        # accepted against its reference (a confirmed parent, maybe) and above the baseline
+        "improved": bool(kept) and vs_baseline is not None and (vs_baseline["lo"] or 0) > 0,
         "best_id": best_id,
         "best": None
         if best is None
@@ -360,9 +375,7 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
             "verdict": (verdicts.get(best["candidate_id"]) or {}).get("verdict"),
         },
         "vs_baseline": (
-            {**_versus(best_seeds, baseline_seeds), "seeds": len(baseline_seeds)}
-            if baseline_seeds
-            else None
+            None if vs_baseline is None else {**vs_baseline, "seeds": len(baseline_seeds)}
         ),
         "vs_random": {
             **_versus(best_seeds, samples if len(samples) >= 2 else []),
@@ -429,9 +442,7 @@ def conclusion(s: dict[str, Any]) -> str:
             "wanted; an interval needs 2)"
         )
     if s["improved"]:
-        audit = best["verdict"] == "audit"
-        flag = "; flagged for audit: check for leakage or a broken metric" if audit else ""
-        return f"found: candidate {what} {comparisons}{flag}"
+        return f"found: candidate {what} {comparisons}"
     seeds = f"{best['seeds']} seed{'s' if best['seeds'] != 1 else ''}"
     return (
         "nothing found: no candidate beat the baseline on confirmed seeds; the best, "

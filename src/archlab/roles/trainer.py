@@ -15,13 +15,15 @@ from archlab.records import Outcome
 from archlab.roles.context import Cancelled, RunContext
 from archlab.sandbox.executor import TrialRequest
 from archlab.sandbox.trial import TrialReport
+from archlab.tasks.base import TokenData
 
 #: error classes the harness may report; anything else a child claims becomes "runtime"
 KNOWN_ERRORS = {"syntax", "import", "contract", "build", "params", "shape", "nan", "oom", "runtime"}
 #: error classes the trusted side itself decides
 TRUSTED_ERRORS = {"timeout", "crash", "pids", "policy"}
-#: stages trained with another stage's budget: confirm repeats the proxy on other seeds
-BUDGET_OF = {"confirm": "proxy"}
+#: stages trained with another stage's budget: confirm repeats the proxy on other seeds,
+#: and the audit's trials repeat it on fresh data or shuffled targets
+BUDGET_OF = {"confirm": "proxy", "audit": "proxy"}
 
 
 def fitness_of(ctx: RunContext) -> Fitness:
@@ -42,15 +44,22 @@ def run_stage(
     probe: CausalityProbe | None = None,
     complexity: bool = False,
     stop: EarlyStop | None = None,
+    data_seed: int | None = None,
+    shuffle_targets: int | None = None,
+    name: str | None = None,
 ) -> Outcome:
     """Run one trial of `candidate_id` at `stage`; return its outcome as stored.
 
     With `probe`, the outcome holds the causality check; with `complexity`, the time-growth
     check (both judged here, on the trusted side); with `stop`, a curve that cannot catch
-    up ends early (status `stopped`, scored on its partial curve)."""
+    up ends early (status `stopped`, scored on its partial curve). `data_seed` trains and
+    scores on the task's data at that seed instead of the run's; `shuffle_targets` trains on
+    targets permuted across examples by that seed (`TrialRequest`); `name` tells apart trials
+    of one stage and seed in the trial's id (the audit's)."""
     seed = ctx.settings.run.proxy_seed if seed is None else seed
+    data_seed = ctx.settings.run.data_seed if data_seed is None else data_seed
     budget = ctx.task.budgets[BUDGET_OF.get(stage, stage)]
-    trial_id = trial_id_for(candidate_id, stage, seed)
+    trial_id = trial_id_for(candidate_id, name or stage, seed)
     settings = ctx.settings
     request = TrialRequest(
         trial_id=trial_id,
@@ -60,7 +69,7 @@ def run_stage(
         budget=budget,
         task_name=settings.run.task,
         task_options=settings.tasks.get(settings.run.task, {}),
-        data_seed=settings.run.data_seed,
+        data_seed=data_seed,
         threads=settings.sandbox.threads,
         memory_bytes=int(settings.sandbox.memory_gb * 2**30),
         probe_x=None if probe is None else probe.inputs,
@@ -68,6 +77,7 @@ def run_stage(
         gpus=settings.executor.gpus_per_trial,
         stop=stop,
         weights=stage == "proxy" and settings.ladder.keep_weights,
+        shuffle_targets=shuffle_targets,
     )
     stopped = f"trial {trial_id} stopped with the run; it runs again on resume"
     if ctx.cancel.is_set():
@@ -75,7 +85,7 @@ def run_stage(
     report = ctx.executor.run(request)
     if ctx.cancel.is_set():  # stopped on purpose (Ctrl-C): not the candidate's failure
         raise Cancelled(stopped)
-    outcome = _outcome(ctx, report, stop)
+    outcome = _outcome(ctx, report, stop, ctx.data_for(data_seed))
     if report.status == "ok" and probe is not None and report.probe is not None:
         outcome["causality"] = asdict(causality_check(probe, report.probe))
     if report.status == "ok" and report.complexity and ctx.task.max_time_exponent:
@@ -137,8 +147,9 @@ def drop_weights(ctx: RunContext, candidate_id: str) -> None:
     kept_weights.discard(ctx.memory, candidate_id)
 
 
-def _outcome(ctx: RunContext, report: TrialReport, stop: EarlyStop | None) -> Outcome:
-
+def _outcome(
+    ctx: RunContext, report: TrialReport, stop: EarlyStop | None, data: TokenData
+) -> Outcome:
     outcome: Outcome = {
         "status": "ok",
         "error_class": None,
@@ -160,7 +171,7 @@ def _outcome(ctx: RunContext, report: TrialReport, stop: EarlyStop | None) -> Ou
             message += "; log ends: " + report.log_tail.strip().splitlines()[-1][:300]
         return {**outcome, "status": "failed", "error_class": error, "message": message}
     if report.checkpoints:
-        metrics = ctx.task.metrics(report.checkpoints, ctx.data)
+        metrics = ctx.task.metrics(report.checkpoints, data)
         score = fitness_of(ctx).score(metrics.values, report.n_params or 0, report.wall_time_s)
         outcome.update({"score": score, "metrics": metrics.values, "curve": metrics.curve})
     return outcome

@@ -61,6 +61,9 @@ class TrialRequest:
     stop: StopRule | None = None
     #: the trained weights back in the report (from a Ray worker too: as bytes in it)
     weights: bool = False
+    #: train on targets permuted across examples by this seed (the audit's control); None
+    #: trains on the targets as they are
+    shuffle_targets: int | None = None
 
 
 class Executor(Protocol):
@@ -109,6 +112,7 @@ def execute(
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
         complexity=request.complexity, gpus=gpus, stop=request.stop,
         weights=request.weights,
+        shuffle_targets=request.shuffle_targets,
     )  # fmt: skip
 
 

@@ -210,6 +210,7 @@ def run_trial(
     gpus: tuple[int, ...] = (),
     stop: StopRule | None = None,
     weights: bool = False,
+    shuffle_targets: int | None = None,
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
@@ -218,7 +219,9 @@ def run_trial(
     device numbers the trial trains on (none: the CPU). `stop` sees each checkpoint's
     outputs as the trial runs and may end it: the report is then `stopped`, with the
     checkpoints so far; `weights` asks for the trained weights
-    (`TrialReport.weights`, or why not in `weights_error`)."""
+    (`TrialReport.weights`, or why not in `weights_error`); `shuffle_targets`
+    permutes the training targets across examples with that seed before they are written
+    (the audit's control: nothing left to learn), the held-out set untouched."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -227,9 +230,12 @@ def run_trial(
     trial_dir.mkdir(parents=True)
     (trial_dir / "candidate.py").write_text(source)
     evaluated = data if budget.eval_every else _without_heldout(data)
+    train_y = data.train_y
+    if shuffle_targets is not None:
+        train_y = train_y[np.random.default_rng(shuffle_targets).permutation(len(train_y))]
     arrays = {
         "train_x": data.train_x,
-        "train_y": data.train_y,
+        "train_y": train_y,
         "eval_x": evaluated.eval_x,
     }
     if task.output == "logprobs" and evaluated.eval_positions is not None:

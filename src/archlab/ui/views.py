@@ -117,11 +117,13 @@ def run_page(memory: Memory, run_id: str) -> dict[str, Any]:
         run = memory.get_run(state["run_id"])
         spans = memory.spans(run["run_id"])
         leaderboard = memory.candidates(run["run_id"])
+        verdicts = memory.verdicts(run["run_id"])
     by_time = sorted(leaderboard, key=lambda c: c["created_at"])
     return {
         "run": run,
         "progress": state,
         "leaderboard": leaderboard,
+        "verdicts": {cid: v["verdict"] for cid, v in verdicts.items()},
         "family": family(leaderboard),
         "score_plot": score_plot(by_time, candidate_href),
         "params_plot": params_plot(leaderboard, candidate_href),

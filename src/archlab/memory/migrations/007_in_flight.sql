@@ -1,4 +1,4 @@
--- Memory v6: what a live run is doing now, for its readers in other processes (the web UI).
+-- Memory v7: what a live run is doing now, for its readers in other processes (the web UI).
 -- A row when one of a candidate's stages starts, committed at once; deleted with the
 -- writes of the node that ran the stage. A killed run's rows stay until it resumes or ends.
 CREATE TABLE in_flight (
