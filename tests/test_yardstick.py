@@ -220,9 +220,6 @@ def test_the_conclusion_in_words() -> None:
     short = _summary()  # a run too short to have drawn them all
     short["vs_random"]["samples"] = 3
     assert conclusion(short).endswith("(95% CI -0.1000 to +0.0000, 3 of 8 samples)")
-    audited = _summary()
-    audited["best"]["verdict"] = "audit"
-    assert conclusion(audited).endswith("; flagged for audit: check for leakage or a broken metric")
     assert "is not compared with the baseline (no scores to compare) and" in conclusion(
         _summary(vs_baseline=None)
     )
