@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from archlab.config import load_settings, resolve_home
+from archlab.config import load_settings, resolve_home, usable_cpus
 from archlab.errors import ConfigError
 
 
@@ -69,3 +69,22 @@ def test_missing_explicit_config_is_an_error(tmp_path: Path) -> None:
 def test_home_is_created_on_first_use(tmp_path: Path) -> None:
     home = resolve_home(tmp_path / "a" / "b")
     assert home.is_dir()
+
+
+def test_a_minutes_budget_alone_runs_until_the_minutes_are_spent() -> None:
+    assert load_settings(flags={"run": {"minutes": 5}}, environ={}).run.trials == 0
+    assert load_settings(flags={"run": {"minutes": 5, "trials": 7}}, environ={}).run.trials == 7
+    assert load_settings(environ={"ARCHLAB_RUN__MINUTES": "0"}).run.trials == 12
+    with pytest.raises(ConfigError, match="trials = 0 \\(no limit\\) needs a minutes budget"):
+        load_settings(flags={"run": {"trials": 0}}, environ={})
+
+
+def test_workers_and_lanes_default_to_every_core() -> None:
+    settings = load_settings(environ={})
+    assert settings.executor.workers == max(1, usable_cpus()) == settings.run.lanes
+    two_threads = load_settings(flags={"sandbox": {"threads": 2}}, environ={})
+    assert two_threads.executor.workers == max(1, usable_cpus() // 2)
+    assert load_settings(flags={"executor": {"workers": 3}}, environ={}).run.lanes == 3
+    assert load_settings(flags={"run": {"lanes": 1}}, environ={}).executor.workers >= 1
+    with pytest.raises(ConfigError, match=r"executor\.workers"):
+        load_settings(flags={"executor": {"workers": "many"}}, environ={})

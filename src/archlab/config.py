@@ -26,7 +26,12 @@ class _Section(BaseModel):
 
 class RunSettings(_Section):
     task: str = Field(default="mqar", description="what candidates are judged on (archlab tasks)")
-    trials: int = Field(default=12, ge=1, description="candidates to evaluate, baseline included")
+    trials: int = Field(
+        default=12,
+        ge=0,
+        description="candidates to evaluate, baseline included; 0 (the default when minutes "
+        "is set): no limit, the minutes decide",
+    )
     minutes: float = Field(default=0.0, ge=0, description="wall-clock budget; 0 means none")
     seed: int = Field(
         default=0,
@@ -68,6 +73,12 @@ class RunSettings(_Section):
         default=False,
         description="pause before each training until `archlab approve` or `archlab reject`",
     )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RunSettings:
+        if not self.trials and not self.minutes:
+            raise ValueError("trials = 0 (no limit) needs a minutes budget")
+        return self
 
 
 class SandboxSettings(_Section):
@@ -289,8 +300,9 @@ class Settings(_Section):
     @classmethod
     def _use_every_core(cls, data: Any) -> Any:
         """Workers and lanes left at 0 are filled in: a trial per CPU core's worth of
-        threads, a lane per worker. Values that are not whole numbers are left to the
-        fields' validation to report."""
+        threads, a lane per worker; and a minutes budget without a trial budget runs until
+        the minutes are spent. Values that are not whole numbers are left to the fields'
+        validation to report."""
         if not isinstance(data, dict):
             return data
         run, executor, sandbox = (data.get(k, {}) for k in ("run", "executor", "sandbox"))
@@ -302,11 +314,10 @@ class Settings(_Section):
         if threads is None or workers is None or lanes is None or threads < 1:
             return data
         workers = workers or max(1, usable_cpus() // threads)
-        return {
-            **data,
-            "executor": {**executor, "workers": workers},
-            "run": {**run, "lanes": lanes or min(workers, 64)},
-        }
+        run = {**run, "lanes": lanes or min(workers, 64)}
+        if "trials" not in run and _positive(run.get("minutes")):  # the time budget decides
+            run["trials"] = 0
+        return {**data, "executor": {**executor, "workers": workers}, "run": run}
 
     @property
     def home_dir(self) -> Path:
@@ -319,6 +330,14 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _positive(value: Any) -> bool:
+    """Whether `value` (from TOML, a flag or the environment's text) is a number above 0."""
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _whole(value: Any) -> int | None:

@@ -44,7 +44,10 @@ def _executor_flags(workers: int | None, kind: str | None, address: str | None) 
 def run(
     task: Annotated[str | None, typer.Option(help="task to discover architectures for")] = None,
     trials: Annotated[
-        int | None, typer.Option(help="candidates to evaluate, baseline included")
+        int | None,
+        typer.Option(
+            help="candidates to evaluate, baseline included (default 12; with --minutes, no limit)"
+        ),
     ] = None,
     minutes: Annotated[float | None, typer.Option(help="wall-clock budget in minutes")] = None,
     seed: Annotated[int | None, typer.Option(help="search seed")] = None,

@@ -83,7 +83,8 @@ class RunBudget:
         if spent:
             return spent
         with self._lock:
-            if self._saved() + self._claimed >= self.settings.trials:
+            trials = self.settings.trials  # 0: no limit
+            if trials and self._saved() + self._claimed >= trials:
                 return f"trial budget spent ({self.settings.trials} candidates)"
             self._claimed += 1
         return None

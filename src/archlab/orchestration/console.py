@@ -173,7 +173,9 @@ class Reporter:
         if best is None:
             scores.append("no best yet" if baseline is not None else "no score yet")
         parts = {  # each part's forms, the fullest first, in the line's order
-            "count": (f"candidate {min(started, total)} of {total}",),
+            "count": (
+                f"candidate {min(started, total)} of {total}" if total else f"candidate {started}",
+            ),
             "time": (f"{_clock(left)} left", "") if left is not None else ("",),
             "scores": (", ".join(scores), scores[0]),
             "flight": (*_flight_forms(flight, now), ""),

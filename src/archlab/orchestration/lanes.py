@@ -43,7 +43,8 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
         configs: list[Any] = [
             {
                 "configurable": {"thread_id": _thread_id(lab.run_id, lane)},
-                "recursion_limit": 10 * lab.settings.run.trials + 20,
+                # a node or ten a candidate; no trial limit: a time budget's worth
+                "recursion_limit": 10 * (lab.settings.run.trials or 100_000) + 20,
             }
             for lane in range(lanes)
         ]

@@ -132,8 +132,10 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
         run = settings.run
         lab.report.say(
             f"run [bold]{lab.run_id}[/] on task [bold]{lab.task.name}[/]: "
-            f"{run.trials} candidates"
-            + (f" or {run.minutes:g} minutes" if run.minutes else "")
+            + " or ".join(
+                [f"{run.trials} candidates"] * bool(run.trials)
+                + [f"{run.minutes:g} minutes"] * bool(run.minutes)
+            )
             + (f", {run.lanes} lanes" if run.lanes > 1 else "")
             + f", {lab.brains.describe()} brain ({run.mode} mode), "
             f"{lab.executor.describe()}, home {lab.home}"
