@@ -57,6 +57,23 @@ proxy_steps = 16
 """
 
 
+#: the smallest model a trial trains: an embedding and a head
+EMBED = """
+import torch
+
+class Model(torch.nn.Module):
+    def __init__(self, spec):
+        super().__init__()
+        self.embed = torch.nn.Embedding(spec.vocab_size, 16)
+        self.head = torch.nn.Linear(16, spec.vocab_size)
+
+    def forward(self, x):
+        return self.head(self.embed(x))
+
+def build_model(spec):
+    return Model(spec)
+"""
+
 #: a model whose attention has no mask: its outputs depend on future tokens
 NON_CAUSAL = """
 import torch

@@ -19,7 +19,7 @@ from archlab.sandbox.process import MAX_RECORD_BYTES, RECORD_PREFIX, _CappedLog
 from archlab.sandbox.trial import run_trial
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
-from support import TINY_MQAR, _predictions
+from support import EMBED, TINY_MQAR, _predictions
 
 TASK = MQAR(**TINY_MQAR)
 DATA = TASK.data(0)
@@ -83,18 +83,9 @@ def test_the_bound_extrapolates_from_the_best_value_reached() -> None:
     assert rule.bound(curve) == pytest.approx(expected)
 
 
-HOSTILE_RECORDS = """
-import sys, torch
-
-class Model(torch.nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = torch.nn.Embedding(spec.vocab_size, 16)
-        self.head = torch.nn.Linear(16, spec.vocab_size)
-
-    def forward(self, x):
-        return self.head(self.embed(x))
-
+HOSTILE_RECORDS = (
+    EMBED
+    + """
 def build_model(spec):
     # records the harness did not write: malformed, off the schedule, of the wrong shape
     for line in ['{"step": 5', '{"step": 3, "outputs": {}}', '{"step": 16, "outputs": 1}']:
@@ -102,6 +93,7 @@ def build_model(spec):
     print("the candidate's own output", flush=True)
     return Model(spec)
 """
+)
 
 
 @pytest.mark.parametrize("stop_after", [2, None])

@@ -158,3 +158,14 @@ def test_a_terminal_run_with_lanes_follows_it_on_one_line(tmp_path: Path) -> Non
     live = [part for part in drawn if re.match(r". candidate \d of 5 · \d:\d\d left", part)]
     assert live and all(len(part) <= 80 for part in live)
     assert not any(part.startswith("progress: ") for part in drawn)  # that is for pipes
+
+
+def test_a_run_without_a_trial_limit_counts_its_candidates_alone(tmp_path: Path) -> None:
+    memory = Memory(tmp_path / MEMORY_FILE)
+    memory.start_run(run_id="r", task="mqar", task_fingerprint="fp", brain="heuristic",
+                     seed=0, config={})  # fmt: skip
+    budget = RunBudget(RunSettings(trials=0, minutes=5), memory, "r")
+    report = Reporter(Console(file=io.StringIO(), width=100), budget, tmp_path / "trials")
+    assert budget.claim() is None
+    with report.running("fp"):
+        assert re.fullmatch(r"candidate 1 · [45]:\d\d left · no score yet", report.line(100))

@@ -13,30 +13,13 @@ from archlab.sandbox.protocol import Limits
 from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
-from support import sandbox_trial
+from support import EMBED, sandbox_trial
 
 pytestmark = pytest.mark.slow
 
 
 def _trial(task: MQAR, tmp_path: Path, source: str, stage: str = "proxy") -> TrialReport:
     return sandbox_trial(task, tmp_path / "trial", textwrap.dedent(source), stage)
-
-
-EMBED = """
-import torch
-
-class Model(torch.nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = torch.nn.Embedding(spec.vocab_size, 16)
-        self.head = torch.nn.Linear(16, spec.vocab_size)
-
-    def forward(self, x):
-        return self.head(self.embed(x))
-
-def build_model(spec):
-    return Model(spec)
-"""
 
 
 def test_baseline_trains_and_returns_predictions(tiny_task: MQAR, tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from archlab.sandbox.weights import (
     weights_cap,
 )
 from archlab.tasks.mqar import MQAR
+from support import EMBED as SMALLEST
 from support import FAKE_WEIGHTS, TINY_MQAR, FakeExecutor, Scripted, sandbox_trial
 
 QUIET = Console(quiet=True)
@@ -277,22 +278,12 @@ def test_export_refuses_what_it_cannot_stand_behind(
 
 # --- real trials ------------------------------------------------------------------------------
 
-EMBED = """
-import torch
-
-class Model(torch.nn.Module):
-    def __init__(self, spec):
-        super().__init__()
-        self.embed = torch.nn.Embedding(spec.vocab_size, 16)
-        self.head = torch.nn.Linear(16, spec.vocab_size)
-        self.head.weight = self.embed.weight  # tied: stored once, loaded into both
-
-    def forward(self, x):
-        return self.head(self.embed(x))
-
-def build_model(spec):
-    return Model(spec)
-"""
+#: support.EMBED with its head tied to its embedding: stored once, loaded into both
+EMBED = SMALLEST.replace(
+    "        self.head = torch.nn.Linear(16, spec.vocab_size)\n",
+    "        self.head = torch.nn.Linear(16, spec.vocab_size)\n"
+    "        self.head.weight = self.embed.weight\n",
+)
 
 #: always answers token 0, a key: never right (values come from the vocabulary's upper half)
 CONSTANT = """

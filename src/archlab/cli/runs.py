@@ -296,7 +296,8 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
                 c["brain"],
                 " ".join(p[:6] for p in c["parents"]),
             ]
-        what = c["summary"] if ok else f"{c['error_class']}: {c['message']}"
+        trained = ok or c["status"] == "stopped"  # its architecture; the verdict says why
+        what = c["summary"] if trained else f"{c['error_class']}: {c['message']}"
         table.add_row(*cells, escape(what))
     out.print(table)
     for line in _conclusion(board.get("summary")):

@@ -102,11 +102,11 @@ class RunBudget:
     @contextmanager
     def saving(self, candidate_id: str) -> Iterator[int]:
         """Around the first save of a candidate: its claim becomes a saved row. Saving it
-        again (the node re-ran after a crash) settles nothing. Gives the candidates started
-        so far, this one included."""
+        again (the node re-ran after a crash) settles nothing. Gives its number in the run
+        (the candidates saved before it, and itself; other lanes' claims are not yet)."""
         with self._lock:
             known = self.memory.candidate_exists(candidate_id)
-            yield self._saved() + self._claimed
+            yield self._saved() + (0 if known else 1)
             if not known:
                 self._claimed -= 1
                 self._saved_count = self._saved() + 1

@@ -70,6 +70,35 @@ def read_tail(path: Path, max_bytes: int) -> str:
         return f.read(max_bytes).decode("utf-8", errors="replace")
 
 
+class UnsafeOutput(ValueError):
+    """A file a trial leaves for the trusted side is missing, oversized or not plain."""
+
+
+def read_output(path: Path, cap: int, what: str) -> bytes:
+    """A file the child wrote into its trial directory (`what` names it in errors), read
+    without trusting it: never through a link, never waiting on a FIFO, a regular file of
+    at most `cap` bytes, even if it grows while read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UnsafeOutput(f"the trial wrote no {what}") from None
+    except OSError as e:
+        raise UnsafeOutput(f"the {what} cannot be opened safely: {e.strerror}") from None
+    try:  # a plain fd: os.fdopen refuses a directory with an error of its own
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeOutput(f"the {what} is not a regular file")
+        if info.st_size > cap:
+            raise UnsafeOutput(f"the {what} is {info.st_size:,} bytes, over the cap of {cap:,}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(cap + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > cap:
+        raise UnsafeOutput(f"the {what} grew past the cap of {cap:,} bytes")
+    return raw
+
+
 class _CappedLog:
     """The child's output, written to the log file by us: at most `cap` bytes reach the
     disk, and the last `tail_bytes` are always kept for the trial's record. With

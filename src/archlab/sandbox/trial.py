@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
-import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from archlab.sandbox.harness import RESULT_FILE
+from archlab.sandbox.process import UnsafeOutput, read_output
 from archlab.sandbox.protocol import Launcher, Limits
 from archlab.sandbox.weights import WEIGHTS_FILE, WeightsError, read_weights, weights_cap
 from archlab.tasks.base import Budget, TokenData, TokenTask
@@ -57,24 +56,10 @@ class ResultError(ValueError):
 
 
 def read_result(trial_dir: Path) -> dict[str, Any]:
-    path = trial_dir / RESULT_FILE
     try:
-        # O_NONBLOCK: a FIFO planted as the result must not hang the orchestrator
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise ResultError("the trial wrote no result") from None
-    except OSError as e:
-        raise ResultError(f"the result file cannot be opened safely: {e.strerror}") from None
-    try:  # a plain fd: os.fdopen refuses a directory with an error of its own
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ResultError("the result is not a regular file")
-        if info.st_size > MAX_RESULT_BYTES:
-            raise ResultError(f"the result file is {info.st_size} bytes, over the cap")
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(MAX_RESULT_BYTES + 1)
-    finally:
-        os.close(fd)
+        raw = read_output(trial_dir / RESULT_FILE, MAX_RESULT_BYTES, "result file")
+    except UnsafeOutput as e:
+        raise ResultError(str(e)) from None
     try:
         result = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from pathlib import Path
 
 from archlab.sandbox.harness import WEIGHTS_FILE
+from archlab.sandbox.process import UnsafeOutput, read_output
 
 __all__ = ["WEIGHTS_FILE", "WeightsError", "canonical", "read_weights", "weights_cap"]
 
@@ -46,27 +45,9 @@ def weights_cap(max_params: int) -> int:
 def read_weights(trial_dir: Path, cap: int) -> bytes:
     """The trial's weights file, checked and rewritten in canonical form (`canonical`)."""
     try:
-        # O_NONBLOCK: a FIFO planted as the weights must not hang the orchestrator
-        fd = os.open(trial_dir / WEIGHTS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise WeightsError("the trial wrote no weights file") from None
-    except OSError as e:
-        raise WeightsError(f"the weights file cannot be opened safely: {e.strerror}") from None
-    try:  # a plain fd: os.fdopen refuses a directory with an error of its own
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise WeightsError("the weights file is not a regular file")
-        if info.st_size > cap:
-            raise WeightsError(
-                f"the weights file is {info.st_size:,} bytes, over the cap of {cap:,}"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(cap + 1)
-    finally:
-        os.close(fd)
-    if len(raw) > cap:
-        raise WeightsError(f"the weights file grew past the cap of {cap:,} bytes")
-    return canonical(raw)
+        return canonical(read_output(trial_dir / WEIGHTS_FILE, cap, "weights file"))
+    except UnsafeOutput as e:
+        raise WeightsError(str(e)) from None
 
 
 def canonical(raw: bytes) -> bytes:
