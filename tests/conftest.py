@@ -54,12 +54,13 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Memory, str]:
         settings = load_settings(
             flags={
                 "home": str(home),
-                "run": {"trials": 3},
+                # one lane (the fake's plans are queued), every proposal trained in full
+                "run": {"trials": 3, "lanes": 1},
                 "roles": {"planner": "llm:default"},
                 "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
                 "tasks": {"mqar": TINY_MQAR},
                 "search": {"random_samples": 0},
-                "ladder": {"confirm_seeds": 2, "scale_top": 0},
+                "ladder": {"confirm_seeds": 2, "scale_top": 0, "early_stop": False},
             },
             environ={},
         )

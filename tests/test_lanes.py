@@ -55,12 +55,12 @@ def test_the_trial_budget_counts_saved_candidates_and_claimed_slots(tmp_path: Pa
     budget = RunBudget(RunSettings(trials=4), memory, "r")
     budget.hold(1)  # a lane resumed at a planned, unsaved candidate
     assert budget.claim() is None  # slot 3
-    with budget.saving("new") as started:  # saved and claimed, this one included
+    with budget.saving("new") as number:  # its number: the saved before it, and itself
         _candidate(memory, "new")
-    assert started == 3
-    with budget.saving("new") as started:  # the node re-ran after a crash: nothing to settle
+    assert number == 2
+    with budget.saving("new") as number:  # the node re-ran after a crash: nothing to settle
         _candidate(memory, "new")
-    assert started == 3
+    assert number == 2
     assert budget.claim() is None  # slot 4
     assert budget.claim() == "trial budget spent (4 candidates)"
     budget.release()  # the planner gave up: the slot is free again
@@ -484,12 +484,14 @@ def test_soak_thousands_of_recorded_trials(tmp_path: Path) -> None:
     settings = soak_settings(tmp_path / "home", candidates)
     run_id = discover(settings, Console(quiet=True), recorded_executor(settings))
     check_memory(settings.home_dir, run_id, candidates, final=True)
-    trials, stages = _query(
+    trials, stages, confirms = _query(
         settings.home_dir,
-        "SELECT count(*), count(DISTINCT stage) FROM trials WHERE run_id = ?",
+        "SELECT count(*), count(DISTINCT stage), count(*) FILTER (stage = 'confirm') "
+        "FROM trials WHERE run_id = ?",
         [run_id],
     )[0]
-    assert trials == 3 * candidates and stages == 3
+    # a smoke and a proxy trial each, and a confirm seed for those promoted (the baseline)
+    assert trials == 2 * candidates + confirms and confirms >= 1 and stages == 3
     ((duplicates,),) = _query(  # no trial written twice
         settings.home_dir,
         "SELECT count(*) FROM (SELECT candidate_id, stage, seed FROM trials WHERE run_id = ? "

@@ -53,11 +53,14 @@ def settings(tmp_path: Path, fake: FakeLLM, **run: Any) -> Any:
     return load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"trials": 3, **run},
+            # one lane: the fake model's answers are queued in the order it is asked
+            "run": {"trials": 3, "lanes": 1, **run},
             "llm": {"default": {"base_url": fake.base_url, "model": "fake-model"}},
             "tasks": {"mqar": TINY_MQAR},
-            # these runs are about the models: no random samples of the genome space
+            # these runs are about the models: no random samples of the genome space, and
+            # every proposal trained in full
             "search": {"random_samples": 0},
+            "ladder": {"early_stop": False},
         },
         environ={},
     )
@@ -144,7 +147,7 @@ def test_a_model_per_role_in_compose_mode(fake: FakeLLM, tmp_path: Path) -> None
     s = load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"trials": 3},
+            "run": {"trials": 3, "lanes": 1},
             "roles": {"planner": "llm:planner_model"},
             "llm": {
                 "planner_model": {
@@ -154,8 +157,10 @@ def test_a_model_per_role_in_compose_mode(fake: FakeLLM, tmp_path: Path) -> None
                 }
             },
             "tasks": {"mqar": TINY_MQAR},
-            # these runs are about the models: no random samples of the genome space
+            # these runs are about the models: no random samples of the genome space, and
+            # every proposal trained in full
             "search": {"random_samples": 0},
+            "ladder": {"early_stop": False},
         },
         environ={},
     )

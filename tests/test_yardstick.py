@@ -229,5 +229,5 @@ def test_the_conclusion_in_words() -> None:
         "; no yardstick: random_samples is 0 (an interval needs 2)"
     )
     assert conclusion(_summary(best=None, best_id=None, improved=False)) == (
-        "nothing found: no candidate besides the baseline trained"
+        "nothing found: no candidate besides the baseline trained in full"
     )

@@ -423,7 +423,7 @@ def conclusion(s: dict[str, Any]) -> str:
     candidate was accepted, "nothing found: ..." otherwise."""
     best, rand = s["best"], s["vs_random"]
     if best is None:
-        return "nothing found: no candidate besides the baseline trained"
+        return "nothing found: no candidate besides the baseline trained in full"
     sampled = best["origin"] == "random"
     what = f"{best['candidate_id']}{' (a random sample)' if sampled else ''}"
     comparisons = f"is {_against(s['vs_baseline'], 'the baseline')}"
