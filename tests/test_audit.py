@@ -34,7 +34,7 @@ def _settings(tmp_path: Path, **run: Any) -> Settings:
     return load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"task": "mqar", **run},
+            "run": {"task": "mqar", "lanes": 1, **run},  # the scripts number candidates in order
             "tasks": {"mqar": TINY_MQAR},
             "search": {"random_samples": 0},
         },

@@ -26,7 +26,7 @@ def test_the_baseline_is_a_tried_parent_not_a_new_idea(tmp_path: Path) -> None:
     settings = load_settings(
         flags={
             "home": str(tmp_path / "home"),
-            "run": {"trials": 3, "seed": 0},
+            "run": {"trials": 3, "seed": 0, "lanes": 1},
             "tasks": {"mqar": {**TINY_MQAR, "proxy_steps": 8}},
             "ladder": {"confirm_seeds": 1, "scale_top": 0},
             # no random restarts (a draw of the run id picked one, one run in ten)

@@ -48,7 +48,7 @@ def _settings(home: Path, ladder: dict[str, Any] | None = None, **run: Any) -> S
     return load_settings(
         flags={
             "home": str(home),
-            "run": {"task": "mqar", **run},
+            "run": {"task": "mqar", "lanes": 1, **run},  # the scripts number candidates in order
             "tasks": {"mqar": TINY_MQAR},
             "ladder": ladder or {},
         },

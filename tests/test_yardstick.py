@@ -30,7 +30,7 @@ def _settings(home: Path, **run: Any) -> Settings:
     return load_settings(
         flags={
             "home": str(home),
-            "run": {"task": "mqar", **run},
+            "run": {"task": "mqar", "lanes": 1, **run},  # the script numbers candidates in order
             "tasks": {"mqar": TINY_MQAR},
             "search": {"random_rate": 1.0},
         },
