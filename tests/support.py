@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from typer.testing import CliRunner
 
 from archlab import benchmarks
 from archlab.benchmarks.orchestration import causal_probe
+from archlab.cli import app
 from archlab.memory.store import Memory
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import TrialRequest, rebuild_task
@@ -139,6 +141,16 @@ def start(cwd: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def cli(home: Path, *args: str) -> str:
+    """`archlab --home HOME ARGS...` in this process (CliRunner): its output; an exception
+    it raised is raised here, and it must exit 0."""
+    result = CliRunner().invoke(app, ["--home", str(home), *args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def as_json(proc: subprocess.CompletedProcess[str]) -> Any:

@@ -10,13 +10,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from archlab.cli import app
 from archlab.errors import ArchlabError
 from archlab.memory.spans import spans_of, trace_id
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.orchestration.tracing import traced
+from support import cli
 
 RUN = "20260101-000000-0001"
 PARENT = "aaaa0000parent"
@@ -123,14 +122,6 @@ def home(tmp_path: Path) -> Path:
             state.update(traced(ctx, "train", train)(state))
             memory.save_handed_on_spans(state["spans"])  # as the candidate's record does
     return home
-
-
-def cli(home: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--home", str(home), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def test_nodes_are_spans_and_calls_and_trials_their_children(home: Path) -> None:

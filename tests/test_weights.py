@@ -17,9 +17,7 @@ import pytest
 import torch
 from rich.console import Console
 from safetensors.torch import load, load_file, save
-from typer.testing import CliRunner
 
-from archlab.cli import app
 from archlab.config import Settings, load_settings
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
@@ -39,7 +37,7 @@ from archlab.sandbox.weights import (
 )
 from archlab.tasks.mqar import MQAR
 from support import EMBED as SMALLEST
-from support import FAKE_WEIGHTS, TINY_MQAR, FakeExecutor, Scripted, sandbox_trial
+from support import FAKE_WEIGHTS, TINY_MQAR, FakeExecutor, Scripted, cli, sandbox_trial
 
 QUIET = Console(quiet=True)
 
@@ -54,14 +52,6 @@ def _settings(home: Path, ladder: dict[str, Any] | None = None, **run: Any) -> S
         },
         environ={},
     )
-
-
-def cli(home: Path, *args: str) -> str:
-    result = CliRunner().invoke(app, ["--home", str(home), *args])
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def _in_order(memory: Memory, run_id: str) -> list[str]:
