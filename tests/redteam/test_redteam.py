@@ -167,7 +167,7 @@ class Arena:
             stage=attack.stage,
             seed=0,
             threads=1,
-            memory_bytes=MEMORY_BYTES,
+            memory_bytes=attack.memory_bytes or MEMORY_BYTES,
             budget=budget,
         )
         return Result(report, read_tail(trial_dir / LOG_FILE, 2**30), trial_dir)
@@ -313,10 +313,17 @@ def _planted_files_stay_inert(arena: Arena, result: Result, level: str) -> None:
     assert not [m for m in sys.modules.values() if trial_dir in str(getattr(m, "__file__", ""))]
 
 
+def _threads_were_started(arena: Arena, result: Result, level: str) -> None:
+    """Basic lets the whole flood start (strict stops it at its process limit)."""
+    if level == "basic":
+        assert "threads started: 5000" in result.log
+
+
 CHECKS = {
     "fill_the_disk": _trial_dir_stays_small,
     "flood_stdout": _log_is_capped,
     "forge_metrics_in_result": _score_comes_from_predictions,
     "plant_files_in_trial_dir": _planted_files_stay_inert,
     "symlinks_for_the_next_attempt": _planted_files_stay_inert,
+    "thousands_of_threads": _threads_were_started,
 }
