@@ -12,7 +12,7 @@ import pytest
 
 from archlab.eval.fitness import Fitness
 from archlab.eval.stats import difference
-from archlab.eval.stopping import MIN_SHARE, EarlyStop, checkpoint_count, fastest_rates
+from archlab.eval.stopping import MIN_SHARE, EarlyStop, fastest_rates
 from archlab.roles.ladder import promotion_bar
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.process import MAX_RECORD_BYTES, RECORD_PREFIX, _CappedLog
@@ -54,7 +54,7 @@ def test_fastest_rates_are_the_largest_gain_between_checkpoints_in_the_better_di
 
 def test_a_flat_curve_is_stopped_once_even_twice_the_fastest_learning_cannot_catch_up() -> None:
     rule = _rule(target=0.5, rates={"accuracy": 0.05})
-    assert checkpoint_count(BUDGET) == 8
+    assert BUDGET.checkpoints == 8
     first = int(max(2, MIN_SHARE * 8))
     assert rule(_checkpoints([0.0] * (first - 1))) is None  # too early to tell
     # at 0 after 2 of 8: six more at +0.1 each reach an area of 2.1 / 8 < 0.5

@@ -111,7 +111,12 @@ class ExecutorSettings(_Section):
     ray_address: str | None = Field(
         default=None, description="HOST:PORT of a Ray head; unset starts or joins a local one"
     )
-    gpus_per_trial: int = Field(default=0, ge=0, description="GPUs each trial gets for itself")
+    gpus_per_trial: int = Field(default=0, ge=0, description="GPUs each trial gets")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="forward passes in bf16 autocast (with TF32 matmuls) or fp32; auto: bf16 "
+        "on a GPU that has it, fp32 on CPU",
+    )
 
 
 class SearchSettings(_Section):

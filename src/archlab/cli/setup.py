@@ -51,6 +51,7 @@ def tasks(
                 "higher_is_better": task.higher_is_better,
                 "fingerprint": task.fingerprint(settings.run.data_seed),
                 "proxy_steps": task.budgets["proxy"].steps,
+                "proxy_seconds": task.budgets["proxy"].seconds,
             }
         )
     if as_json:

@@ -42,10 +42,10 @@ def fastest_rates(curves: Iterable[Curve], higher_is_better: bool) -> dict[str, 
     return rates
 
 
-def checkpoint_count(budget: Budget) -> int:
-    """How many checkpoints a full trial at `budget` reports (the harness's schedule)."""
-    every = budget.eval_every
-    return budget.steps // every + (1 if budget.steps % every else 0)
+def _where(step: int, taken: int, budget: Budget) -> str:
+    if budget.seconds:
+        return f"step {step}, checkpoint {taken} of {budget.checkpoints} ({budget.seconds:g} s)"
+    return f"step {step} of {budget.steps}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class EarlyStop:
         sign = 1.0 if self.fitness.higher_is_better else -1.0
         keys = [k for k in curve[-1] if k != "step"]
         best = {k: sign * max(sign * point[k] for point in curve) for k in keys}
-        missing = checkpoint_count(self.budget) - len(curve)
+        missing = self.budget.checkpoints - len(curve)
         extrapolated = [
             {k: best[k] + sign * SLACK * self.rates.get(k, 0.0) * j for k in keys}
             for j in range(1, missing + 1)
@@ -79,7 +79,7 @@ class EarlyStop:
         return self.fitness.score(values, self.n_params, 0.0)
 
     def __call__(self, checkpoints: list[tuple[int, np.ndarray]]) -> str | None:
-        total = checkpoint_count(self.budget)
+        total = self.budget.checkpoints
         if not self.rates or len(checkpoints) < max(2, MIN_SHARE * total):
             return None
         if len(checkpoints) >= total:
@@ -89,7 +89,7 @@ class EarlyStop:
         if bound >= self.target:
             return None
         return (
-            f"stopped at step {checkpoints[-1][0]} of {self.budget.steps}: learning "
+            f"stopped at {_where(checkpoints[-1][0], len(checkpoints), self.budget)}: learning "
             f"{SLACK:g}x as fast as any curve of this task so far, it would score at most "
             f"{bound:.4f}, below {self.target_name}"
         )

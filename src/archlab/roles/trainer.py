@@ -78,6 +78,7 @@ def run_stage(
         stop=stop,
         weights=stage == "proxy" and settings.ladder.keep_weights,
         shuffle_targets=shuffle_targets,
+        precision=settings.executor.precision,
     )
     stopped = f"trial {trial_id} stopped with the run; it runs again on resume"
     if ctx.cancel.is_set():
@@ -173,5 +174,8 @@ def _outcome(
     if report.checkpoints:
         metrics = ctx.task.metrics(report.checkpoints, data)
         score = fitness_of(ctx).score(metrics.values, report.n_params or 0, report.wall_time_s)
-        outcome.update({"score": score, "metrics": metrics.values, "curve": metrics.curve})
+        # the steps trained: a timed budget gives a faster architecture more of them
+        steps = max([report.checkpoints[-1][0], *(p["step"] for p in report.loss_curve[-1:])])
+        values = {**metrics.values, "steps": steps}
+        outcome.update({"score": score, "metrics": values, "curve": metrics.curve})
     return outcome

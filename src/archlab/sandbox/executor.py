@@ -64,6 +64,8 @@ class TrialRequest:
     #: train on targets permuted across examples by this seed (the audit's control); None
     #: trains on the targets as they are
     shuffle_targets: int | None = None
+    #: [executor] precision: how the forward passes compute
+    precision: str = "auto"
 
 
 class Executor(Protocol):
@@ -111,8 +113,8 @@ def execute(
         stage=request.stage, seed=request.seed, threads=request.threads,
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
         complexity=request.complexity, gpus=gpus, stop=request.stop,
-        weights=request.weights,
-        shuffle_targets=request.shuffle_targets,
+        weights=request.weights, shuffle_targets=request.shuffle_targets,
+        precision=request.precision,
     )  # fmt: skip
 
 

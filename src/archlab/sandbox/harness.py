@@ -22,6 +22,7 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -114,14 +115,16 @@ def _check_output(out: Any, batch: int, spec: SimpleNamespace, kind: str) -> Non
         raise CandidateError("shape", f"logits must be floating point, got {out.dtype}")
 
 
-def _forward_all(model: Any, inputs: Any) -> Any:
+def _forward_all(
+    model: Any, inputs: Any, precision: Callable[[], Any] = contextlib.nullcontext
+) -> Any:
     """Logits for every input, in evaluation mode and without gradients."""
     import torch
 
     device = next(model.parameters()).device
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), precision():
             return torch.cat(
                 [
                     model(inputs[i : i + _EVAL_BATCH].to(device)).float().cpu()
@@ -132,11 +135,13 @@ def _forward_all(model: Any, inputs: Any) -> Any:
         model.train()
 
 
-def _outputs(model: Any, trial: dict[str, Any], eval_x: Any, positions: Any) -> dict[str, Any]:
+def _outputs(
+    model: Any, trial: dict[str, Any], eval_x: Any, positions: Any, precision: Callable[[], Any]
+) -> dict[str, Any]:
     """What the task asked for on the held-out inputs: argmax classes or log-probabilities."""
     import torch
 
-    logits = _forward_all(model, eval_x)
+    logits = _forward_all(model, eval_x, precision)
     if trial["output"] == "argmax":
         return encode(logits.argmax(dim=-1).numpy(), "int32")
     logprobs = torch.log_softmax(logits, dim=-1)
@@ -215,6 +220,83 @@ class AdamW:
                 p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
+class Schedule:
+    """When a trial logs, evaluates and ends: after `steps` steps, or, when the budget has
+    `seconds`, after that many seconds of training (evaluation excluded), at the same
+    number of checkpoints spread evenly over the time. `clock` is the training time so far."""
+
+    def __init__(self, budget: dict[str, Any], warmup_steps: int) -> None:
+        self.steps, self.seconds = budget["steps"], budget.get("seconds")
+        self.eval_every = budget["eval_every"]
+        every = self.eval_every
+        self.checkpoints = (self.steps // every + bool(self.steps % every)) if every else 0
+        self.warmup = min(warmup_steps, max(self.steps // 10, 1))
+        #: the clock at the last loss point (a timed budget logs by the clock)
+        self.logged_at = 0.0
+
+    def lr_factor(self, step: int, clock: float) -> float:
+        """Linear warm-up over steps, then cosine decay to 10% over the budget."""
+        if step <= self.warmup:
+            return step / self.warmup
+        if self.seconds:
+            progress = min(clock / self.seconds, 1.0)
+        else:
+            progress = (step - 1 - self.warmup) / max(self.steps - self.warmup, 1)
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
+
+    def evaluate(self, step: int, clock: float, taken: int) -> bool:
+        if not self.eval_every:
+            return False
+        if self.seconds:
+            return clock >= self.seconds * (taken + 1) / self.checkpoints
+        return step % self.eval_every == 0 or step == self.steps
+
+    def done(self, step: int, clock: float, taken: int) -> bool:
+        """Whether training ends before step `step + 1` (`taken` checkpoints so far)."""
+        if self.seconds:
+            return taken >= self.checkpoints if self.checkpoints else clock >= self.seconds
+        return step >= self.steps
+
+    def log(self, step: int, clock: float) -> bool:
+        """About 50 loss points a trial, the first and the last included."""
+        if self.seconds:
+            return step == 1 or clock >= min(self.logged_at + self.seconds / 50, self.seconds)
+        return step == 1 or step % max(self.steps // 50, 1) == 0 or step == self.steps
+
+
+def _batches(rng: Any, n: int, batch_size: int, device: Any, chunk: int = 256) -> Any:
+    """Training example indices, a batch per step, moved to the device `chunk` steps at a
+    time (a copy to a GPU waits for the queued steps: not once a step). Drawn a batch at a
+    time, so the stream is the same whatever the chunk."""
+    import numpy as np
+    import torch
+
+    while True:
+        block = np.stack([rng.integers(0, n, size=batch_size) for _ in range(chunk)])
+        yield from torch.from_numpy(block).to(device)
+
+
+def _precision(setting: str, device: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """The context forward passes run in: bf16 autocast for `setting` 'bf16', and for
+    'auto' on a GPU that has bf16 (with TF32 matmuls); fp32 otherwise."""
+    import torch
+
+    bf16 = setting == "bf16" or (setting == "auto" and device.type == "cuda")
+    if device.type == "cuda":
+        bf16 = bf16 and torch.cuda.is_bf16_supported()
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bf16
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run(trial: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -226,36 +308,37 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
 
     # the executor sets CUDA_VISIBLE_DEVICES only for a trial it gave a GPU
     device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    precision = _precision(trial.get("precision", "auto"), device)
     module = _load_candidate("candidate.py")
     model = _build(module, spec, trial["max_params"]).to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     with np.load("data.npz", allow_pickle=False) as data:
         arrays = {name: torch.from_numpy(data[name].astype(np.int64)) for name in data.files}
-    train_x, train_y, eval_x = arrays["train_x"], arrays["train_y"], arrays["eval_x"]
+    train_x, train_y = arrays["train_x"].to(device), arrays["train_y"].to(device)
+    eval_x = arrays["eval_x"]
 
     optimizer = AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
-    steps, batch_size = budget["steps"], budget["batch_size"]
-    warmup = min(recipe["warmup_steps"], max(steps // 10, 1))
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay to 10%
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(steps - warmup, 1)
-        return 0.1 + 0.45 * (1 + math.cos(math.pi * progress))
-
-    rng = np.random.default_rng(trial["seed"])
+    schedule = Schedule(budget, recipe["warmup_steps"])
+    batches = _batches(
+        np.random.default_rng(trial["seed"]), len(train_x), budget["batch_size"], device
+    )
+    # a non-finite loss is noticed where a value is read anyway: no device sync per step
+    diverged = torch.zeros((), dtype=torch.bool, device=device)
     loss_curve: list[dict[str, float]] = []
     checkpoints: list[dict[str, Any]] = []
-    started = time.perf_counter()
-    for step in range(1, steps + 1):
-        optimizer.lr = recipe["lr"] * lr_at(step - 1)
-        idx = torch.from_numpy(rng.integers(0, len(train_x), size=batch_size))
-        x, y = train_x[idx].to(device), train_y[idx].to(device)
+    clock, step = 0.0, 0
+    while not schedule.done(step, clock, len(checkpoints)):
+        step += 1
+        started = time.perf_counter()
+        optimizer.lr = recipe["lr"] * schedule.lr_factor(step, clock)
+        idx = next(batches)
+        x, y = train_x[idx], train_y[idx]
         try:
-            logits = model(x)
+            with precision():
+                logits = model(x)
             if step == 1:
-                _check_output(logits, batch_size, spec, kind)
+                _check_output(logits, budget["batch_size"], spec, kind)
             loss = torch.nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100
             )
@@ -267,17 +350,28 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
             raise CandidateError("oom", f"out of memory at step {step}") from e
         except Exception as e:
             raise CandidateError("runtime", f"training step {step} raised {_describe(e)}") from e
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise CandidateError("nan", f"the training loss became {value} at step {step}")
+        diverged |= ~torch.isfinite(loss.detach())
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
         optimizer.step()
-        if step == 1 or step % max(steps // 50, 1) == 0 or step == steps:
+        clock += time.perf_counter() - started
+        taken = len(checkpoints)
+        log, evaluate = schedule.log(step, clock), schedule.evaluate(step, clock, taken)
+        if not (log or evaluate or schedule.done(step, clock, taken)):
+            continue
+        waited = time.perf_counter()
+        _synchronize(device)  # the clock counts the steps the device still had queued
+        clock += time.perf_counter() - waited
+        if bool(diverged):
+            raise CandidateError("nan", f"the training loss became nan or infinite by step {step}")
+        if log or schedule.log(step, clock):
+            schedule.logged_at = clock
+            value = float(loss.detach())
             loss_curve.append({"step": step, "loss": value})
-            print(f"step: {step}/{steps} loss: {value:.4f}", flush=True)
-        if budget["eval_every"] and (step % budget["eval_every"] == 0 or step == steps):
+            of = "" if schedule.seconds else f"/{schedule.steps}"
+            print(f"step: {step}{of} loss: {value:.4f}", flush=True)
+        if schedule.evaluate(step, clock, taken):
             try:
-                outputs = _outputs(model, trial, eval_x, arrays.get("eval_positions"))
+                outputs = _outputs(model, trial, eval_x, arrays.get("eval_positions"), precision)
             except Exception as e:
                 raise CandidateError(
                     "runtime", f"evaluation at step {step} raised {_describe(e)}"
@@ -289,7 +383,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "status": "ok",
         "n_params": n_params,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": clock,
         "loss_curve": loss_curve,
         "checkpoints": checkpoints,
     }

@@ -112,8 +112,9 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
         raise ResultError(f"the result lacks a field or has a wrong type: {e!r}") from None
     budget = expected.budget
     steps = [s for s, _ in raw_checkpoints]
+    on_schedule = all(budget.is_checkpoint(step, i) for i, step in enumerate(steps))
     if budget.eval_every and (
-        not steps or steps != sorted(set(steps)) or steps[-1] != budget.steps
+        steps != sorted(set(steps)) or len(steps) != budget.checkpoints or not on_schedule
     ):
         raise ResultError("the result's checkpoints do not cover the budget")
     if complexity is not None and [p["length"] for p in complexity] != list(
@@ -167,7 +168,7 @@ class _Checkpoints:
         except (ValueError, TypeError, KeyError, ResultError):
             return
         last = self.seen[-1][0] if self.seen else 0
-        if step > last and (step % budget.eval_every == 0 or step == budget.steps):
+        if step > last and budget.is_checkpoint(step, len(self.seen)):
             self.seen.append((step, outputs))
             self._fresh = True
 
@@ -196,6 +197,7 @@ def run_trial(
     stop: StopRule | None = None,
     weights: bool = False,
     shuffle_targets: int | None = None,
+    precision: str = "auto",
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
 
@@ -206,7 +208,8 @@ def run_trial(
     checkpoints so far; `weights` asks for the trained weights
     (`TrialReport.weights`, or why not in `weights_error`); `shuffle_targets`
     permutes the training targets across examples with that seed before they are written
-    (the audit's control: nothing left to learn), the held-out set untouched."""
+    (the audit's control: nothing left to learn), the held-out set untouched; `precision`
+    is [executor] precision."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -243,6 +246,7 @@ def run_trial(
         "complexity_lengths": list(lengths) if lengths else None,
         "stream": stop is not None and bool(budget.eval_every),
         "weights": weights,
+        "precision": precision,
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
     limits = Limits(

@@ -66,11 +66,32 @@ def _plugin_factory(name: str) -> Callable[..., TokenTask]:
     return factory
 
 
+#: training seconds instead of steps: an option of every task, built-in or plugin
+TRAIN_SECONDS = "train_seconds"
+
+
+def _train_seconds(name: str, options: dict[str, Any]) -> float | None:
+    seconds = options.pop(TRAIN_SECONDS, None)
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+        raise ConfigError(
+            f"invalid task options: tasks.{name}.{TRAIN_SECONDS}: must be a positive number "
+            f"of seconds, got {seconds!r}"
+        )
+    return float(seconds)
+
+
 def get_task(name: str, options: Mapping[str, Any] | None = None) -> TokenTask:
-    """The task called `name`, configured with `options` (the [tasks.NAME] config table)."""
+    """The task called `name`, configured with `options` (the [tasks.NAME] config table).
+
+    `train_seconds = S` trains the proxy stage for S seconds instead of its steps (and the
+    scale stage, twice the proxy's training, for 2 S)."""
     factory = BUILTIN_TASKS.get(name) or _plugin_factory(name)
+    options = dict(options or {})
+    seconds = _train_seconds(name, options)
     try:
-        task = factory(**(options or {}))
+        task = factory(**options)
     except ValidationError as e:
         problems = "; ".join(
             ".".join(["tasks", name, *(str(p) for p in err["loc"])]) + f": {err['msg']}"
@@ -82,4 +103,11 @@ def get_task(name: str, options: Mapping[str, Any] | None = None) -> TokenTask:
             f"the factory for task '{name}' must return a TokenTask whose name is '{name}', "
             f"got {type(task).__name__} named {getattr(task, 'name', None)!r}"
         )
+    if seconds is not None:
+        task.budgets = {
+            stage: budget.timed(seconds * (2 if stage == "scale" else 1))
+            if stage in ("proxy", "scale")
+            else budget
+            for stage, budget in task.budgets.items()
+        }
     return task

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -43,12 +43,43 @@ OutputKind = Literal["argmax", "logprobs"]
 
 @dataclass(frozen=True)
 class Budget:
-    """One stage's training budget. Steps, not seconds: cores here are shared and noisy."""
+    """One stage's training budget: `steps`, or with `seconds` that many seconds of training
+    (measured inside the sandbox, start-up and evaluation excluded), so that a faster
+    architecture gets more steps. Timed, `steps` still sets the warm-up and the number of
+    checkpoints (steps / eval_every, spread evenly over the time). Steps are the default:
+    on shared, noisy cores the same seconds buy different training from trial to trial."""
 
     steps: int
     batch_size: int
     eval_every: int
     time_limit_s: float
+    seconds: float | None = None
+
+    @property
+    def checkpoints(self) -> int:
+        """How many held-out checkpoints a whole trial at this budget reports."""
+        if not self.eval_every:
+            return 0
+        return self.steps // self.eval_every + (1 if self.steps % self.eval_every else 0)
+
+    def is_checkpoint(self, step: int, taken: int) -> bool:
+        """Whether a checkpoint at `step`, after `taken` of them, is on the schedule (timed:
+        any step; the harness takes them as the training clock passes each share)."""
+        if self.seconds:
+            return taken < self.checkpoints
+        return step % self.eval_every == 0 or step == self.steps
+
+    def identity(self) -> dict[str, Any]:
+        """What a task's fingerprint holds of the budget (untimed: as before `seconds`)."""
+        fields = asdict(self)
+        if self.seconds is None:
+            del fields["seconds"]
+        return fields
+
+    def timed(self, seconds: float) -> Budget:
+        """This budget trained for `seconds` instead of its steps; the trial's time limit
+        grows by as much."""
+        return replace(self, seconds=seconds, time_limit_s=self.time_limit_s + seconds)
 
 
 #: build, a forward and a backward pass on a tiny batch: enough to reject what cannot train
@@ -161,7 +192,7 @@ class TokenTask(abc.ABC):
             "kind": self.kind,
             "spec": self.spec,
             "recipe": asdict(self.recipe),
-            "budgets": {k: asdict(v) for k, v in sorted(self.budgets.items())},
+            "budgets": {k: v.identity() for k, v in sorted(self.budgets.items())},
             "extra": self.fingerprint_extra(),
         }
         if data_seed:  # seed 0 keeps the fingerprints of memories older than the setting
