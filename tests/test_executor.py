@@ -3,6 +3,7 @@ inline path, failures contained; and each GPU trial pinned to its own device."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from archlab.config import load_settings
-from archlab.errors import ArchlabError
+from archlab.errors import ArchlabError, ConfigError
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.executor import (
     DevicePool,
@@ -27,7 +28,7 @@ from archlab.sandbox.process import clean_env
 from archlab.sandbox.protocol import Execution, Limits, Watcher
 from archlab.sandbox.strict import StrictLauncher, gpu_device_binds
 from archlab.tasks.mqar import MQAR
-from support import TINY_MQAR, sandbox_trial
+from support import EMBED, TINY_MQAR, sandbox_trial
 
 CRASHING = """
 def build_model(spec):
@@ -125,6 +126,44 @@ def test_the_device_pool_lends_each_trial_its_own_devices() -> None:
         assert sorted(both) == [3, 5] and none == ()
     with pytest.raises(ArchlabError, match="asks for 3 GPU"), pool.take(3):
         pass
+
+
+def test_a_shared_device_pool_packs_trials_onto_the_least_busy_device() -> None:
+    pool = DevicePool([0, 1], share=2)
+    with pool.take(1) as a, pool.take(1) as b:
+        assert sorted(a + b) == [0, 1]  # spread first
+        with pool.take(1) as c, pool.take(1) as d:
+            assert sorted(a + b + c + d) == [0, 0, 1, 1]  # then two on each
+            waited: list[tuple[int, ...]] = []
+
+            def fifth() -> None:
+                with pool.take(1) as devices:
+                    waited.append(devices)
+
+            late = threading.Thread(target=fifth)
+            late.start()
+            time.sleep(0.2)
+            assert waited == []  # four trials fill two devices shared by two
+        late.join(timeout=5)
+        assert len(waited) == 1 and waited[0][0] in (0, 1)
+        with pytest.raises(ArchlabError, match="asks for 3 GPU"), pool.take(3):
+            pass
+
+
+def test_trials_per_gpu_needs_one_gpu_per_trial_and_reaches_the_harness(
+    tiny_task: MQAR, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="needs gpus_per_trial = 1, not 0"):
+        load_settings(flags={"executor": {"trials_per_gpu": 4}})
+    settings = load_settings(flags={"executor": {"trials_per_gpu": 4, "gpus_per_trial": 1}})
+    assert settings.executor.trials_per_gpu == 4
+    # what the trusted side hands the harness, which caps the trial's GPU memory with it
+    report = sandbox_trial(
+        tiny_task, tmp_path / "t", EMBED, "smoke", gpu_share=0.25, precision="fp32"
+    )
+    assert report.status == "ok", report.message
+    trial = json.loads((tmp_path / "t" / "trial.json").read_text())
+    assert (trial["gpu_share"], trial["precision"]) == (0.25, "fp32")
 
 
 def test_visible_gpus_from_the_environment_or_dev(tmp_path: Path) -> None:

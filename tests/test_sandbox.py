@@ -69,8 +69,16 @@ def test_smoke_stage_needs_no_heldout_data(tiny_task: MQAR, tmp_path: Path) -> N
             "build",
             "KeyError",
         ),
+        (  # what a trial that outgrows its share of a GPU sees
+            EMBED.replace(
+                "return self.head(self.embed(x))",
+                "raise torch.cuda.OutOfMemoryError('CUDA out of memory. Tried to allocate')",
+            ),
+            "oom",
+            "out of memory at step 1",
+        ),
     ],
-    ids=["syntax", "import", "shape", "contract", "nan", "build"],
+    ids=["syntax", "import", "shape", "contract", "nan", "build", "gpu_oom"],
 )
 def test_broken_candidates_are_classified(
     tiny_task: MQAR, tmp_path: Path, source: str, error_class: str, needle: str

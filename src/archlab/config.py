@@ -112,11 +112,26 @@ class ExecutorSettings(_Section):
         default=None, description="HOST:PORT of a Ray head; unset starts or joins a local one"
     )
     gpus_per_trial: int = Field(default=0, ge=0, description="GPUs each trial gets")
+    trials_per_gpu: int = Field(
+        default=1,
+        ge=1,
+        description="trials sharing one GPU at once (with gpus_per_trial = 1), each capped at "
+        "that share of its memory: small proxies leave a GPU mostly idle",
+    )
     precision: Literal["auto", "bf16", "fp32"] = Field(
         default="auto",
         description="forward passes in bf16 autocast (with TF32 matmuls) or fp32; auto: bf16 "
         "on a GPU that has it, fp32 on CPU",
     )
+
+    @model_validator(mode="after")
+    def _shared_gpus(self) -> ExecutorSettings:
+        if self.trials_per_gpu > 1 and self.gpus_per_trial != 1:
+            raise ValueError(
+                f"trials_per_gpu = {self.trials_per_gpu} shares one GPU between trials: it "
+                f"needs gpus_per_trial = 1, not {self.gpus_per_trial}"
+            )
+        return self
 
 
 class SearchSettings(_Section):

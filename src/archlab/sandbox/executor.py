@@ -66,6 +66,9 @@ class TrialRequest:
     shuffle_targets: int | None = None
     #: [executor] precision: how the forward passes compute
     precision: str = "auto"
+    #: the share of each of its GPUs the trial gets (1 / [executor] trials_per_gpu): its
+    #: GPU memory is capped at that share, and Ray schedules it as that much of a GPU
+    gpu_share: float = 1.0
 
 
 class Executor(Protocol):
@@ -114,7 +117,7 @@ def execute(
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
         complexity=request.complexity, gpus=gpus, stop=request.stop,
         weights=request.weights, shuffle_targets=request.shuffle_targets,
-        precision=request.precision,
+        precision=request.precision, gpu_share=request.gpu_share,
     )  # fmt: skip
 
 
@@ -138,12 +141,19 @@ def visible_gpus(environ: Mapping[str, str], dev: Path = Path("/dev")) -> tuple[
 
 
 class DevicePool:
-    """GPU numbers lent one trial at a time: a trial waits until enough are free."""
+    """GPU numbers lent to trials, up to `share` trials on each device at once: a trial
+    waits until enough devices have room, and takes the least busy."""
 
-    def __init__(self, devices: Sequence[int]) -> None:
+    def __init__(self, devices: Sequence[int], share: int = 1) -> None:
         self.devices = tuple(devices)
-        self._free = list(self.devices)
+        self.share = share
+        self._busy = dict.fromkeys(self.devices, 0)
         self._changed = threading.Condition()
+
+    def _room(self) -> list[int]:
+        """Devices with room for one more trial, the least busy first."""
+        room = [d for d in self.devices if self._busy[d] < self.share]
+        return sorted(room, key=lambda d: self._busy[d])
 
     @contextlib.contextmanager
     def take(self, count: int) -> Iterator[tuple[int, ...]]:
@@ -152,14 +162,16 @@ class DevicePool:
                 f"a trial asks for {count} GPU(s); this machine has {len(self.devices)}"
             )
         with self._changed:
-            self._changed.wait_for(lambda: len(self._free) >= count)
-            taken = tuple(self._free[:count])
-            del self._free[:count]
+            self._changed.wait_for(lambda: len(self._room()) >= count)
+            taken = tuple(self._room()[:count])
+            for device in taken:
+                self._busy[device] += 1
         try:
             yield taken
         finally:
             with self._changed:
-                self._free.extend(taken)
+                for device in taken:
+                    self._busy[device] -= 1
                 self._changed.notify_all()
 
 
@@ -176,11 +188,12 @@ class LocalExecutor:
         workers: int,
         gpus: Sequence[int] = (),
         tasks: TaskLoader = rebuild_task,
+        trials_per_gpu: int = 1,
     ) -> None:
         self.launcher = launcher
         self.trials_root = trials_root
         self.workers = workers
-        self.devices = DevicePool(gpus)
+        self.devices = DevicePool(gpus, trials_per_gpu)
         self._tasks = tasks
         self._slots = threading.BoundedSemaphore(workers)
 
@@ -272,7 +285,8 @@ class RayExecutor:
 
     def run(self, request: TrialRequest) -> TrialReport:
         with self._slots:
-            ref = self._trial.options(num_cpus=request.threads, num_gpus=request.gpus).remote(
+            gpus = request.gpus * request.gpu_share  # Ray packs fractions of a GPU itself
+            ref = self._trial.options(num_cpus=request.threads, num_gpus=gpus).remote(
                 request, *self._args
             )
             try:
@@ -307,4 +321,4 @@ def make_executor(
             f"{len(gpus)} GPU(s) visible"
         )
     launcher = make_launcher(sandbox.level, sandbox.log_tail_bytes)
-    return LocalExecutor(launcher, trials_root, config.workers, gpus, tasks)
+    return LocalExecutor(launcher, trials_root, config.workers, gpus, tasks, config.trials_per_gpu)

@@ -309,6 +309,9 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     # the executor sets CUDA_VISIBLE_DEVICES only for a trial it gave a GPU
     device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
     precision = _precision(trial.get("precision", "auto"), device)
+    if device.type == "cuda" and trial.get("gpu_share", 1.0) < 1:
+        # before the candidate loads: trials sharing the device get a share of its memory each
+        torch.cuda.set_per_process_memory_fraction(trial["gpu_share"])
     module = _load_candidate("candidate.py")
     model = _build(module, spec, trial["max_params"]).to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -346,7 +349,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
             loss.backward()
         except CandidateError:
             raise
-        except MemoryError as e:
+        except (MemoryError, torch.cuda.OutOfMemoryError) as e:  # its share of a GPU, too
             raise CandidateError("oom", f"out of memory at step {step}") from e
         except Exception as e:
             raise CandidateError("runtime", f"training step {step} raised {_describe(e)}") from e
@@ -473,9 +476,11 @@ def run_here() -> int:
     except MemoryError:
         result = {"status": "error", "error_class": "oom", "message": "out of memory"}
     except Exception as e:
+        # torch's OutOfMemoryError: a GPU's memory (or the trial's share of it) ran out
+        oom = type(e).__name__ == "OutOfMemoryError"
         result = {
             "status": "error",
-            "error_class": "runtime",
+            "error_class": "oom" if oom else "runtime",
             "message": _describe(e),
             "traceback": traceback.format_exc(limit=-8),
         }
