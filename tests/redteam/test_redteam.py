@@ -42,6 +42,9 @@ pytestmark = pytest.mark.slow
 
 LEVELS = ("basic", "strict")
 MEMORY_BYTES = 2**30
+#: REDTEAM_GPUS=0 gives every trial that GPU (benchmarks/device_check.py): containment
+#: must hold with a device present
+GPUS = tuple(int(n) for n in os.environ.get("REDTEAM_GPUS", "").split(",") if n.strip())
 TOKEN = secrets.token_hex(3)
 #: an API key in the orchestrator's environment, a run's config and another trial's code
 SECRET = f"sk-redteam-{secrets.token_hex(8)}"
@@ -169,6 +172,7 @@ class Arena:
             threads=1,
             memory_bytes=attack.memory_bytes or MEMORY_BYTES,
             budget=budget,
+            gpus=GPUS,
         )
         return Result(report, read_tail(trial_dir / LOG_FILE, 2**30), trial_dir)
 
