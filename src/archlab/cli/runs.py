@@ -369,7 +369,11 @@ def eval_(
         out.print(
             f"candidate {report['candidate_id']}: {report['status']}"
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
-            + (f" ({report['error_class']}: {report['message']})" if report["error_class"] else "")
+            + (
+                f" ({report['error_class']}: {escape(str(report['message']))})"
+                if report["error_class"]
+                else ""
+            )
         )
     # 0 only for a candidate that trained and was accepted (after its audit, where its gain
     # needed one); a duplicate reuses another's result and is rejected

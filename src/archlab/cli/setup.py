@@ -182,9 +182,9 @@ def llm_check(
         print_json(reports)
     else:
         for r in reports:
-            head = f"{r['profile']}: {r['model']} at {r['base_url']}"
+            head = escape(f"{r['profile']}: {r['model']} at {r['base_url']}")
             if "latency_s" not in r:
-                out.print(f"{head}: [red]failed[/]: {r['problem']}", highlight=False)
+                out.print(f"{head}: [red]failed[/]: {escape(r['problem'])}", highlight=False)
                 continue
             mode = settings.llm[r["profile"]].structured_output
             out.print(
@@ -192,7 +192,7 @@ def llm_check(
                 f"({r['prompt_tokens']} tokens in, {r['completion_tokens']} out)\n"
                 f"  structured output ({mode}): {r['structured']}\n"
                 f"  reasoning kept apart: {r['reasoning_chars']:,} characters"
-                + (f"\n  [red]problem[/]: {r['problem']}" if r["problem"] else ""),
+                + (f"\n  [red]problem[/]: {escape(r['problem'])}" if r["problem"] else ""),
                 highlight=False,
             )
     if not all(r["ok"] for r in reports):

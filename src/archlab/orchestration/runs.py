@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from archlab.config import Settings
 from archlab.errors import ArchlabError
@@ -137,8 +138,10 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
                 + [f"{run.minutes:g} minutes"] * bool(run.minutes)
             )
             + (f", {run.lanes} lanes" if run.lanes > 1 else "")
-            + f", {lab.brains.describe()} brain ({run.mode} mode), "
-            f"{lab.executor.describe()}, home {lab.home}"
+            + escape(
+                f", {lab.brains.describe()} brain ({run.mode} mode), "
+                f"{lab.executor.describe()}, home {lab.home}"
+            )
         )
         with lab.report.running(lab.task_fingerprint):
             start: LabState = {"run_id": lab.run_id, "evaluated": 0, "history": []}
