@@ -152,13 +152,19 @@ def steer(
 
 def _until_done(start: Callable[[], str], settings: Settings) -> None:
     """Run to the end and show the leaderboard; Ctrl-C leaves the run resumable."""
+    from archlab.orchestration.runs import RunInterrupted
+
     try:
         run_id = start()
-    except KeyboardInterrupt:
+    except RunInterrupted as e:
         progress.print(
             "[yellow]interrupted[/]: everything finished so far is kept; "
-            "`archlab resume RUN_ID` continues the run"
+            f"`archlab resume {e.run_id}` continues the run",
+            highlight=False,
         )
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the run was registered: nothing to keep
+        progress.print("[yellow]interrupted[/] before the run started")
         raise typer.Exit(130) from None
     _show_leaderboard(existing_memory(settings), run_id)
 

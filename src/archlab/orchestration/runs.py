@@ -30,6 +30,14 @@ from archlab.sandbox.executor import Executor, make_executor
 from archlab.tasks import get_task
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a registered run: it is recorded as interrupted and can be resumed."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
 
@@ -89,7 +97,7 @@ def _run(
             yield lab
         except KeyboardInterrupt:
             _finish(lab, "interrupted", "stopped by the user")
-            raise
+            raise RunInterrupted(run_id) from None
         except Exception as e:
             _finish(lab, "failed", f"{type(e).__name__}: {e}")
             raise
