@@ -64,12 +64,12 @@ def is_lock_error(e: duckdb.Error) -> bool:
 
 def is_corruption(e: duckdb.Error) -> bool:
     """Whether DuckDB found a damaged block (on opening the file, or later on reading it)."""
-    return str(e).startswith("Corrupt database file")
+    return "Corrupt database file" in str(e)
 
 
 def corrupt_memory(path: Path, e: duckdb.Error) -> MemoryCorruptError:
     return MemoryCorruptError(
-        f"memory {path} is damaged or not a DuckDB database ({e}). Restore it from a "
+        f"memory {path} is corrupt or not a DuckDB database ({e}). Restore it from a "
         f"backup, or run `archlab salvage` (with the same --home) to copy what can still "
         f"be read into a fresh memory, keeping the damaged file beside it as "
         f"{path.name}{CORRUPT_SUFFIX}."
