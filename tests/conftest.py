@@ -11,10 +11,22 @@ from rich.console import Console
 from archlab.config import load_settings
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.orchestration.runs import discover
+from archlab.sandbox.doctor import STRICT_HOW
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
 from fake_llm import FakeLLM
 from support import NETGUARD, TINY_CONFIG, TINY_MQAR, hostile_plan  # support: the net guard
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say why the tests of the strict sandbox level were skipped, and how to run them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    strict = [r for r in skipped if "strict is unavailable" in str(r.longrepr)]
+    if strict:
+        terminalreporter.write_line(
+            f"{len(strict)} tests skipped: the strict sandbox level is unavailable here "
+            f"(`archlab doctor` says what is missing). To run them: {STRICT_HOW}."
+        )
 
 
 @pytest.fixture(autouse=True)

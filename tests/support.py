@@ -157,6 +157,22 @@ def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(proc.stdout)
 
 
+def path_without_bubblewrap(shadow: Path) -> str:
+    """A PATH on which `bwrap` cannot be found, so that archlab runs at the basic level: each
+    directory that holds it is replaced by a folder of links to everything else in it."""
+    dirs = []
+    for n, folder in enumerate(os.environ["PATH"].split(os.pathsep)):
+        if (Path(folder) / "bwrap").exists():
+            copy = shadow / str(n)
+            copy.mkdir(parents=True)
+            for entry in Path(folder).iterdir():
+                if entry.name != "bwrap":
+                    (copy / entry.name).symlink_to(entry)
+            folder = str(copy)
+        dirs.append(folder)
+    return os.pathsep.join(dirs)
+
+
 # --- the fake model's answers --------------------------------------------------------------
 
 

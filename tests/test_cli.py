@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from support import NON_CAUSAL, archlab, as_json
+from archlab.sandbox.strict import strict_missing
+from support import NON_CAUSAL, archlab, as_json, path_without_bubblewrap
 
 BROKEN_SHAPE = """
 import torch
@@ -201,9 +202,14 @@ def _processes_in(directory: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path) -> None:
+@pytest.mark.parametrize("level", ["basic", "strict"])
+def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path, level: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
     env["ARCHLAB_HOME"] = str(lab_dir / "home")
+    if level == "basic":
+        env["PATH"] = path_without_bubblewrap(lab_dir / "path")
+    elif strict_missing():
+        pytest.skip("strict is unavailable here: see `archlab doctor`")
     proc = subprocess.Popen(
         [sys.executable, "-m", "archlab", "run", "--trials", "20"],
         cwd=lab_dir,
@@ -223,7 +229,8 @@ def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert _processes_in(trials) == []
+    assert f"sandbox {level}" in stderr and "Traceback" not in stderr
+    assert _processes_in(trials) == []  # at once: not even for the second a trial takes
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
     assert run["status"] == "interrupted"
+    assert f"`archlab resume {run['run_id']}` continues the run" in " ".join(stderr.split())

@@ -43,6 +43,24 @@ def test_wrong_type_names_key_and_file(tmp_path: Path) -> None:
     assert str(path) in str(err.value)
 
 
+def test_wrong_type_is_an_error_even_where_a_flag_overrides_it(tmp_path: Path) -> None:
+    path = tmp_path / "archlab.toml"
+    path.write_text('[run]\ntrials = "many"\nseed = 3\n')
+    env = {"ARCHLAB_RUN__SEED": "x"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, {"run": {"trials": 2, "seed": 4}}, environ=env)
+    assert f"{path}: run.trials: " in str(err.value) and "(got 'many')" in str(err.value)
+    assert "ARCHLAB_RUN__SEED: run.seed" in str(err.value)  # the environment's too
+
+
+def test_a_valid_value_a_flag_overrides_is_no_error(tmp_path: Path) -> None:
+    """An overridden value is checked for its own type and range only: trials = 0 would
+    need minutes, but the flag's 2 replaces it."""
+    path = tmp_path / "archlab.toml"
+    path.write_text("[run]\ntrials = 0\n")
+    assert load_settings(path, {"run": {"trials": 2}}, environ={}).run.trials == 2
+
+
 def test_wrong_type_from_environment_names_the_variable() -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(environ={"ARCHLAB_RUN__TRIALS": "ten"})

@@ -28,6 +28,7 @@ from archlab.sandbox.levels import SandboxUnavailable, make_launcher
 from archlab.sandbox.process import read_tail
 from archlab.sandbox.protocol import LOG_FILE, Limits
 from archlab.sandbox.seccomp import SeccompUnavailable, deny_list_bpf
+from support import path_without_bubblewrap
 
 HYBRID_MOUNTINFO = """\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -161,6 +162,25 @@ def test_doctor_reports_the_level(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["sandbox_level"] in ("basic", "strict") and report["ok"]
     assert report["levels"]["basic"] == {"available": True, "missing": []}
+
+
+def test_doctor_says_how_to_get_strict(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "archlab", "doctor"],
+        cwd=tmp_path,
+        env={
+            **env,
+            "ARCHLAB_HOME": str(tmp_path / "home"),
+            "PATH": path_without_bubblewrap(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "sandbox level: basic" in proc.stdout and "bwrap is not installed" in proc.stdout
+    assert "to get it: run archlab as root with bubblewrap" in proc.stdout
+    assert "apt-get install bubblewrap" in proc.stdout
 
 
 @pytest.mark.parametrize("module", sorted(m.name for m in pkgutil.iter_modules(sandbox.__path__)))

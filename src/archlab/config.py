@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from archlab.errors import ConfigError
 
@@ -418,27 +419,53 @@ def _has_key(layer: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
     return True
 
 
+def _leaves(layer: Mapping[str, Any], at: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, (*at, key))
+        else:
+            yield (*at, key)
+
+
 def _validate(layers: list[tuple[str, dict[str, Any]]]) -> Settings:
     merged: dict[str, Any] = {}
     for _, layer in layers:
         merged = _merge(merged, layer)
+    problems = []
+    # a value that a later layer overrides must still be valid: checked in its own place
+    for n, (source, layer) in enumerate(layers):
+        overridden = {
+            loc for loc in _leaves(layer) if any(_has_key(top, loc) for _, top in layers[n + 1 :])
+        }
+        if not overridden:
+            continue
+        try:
+            Settings.model_validate(_merge(merged, layer))
+        except ValidationError as e:
+            problems += [_problem(source, err) for err in e.errors() if err["loc"] in overridden]
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except ValidationError as e:
-        problems = []
         for err in e.errors():
             loc = tuple(err["loc"])
-            key = ".".join(str(p) for p in loc)
             source = next(
                 (src for src, layer in reversed(layers) if _has_key(layer, loc)), "config"
             )
-            if source == "environment":
-                source = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
-            if err["type"] == "extra_forbidden":
-                problems.append(f"{source}: unknown key '{key}'")
-            else:
-                problems.append(f"{source}: {key}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(_problem(source, err))
+    if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    return settings
+
+
+def _problem(source: str, err: ErrorDetails) -> str:
+    """One validation error in words, named after the layer (`source`) that gave the value."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if source == "environment":
+        source = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{key}'"
+    return f"{source}: {key}: {err['msg']} (got {err.get('input')!r})"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

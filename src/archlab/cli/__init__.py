@@ -2,6 +2,8 @@
 
 import sys
 
+from rich.markup import escape
+
 from archlab.cli.common import app, progress
 from archlab.errors import ArchlabError
 
@@ -17,5 +19,5 @@ def main() -> None:
     try:
         app()
     except ArchlabError as e:
-        progress.print(f"[red]error:[/] {e}", highlight=False)
+        progress.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)

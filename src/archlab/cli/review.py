@@ -120,11 +120,13 @@ def export(
     if output.suffix == ".py":
         row = memory.get_candidate(candidate)
         output.write_text(standalone(row, memory.get_run(row["run_id"])))
-        progress.print(f"wrote {output}", highlight=False)
+        progress.print(f"wrote {output}", highlight=False, markup=False)
         return
     cid = export_bundle(memory, candidate, output, force)
-    progress.print(f"wrote {', '.join(BUNDLE_FILES)} of {cid} to {output}", highlight=False)
-    progress.print(f"try it: python {output / 'load.py'}", highlight=False)
+    progress.print(
+        f"wrote {', '.join(BUNDLE_FILES)} of {cid} to {output}", highlight=False, markup=False
+    )
+    progress.print(f"try it: python {output / 'load.py'}", highlight=False, markup=False)
 
 
 @app.command()
@@ -156,7 +158,7 @@ def export_otel(
     otlp = to_otlp(run_row["run_id"], spans_of(memory, run_row["run_id"]))
     output.write_text(json.dumps(otlp, indent=1) + "\n")
     n = len(otlp["resourceSpans"][0]["scopeSpans"][0]["spans"])
-    progress.print(f"wrote {n} spans to {output}", highlight=False)
+    progress.print(f"wrote {n} spans to {output}", highlight=False, markup=False)
 
 
 @app.command()
@@ -168,7 +170,7 @@ def report(
     from archlab.report import html_report
 
     output.write_text(html_report(existing_memory(cli_settings()), run_id))
-    progress.print(f"wrote {output}", highlight=False)
+    progress.print(f"wrote {output}", highlight=False, markup=False)
 
 
 @app.command()

@@ -152,13 +152,19 @@ def steer(
 
 def _until_done(start: Callable[[], str], settings: Settings) -> None:
     """Run to the end and show the leaderboard; Ctrl-C leaves the run resumable."""
+    from archlab.orchestration.runs import RunInterrupted
+
     try:
         run_id = start()
-    except KeyboardInterrupt:
+    except RunInterrupted as e:
         progress.print(
             "[yellow]interrupted[/]: everything finished so far is kept; "
-            "`archlab resume RUN_ID` continues the run"
+            f"`archlab resume {e.run_id}` continues the run",
+            highlight=False,
         )
+        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the run was registered: nothing to keep
+        progress.print("[yellow]interrupted[/] before the run started")
         raise typer.Exit(130) from None
     _show_leaderboard(existing_memory(settings), run_id)
 
@@ -369,7 +375,11 @@ def eval_(
         out.print(
             f"candidate {report['candidate_id']}: {report['status']}"
             + (f", score {report['score']:.4f}" if report["score"] is not None else "")
-            + (f" ({report['error_class']}: {report['message']})" if report["error_class"] else "")
+            + (
+                f" ({report['error_class']}: {escape(str(report['message']))})"
+                if report["error_class"]
+                else ""
+            )
         )
     # 0 only for a candidate that trained and was accepted (after its audit, where its gain
     # needed one); a duplicate reuses another's result and is rejected

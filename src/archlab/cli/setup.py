@@ -1,5 +1,5 @@
 """What this machine offers: tasks, the sandbox (doctor), benchmarks (bench) and the LLM
-endpoints (llm check)."""
+endpoints (llm check); and the salvage of a damaged memory."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from archlab.cli.common import (
     print_json,
 )
 from archlab.errors import ArchlabError
+from archlab.memory.shared_file import CORRUPT_SUFFIX
+from archlab.memory.store import MEMORY_FILE
 from archlab.tasks import get_task, task_names
 
 
@@ -83,6 +85,21 @@ def doctor(
         out.print(render(report), highlight=False, markup=False, soft_wrap=True)
     if not report["ok"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def salvage() -> None:
+    """Copy what can still be read of a damaged memory into a fresh one; the damaged file
+    stays beside it as memory.duckdb.corrupt."""
+    from archlab.memory.salvage import salvage as salvage_memory
+
+    path = cli_settings().home_dir / MEMORY_FILE
+    kept = salvage_memory(path)
+    table = Table("table", "rows kept", "rows lost", title=f"salvaged {path}")
+    for name, (rows, lost) in kept.items():
+        table.add_row(name, str(rows), "unknown" if lost is None else str(lost))
+    out.print(table)
+    out.print(f"the damaged file is kept as {escape(str(path))}{CORRUPT_SUFFIX}", highlight=False)
 
 
 @app.command()
@@ -166,9 +183,9 @@ def llm_check(
         print_json(reports)
     else:
         for r in reports:
-            head = f"{r['profile']}: {r['model']} at {r['base_url']}"
+            head = escape(f"{r['profile']}: {r['model']} at {r['base_url']}")
             if "latency_s" not in r:
-                out.print(f"{head}: [red]failed[/]: {r['problem']}", highlight=False)
+                out.print(f"{head}: [red]failed[/]: {escape(r['problem'])}", highlight=False)
                 continue
             mode = settings.llm[r["profile"]].structured_output
             out.print(
@@ -176,7 +193,7 @@ def llm_check(
                 f"({r['prompt_tokens']} tokens in, {r['completion_tokens']} out)\n"
                 f"  structured output ({mode}): {r['structured']}\n"
                 f"  reasoning kept apart: {r['reasoning_chars']:,} characters"
-                + (f"\n  [red]problem[/]: {r['problem']}" if r["problem"] else ""),
+                + (f"\n  [red]problem[/]: {escape(r['problem'])}" if r["problem"] else ""),
                 highlight=False,
             )
     if not all(r["ok"] for r in reports):

@@ -16,7 +16,7 @@ from typing import Any, Self
 import duckdb
 
 from archlab.errors import ArchlabError, MemoryCorruptError
-from archlab.memory.shared_file import attach, detach
+from archlab.memory.shared_file import attach, detach, is_corruption
 from archlab.memory.writes import Insert, Upsert, Write, apply, encoded, row_dicts
 
 
@@ -101,6 +101,8 @@ class Database:
                     )
                     con.execute("COMMIT")
             except duckdb.Error as e:
+                if is_corruption(e):
+                    raise  # the connection says what to do
                 raise MemoryCorruptError(f"cannot migrate memory {self.path}: {e}") from None
 
     def schema_version(self) -> int:
@@ -205,6 +207,8 @@ class Database:
             try:
                 cursor = con.execute(sql)
             except duckdb.Error as e:
+                if is_corruption(e):
+                    raise  # the connection says what to do
                 raise ArchlabError(f"query failed: {e}") from None
             columns = [d[0] for d in cursor.description or []]
             return columns, cursor.fetchall()

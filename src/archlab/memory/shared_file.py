@@ -43,6 +43,7 @@ import duckdb
 from archlab.errors import ArchlabError, MemoryCorruptError
 
 WANTED_SUFFIX = ".wanted"
+CORRUPT_SUFFIX = ".corrupt"  # where `archlab salvage` keeps a damaged memory
 _LOCK_RETRY_S = 30.0
 _RETRY_FIRST_S = 0.005
 _RETRY_MAX_S = 0.025
@@ -56,8 +57,23 @@ _DRAIN_WAIT_S = 0.5  # how long a new operation waits for a handover before join
 _CLOSE_WAIT_S = 5.0
 
 
-def _is_lock_error(e: duckdb.Error) -> bool:
-    return "lock" in str(e).lower()
+def is_lock_error(e: duckdb.Error) -> bool:
+    # not a bare "lock": a damaged file's error names the "block" that failed its checksum
+    return "Could not set lock on file" in str(e)
+
+
+def is_corruption(e: duckdb.Error) -> bool:
+    """Whether DuckDB found a damaged block (on opening the file, or later on reading it)."""
+    return "Corrupt database file" in str(e)
+
+
+def corrupt_memory(path: Path, e: duckdb.Error) -> MemoryCorruptError:
+    return MemoryCorruptError(
+        f"memory {path} is corrupt or not a DuckDB database ({e}). Restore it from a "
+        f"backup, or run `archlab salvage` (with the same --home) to copy what can still "
+        f"be read into a fresh memory, keeping the damaged file beside it as "
+        f"{path.name}{CORRUPT_SUFFIX}."
+    )
 
 
 class SharedFile:
@@ -101,6 +117,10 @@ class SharedFile:
             self._local.cursor, self._local.read_only = cursor, read_only
             try:
                 yield cursor
+            except duckdb.Error as e:
+                if is_corruption(e):
+                    raise corrupt_memory(self.path, e) from None
+                raise
             finally:
                 self._local.cursor = None
                 cursor.close()
@@ -187,25 +207,24 @@ class SharedFile:
             try:
                 con = duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.Error as e:
-                if _is_lock_error(e) and time.monotonic() < deadline:
+                if is_lock_error(e) and time.monotonic() < deadline:
                     self._ask()
                     asked = True
                     time.sleep(delay)
                     delay = min(delay * 2, _RETRY_MAX_S)
                     continue
-                if _is_lock_error(e):
+                if asked:  # giving up: nobody is to answer a request any more
+                    Path(self.wanted).unlink(missing_ok=True)
+                if is_lock_error(e):
                     raise ArchlabError(
-                        f"memory {self.path} stayed locked by another process"
-                    ) from e
+                        f"memory {self.path} stayed locked by another process ({e})"
+                    ) from None
                 if "different configuration" in str(e):
                     raise ArchlabError(
                         f"memory {self.path} is open in this process outside Memory, in "
                         "another mode (read-only or not); close that connection first"
                     ) from None
-                raise MemoryCorruptError(
-                    f"cannot open memory {self.path}: {e}. It is corrupt or not a DuckDB "
-                    "database; move it aside to start a fresh memory."
-                ) from None
+                raise corrupt_memory(self.path, e) from None
             if asked:  # in: the request is answered
                 Path(self.wanted).unlink(missing_ok=True)
             self._answered = self._wanted_mtime()  # older requests were someone else's turn

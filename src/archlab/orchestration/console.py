@@ -204,7 +204,9 @@ class ProgressLine:
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         frames = self.spinner.frames
         frame = frames[int(time.monotonic() * 1000 / self.spinner.interval) % len(frames)]
-        line = self.reporter.line(options.max_width - 2, follow=True)
+        # two columns stay free: a terminal echoes Ctrl-C as "^C" after the line, and a
+        # full line would wrap, leaving the line on screen when the run clears it
+        line = self.reporter.line(options.max_width - 4, follow=True)
         yield Text.assemble(frame, " ", line, no_wrap=True, overflow="ellipsis")
 
 

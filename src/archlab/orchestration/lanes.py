@@ -98,6 +98,11 @@ def _run_lanes(
     start once the baseline, every lane's yardstick, is recorded."""
     results: list[LabState] = [{} for _ in configs]
     failures: list[BaseException] = []
+    # Each lane says when it is done. Not Thread.is_alive: a Ctrl-C that interrupts
+    # Thread.join can leave a running thread marked as stopped (CPython's bpo-45274
+    # handling), and the trials of a lane taken for done outlived the run.
+    done = [threading.Event() for _ in configs]
+    started: list[threading.Event] = []
 
     def lane(k: int) -> None:
         try:
@@ -107,26 +112,28 @@ def _run_lanes(
         except BaseException as e:  # one lane's failure stops the run
             failures.append(e)
             lab.cancel.set()
+        finally:
+            done[k].set()
 
-    threads = [
-        threading.Thread(target=lane, args=(k,), name=f"lane-{k}", daemon=True)
-        for k in range(len(configs))
-    ]
+    def start(k: int) -> None:
+        started.append(done[k])
+        threading.Thread(target=lane, args=(k,), name=f"lane-{k}", daemon=True).start()
+
     try:
-        threads[0].start()
-        while len(threads) > 1 and threads[0].is_alive() and not _baseline_settled(lab):
-            threads[0].join(0.5)
-        for thread in threads[1:]:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():  # join with a timeout: Ctrl-C reaches this thread
-                thread.join(0.5)
+        start(0)
+        while len(configs) > 1 and not done[0].is_set() and not _baseline_settled(lab):
+            done[0].wait(0.5)
+        for k in range(1, len(configs)):
+            start(k)
+        for lane_done in started:
+            while not lane_done.wait(0.5):  # a timeout: Ctrl-C reaches this thread
+                pass
     except KeyboardInterrupt:
         lab.cancel.set()
-        for thread in threads:
-            while thread.is_alive():  # again and again: a lane may start one more trial
-                _stop_trials()  # before it sees the cancel
-                thread.join(0.2)
+        for lane_done in started:
+            while not lane_done.is_set():  # again and again: a lane may start one more
+                _stop_trials()  # trial before it sees the cancel
+                lane_done.wait(0.2)
         raise
     if failures:
         raise failures[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from archlab.config import Settings
 from archlab.errors import ArchlabError
@@ -27,6 +28,14 @@ from archlab.roles import ladder
 from archlab.roles.brains import build_brains
 from archlab.sandbox.executor import Executor, make_executor
 from archlab.tasks import get_task
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a registered run: it is recorded as interrupted and can be resumed."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 def new_run_id() -> str:
@@ -88,7 +97,7 @@ def _run(
             yield lab
         except KeyboardInterrupt:
             _finish(lab, "interrupted", "stopped by the user")
-            raise
+            raise RunInterrupted(run_id) from None
         except Exception as e:
             _finish(lab, "failed", f"{type(e).__name__}: {e}")
             raise
@@ -137,8 +146,10 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
                 + [f"{run.minutes:g} minutes"] * bool(run.minutes)
             )
             + (f", {run.lanes} lanes" if run.lanes > 1 else "")
-            + f", {lab.brains.describe()} brain ({run.mode} mode), "
-            f"{lab.executor.describe()}, home {lab.home}"
+            + escape(
+                f", {lab.brains.describe()} brain ({run.mode} mode), "
+                f"{lab.executor.describe()}, home {lab.home}"
+            )
         )
         with lab.report.running(lab.task_fingerprint):
             start: LabState = {"run_id": lab.run_id, "evaluated": 0, "history": []}

@@ -6,6 +6,7 @@ archlab. DIR gets `model.py` (the module, importing only torch: `standalone`),
 
 from __future__ import annotations
 
+import inspect
 import json
 import pprint
 from pathlib import Path
@@ -16,6 +17,7 @@ from archlab.memory import weights as kept_weights
 from archlab.memory.store import Memory
 from archlab.records import plan_title
 from archlab.report import standalone
+from archlab.sandbox.harness import Spec
 
 #: what an export writes into its directory
 BUNDLE_FILES = ("model.py", "weights.safetensors", "load.py", "README.md")
@@ -45,12 +47,15 @@ HERE = Path(__file__).resolve().parent
 SPEC = @SPEC@
 
 
+@SPEC_CLASS@
+
+
 def load_model(device: str = "cpu") -> torch.nn.Module:
     found = importlib.util.spec_from_file_location("archlab_candidate", HERE / "model.py")
     assert found is not None and found.loader is not None
     module = importlib.util.module_from_spec(found)
     found.loader.exec_module(module)
-    model = module.build_model(SimpleNamespace(**SPEC))
+    model = module.build_model(Spec(**SPEC))
     # strict: every tensor of the module comes from the file, and the file has no other
     load_weights(model, HERE / "weights.safetensors")
     return model.to(device).eval()
@@ -74,6 +79,7 @@ def load_example(candidate: dict[str, Any], spec: dict[str, Any]) -> str:
         "@SEQ_LEN@": str(spec.get("seq_len")),
         "@VOCAB@": str(spec.get("vocab_size")),
         "@SPEC@": pprint.pformat(spec, sort_dicts=True),
+        "@SPEC_CLASS@": inspect.getsource(Spec).rstrip(),  # as the harness gives it
     }
     text = _LOAD_PY
     for key, value in fields.items():

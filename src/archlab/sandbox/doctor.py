@@ -10,6 +10,13 @@ from archlab.sandbox.cgroups import CgroupUnavailable, hierarchy
 from archlab.sandbox.levels import LEVELS
 from archlab.sandbox.strict import strict_missing
 
+#: what it takes to get the strict level, for a machine that lacks a piece of it
+STRICT_HOW = (
+    "run archlab as root with bubblewrap and setpriv installed (`apt-get install bubblewrap "
+    "util-linux`, or `dnf install bubblewrap util-linux`); more in docs/sandbox.md, "
+    "section Sandbox levels"
+)
+
 
 def diagnose(required_level: str) -> dict[str, Any]:
     """The report `archlab doctor --json` prints; `ok` is False when the configured
@@ -25,6 +32,7 @@ def diagnose(required_level: str) -> dict[str, Any]:
         "required_level": required_level,
         "ok": LEVELS.index(level) >= LEVELS.index(required_level),
         "levels": {lv: {"available": not missing[lv], "missing": missing[lv]} for lv in LEVELS},
+        "strict_how": STRICT_HOW if missing["strict"] else None,
         "cgroups": cgroups,
         "basic_network_isolation": " ".join(network_isolation_prefix()) or None,
     }
@@ -36,6 +44,8 @@ def render(report: dict[str, Any]) -> str:
         info = report["levels"][level]
         lines.append(f"  {level}: {'available' if info['available'] else 'unavailable'}")
         lines += [f"    - {piece}" for piece in info["missing"]]
+        if level == "strict" and report["strict_how"]:
+            lines.append(f"    to get it: {report['strict_how']}")
     lines.append(f"  cgroups: {report['cgroups'] or 'none usable'}")
     lines.append(
         "  basic's network isolation: "

@@ -39,6 +39,23 @@ RECORD_PREFIX = "\x1earchlab-record "
 _EVAL_BATCH = 256
 
 
+class Spec(SimpleNamespace):
+    """What `build_model(spec)` gets: the task's model contract, read either way,
+    `spec.vocab_size` or `spec["vocab_size"]` (a task's `spec` is a dict)."""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.__dict__[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__dict__.get(key, default)
+
+    def keys(self) -> Any:  # with __getitem__: **spec works
+        return self.__dict__.keys()
+
+
 class CandidateError(Exception):
     def __init__(self, error_class: str, message: str) -> None:
         super().__init__(message)
@@ -77,7 +94,7 @@ def _load_candidate(path: str) -> Any:
     return module
 
 
-def _build(module: Any, spec: SimpleNamespace, max_params: int) -> Any:
+def _build(module: Any, spec: Spec, max_params: int) -> Any:
     import torch
 
     try:
@@ -100,7 +117,7 @@ def _build(module: Any, spec: SimpleNamespace, max_params: int) -> Any:
     return model
 
 
-def _check_output(out: Any, batch: int, spec: SimpleNamespace, kind: str) -> None:
+def _check_output(out: Any, batch: int, spec: Spec, kind: str) -> None:
     import torch
 
     if kind == "classification":
@@ -159,7 +176,7 @@ def _time_lengths(module: Any, trial: dict[str, Any]) -> list[dict[str, float]]:
 
     points = []
     for length in trial["complexity_lengths"]:
-        spec = SimpleNamespace(**{**trial["spec"], "seq_len": length})
+        spec = Spec(**{**trial["spec"], "seq_len": length})
         model = _build(module, spec, sys.maxsize).eval()
         tokens = torch.randint(0, spec.vocab_size, (1, length))
         with torch.no_grad():
@@ -303,7 +320,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(trial["threads"])
     torch.manual_seed(trial["seed"])
-    spec = SimpleNamespace(**trial["spec"])
+    spec = Spec(**trial["spec"])
     budget, recipe, kind = trial["budget"], trial["recipe"], trial["kind"]
 
     # the executor sets CUDA_VISIBLE_DEVICES only for a trial it gave a GPU

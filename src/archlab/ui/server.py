@@ -170,6 +170,6 @@ def serve(memory: Memory, host: str, port: int, console: Console) -> None:
         server = UIServer(memory, host, port)
     except OSError as e:
         raise ArchlabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    console.print(f"archlab ui on {server.url} (Ctrl-C stops it)", highlight=False)
+    console.print(f"archlab ui on {server.url} (Ctrl-C stops it)", highlight=False, markup=False)
     with server, contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
