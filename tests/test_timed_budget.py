@@ -29,7 +29,7 @@ SLOW_FORWARD = """
             self.head = torch.nn.Linear(32, spec.vocab_size)
 
         def forward(self, x):
-            time.sleep(0.05)  # a slow architecture: a fifth of the fast one's steps, or fewer
+            time.sleep(0.25)  # a slow architecture: at most 4 steps a second
             return self.head(self.embed(x))
 
     def build_model(spec):
@@ -92,8 +92,8 @@ def test_a_faster_architecture_gets_more_steps_in_the_same_seconds(
         assert steps[name] == checkpoint_steps[-1]
         # two seconds of training, evaluation and start-up excluded, well inside the limit
         assert 2.0 <= report.wall_time_s < budget.time_limit_s
-    assert steps["slow"] <= 2.0 / 0.05 + 1
-    assert steps["fast"] > 3 * steps["slow"]
+    assert steps["slow"] <= 2.0 / 0.25 + 1
+    assert steps["fast"] > 2 * steps["slow"]  # the tiny baseline: ~100 a second on one core
 
 
 @pytest.mark.slow
