@@ -61,7 +61,8 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
         for lane, config in enumerate(configs):
             snapshot = graph.get_state(config) if start is None else None
             if snapshot is not None and snapshot.values:
-                inputs.append(None)
+                # a lane that ended plans again: its budget may have grown (resume --trials)
+                inputs.append(None if snapshot.next else {"stopped": None})
                 lab.budget.hold(_claim_held(lab, snapshot.values))
                 lab.turns.resume_after(snapshot.values.get("step") or 0)
             else:  # a new run, or a lane that had not started when the run stopped
