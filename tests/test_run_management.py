@@ -228,3 +228,26 @@ def test_a_run_that_failed_on_its_llm_settings_resumes_with_corrected_ones(
             wrong,
             fake.base_url,
         )
+
+
+def test_older_evaluations_are_marked_as_such(tmp_path: Path) -> None:
+    """Migration 9: the runs `archlab eval` made before (brain manual) become kind eval."""
+    import duckdb
+
+    from archlab.memory.database import _migrations
+
+    path = tmp_path / "m.duckdb"
+    with duckdb.connect(str(path)) as con:  # a memory as version 8 left it
+        con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name VARCHAR NOT NULL, applied_at TIMESTAMP)")  # fmt: skip
+        for version, name, sql in _migrations():
+            if version <= 8:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+        for run_id, brain in (("e1", "manual"), ("d1", "heuristic")):
+            con.execute("INSERT INTO runs (run_id, task, task_fingerprint, status, brain, seed, "
+                        "config, started_at) VALUES (?, 'mqar', 'fp', 'finished', ?, 0, '{}', "
+                        "now())", [run_id, brain])  # fmt: skip
+    memory = Memory(path)
+    assert [r["run_id"] for r in memory.runs()] == ["d1"]
+    assert memory.get_run("e1")["kind"] == "eval"
