@@ -244,6 +244,14 @@ class Memory(Database):
             "SELECT * FROM trials WHERE candidate_id = ? ORDER BY finished_at", [candidate_id]
         )
 
+    def run_trials(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """`trials` of each candidate of the run that has any, by id, in one query."""
+        rows = self._query("SELECT * FROM trials WHERE run_id = ? ORDER BY finished_at", [run_id])
+        trials: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            trials.setdefault(row["candidate_id"], []).append(row)
+        return trials
+
     def trial_counts(self, run_id: str) -> dict[str, Any]:
         """How many trials the run has finished (`trials`), and when the last one did (`last`)."""
         (row,) = self._query(
