@@ -124,6 +124,8 @@ def test_the_report_has_lineage_curves_verdicts_and_highlighted_code(memory: Mem
     mutant = report.partition('<details id="mutant">')[2].partition("</details>")[0]
     assert "Training curves" in mutant and mutant.count("<svg") == 2  # loss, bits per byte
     assert '<span class="verdict accept">accept</span>' in report
+    summary = mutant.partition("</summary>")[0]  # each candidate's verdict in its heading
+    assert 'verdict <span class="verdict accept">accept</span>' in summary
     assert '<span class="py-kw">import</span>' in report
     assert HOSTILE not in report  # the code's comment is escaped inside its span
 
