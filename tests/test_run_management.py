@@ -81,8 +81,11 @@ def test_runs_filters_by_task_and_status(two_runs_and_an_eval: Path) -> None:
     assert len(open_memory(home).runs(task="mqar")) == 2
     assert open_memory(home).runs(task="charlm") == []
     assert len(open_memory(home).runs(status="finished")) == 2
-    assert "no runs" not in cli(home, "runs", "--status", "failed")
+    failed = cli(home, "runs", "--status", "failed")
+    assert not any(r["run_id"] in failed for r in open_memory(home).runs(evals=True))
     assert open_memory(home).runs(status="failed") == []
+    with pytest.raises(ArchlabError, match="no run status 'done': one of running, killed"):
+        cli(home, "runs", "--status", "done")
 
 
 def test_a_name_is_accepted_wherever_an_id_is(two_runs_and_an_eval: Path) -> None:

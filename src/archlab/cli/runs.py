@@ -27,6 +27,7 @@ from archlab.cli.common import (
     progress,
 )
 from archlab.config import Settings
+from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
 from archlab.records import final_verdict, is_accepted, plan_title
 
@@ -201,6 +202,10 @@ def resume(
     )
 
 
+#: a run's statuses as `runs` shows them (killed: running, but no process drives it)
+_STATUSES = ("running", "killed", "interrupted", "failed", "finished")
+
+
 @app.command()
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -210,10 +215,12 @@ def runs(
     task: Annotated[str | None, typer.Option(help="only the runs of this task")] = None,
     status: Annotated[
         str | None,
-        typer.Option(help="only runs with this status: running, killed, finished, failed, ..."),
+        typer.Option(help="only the runs with this status: " + ", ".join(_STATUSES)),
     ] = None,
 ) -> None:
     """List the runs in the memory (ids whole: every command takes them, or the names)."""
+    if status not in (None, *_STATUSES):
+        raise ArchlabError(f"no run status '{status}': one of {', '.join(_STATUSES)}")
     rows = existing_memory(cli_settings()).runs(evals=show_all, task=task, status=status)
     if as_json:
         print_json(rows)
