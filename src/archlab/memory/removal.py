@@ -35,10 +35,7 @@ def plan_removal(memory: Memory, run_ref: str) -> Removal:
     if run["status"] == "running":
         raise ArchlabError(f"run {run['run_id']} is running: stop it before removing it")
     run_id = run["run_id"]
-    rows = memory._query(
-        "SELECT candidate_id, parents, task_fingerprint FROM candidates WHERE run_id = ?",
-        [run_id],
-    )
+    rows = memory._query("SELECT candidate_id, parents FROM candidates WHERE run_id = ?", [run_id])
     own = {row["candidate_id"]: row["parents"] for row in rows}
     used = memory._query(
         "SELECT DISTINCT p.id FROM candidates c, "

@@ -61,8 +61,11 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
         for lane, config in enumerate(configs):
             snapshot = graph.get_state(config) if start is None else None
             if snapshot is not None and snapshot.values:
-                # a lane that ended plans again: its budget may have grown (resume --trials)
-                inputs.append(None if snapshot.next else {"stopped": None})
+                # a lane that ended on a spent budget plans again: the budget may have grown
+                # (resume --trials). Ended: no task left, not even one whose writes were
+                # saved before a kill (LangGraph applies those instead of running it again)
+                ended = not snapshot.tasks and snapshot.values.get("stopped")
+                inputs.append({"stopped": None} if ended else None)
                 lab.budget.hold(_claim_held(lab, snapshot.values))
                 lab.turns.resume_after(snapshot.values.get("step") or 0)
             else:  # a new run, or a lane that had not started when the run stopped
