@@ -6,6 +6,7 @@ the fake HTTP server."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from archlab.cli.common import out
 from archlab.config import Settings, load_settings
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
+from archlab.orchestration.lanes import CHECKPOINT_FILE
 from archlab.orchestration.runs import discover, evaluate_file, open_memory, resume
 from fake_llm import FakeLLM
 from support import EMBED, TINY_MQAR, FakeExecutor, Scripted, cli, hostile_plan
@@ -43,6 +45,15 @@ def _settings(home: Path, **run: Any) -> Settings:
 
 def _rows(memory: Memory, table: str, run_id: str) -> int:
     return len(memory._query(f"SELECT 1 FROM {table} WHERE run_id = ?", [run_id]))
+
+
+def _checkpoints(home: Path, run_id: str) -> int:
+    with sqlite3.connect(home / CHECKPOINT_FILE) as conn:
+        (n,) = conn.execute(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = ? OR thread_id LIKE ?",
+            [run_id, f"{run_id}/lane%"],
+        ).fetchone()
+    return int(n)
 
 
 # --- item 5: listings, names, evaluations, rm ------------------------------------------------
@@ -147,9 +158,11 @@ def test_rm_deletes_the_runs_files(tmp_path: Path) -> None:
     trial_files.mkdir(parents=True, exist_ok=True)
     (trial_files / "log.txt").write_text("a trial's log")
     assert weights and all(w.exists() for w in weights)
+    assert _checkpoints(home, run_id) > 0
 
     cli(home, "rm", run_id, "--yes")
     assert not any(w.exists() for w in weights) and not trial_files.exists()
+    assert _checkpoints(home, run_id) == 0
     for table in _RUN_TABLES:
         assert _rows(memory, table, run_id) == 0, table
     assert memory._query("SELECT 1 FROM checks") == []

@@ -252,6 +252,7 @@ def rm(
 ) -> None:
     """Delete a run and everything that is only its own (candidates other runs build on stay)."""
     from archlab.memory.removal import plan_removal, remove_run
+    from archlab.orchestration.lanes import forget
 
     memory = existing_memory(cli_settings())
     removal = plan_removal(memory, run_id)
@@ -272,6 +273,7 @@ def rm(
     if not yes and not typer.confirm("delete?", err=True):
         raise typer.Exit(1)
     remove_run(memory, removal)
+    forget(memory.path.parent, run_row["run_id"])
     typer.echo(f"removed run {run_row['run_id']}")
 
 

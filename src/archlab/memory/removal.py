@@ -6,9 +6,7 @@ its own: it stays, with its trials, checks, verdict and weights."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from archlab.errors import ArchlabError
@@ -58,8 +56,8 @@ def plan_removal(memory: Memory, run_ref: str) -> Removal:
 
 
 def remove_run(memory: Memory, removal: Removal) -> None:
-    """Delete the rows in one transaction, then the run's trial directory, checkpoints and
-    lease, and the deleted candidates' weights files."""
+    """Delete the rows in one transaction, then the run's trial directory and lease and the
+    deleted candidates' weights files (its checkpoints: orchestration.lanes.forget)."""
     run_id = removal.run["run_id"]
     home = memory.path.parent
     weights = memory._query("SELECT candidate_id, path FROM weights WHERE run_id = ?", [run_id])
@@ -75,28 +73,4 @@ def remove_run(memory: Memory, removal: Removal) -> None:
     for file in files:
         file.unlink(missing_ok=True)
     shutil.rmtree(home / "trials" / run_id, ignore_errors=True)
-    _delete_checkpoints(home, run_id)
     leases.forget(home, run_id)
-
-
-def _delete_checkpoints(home: Path, run_id: str) -> None:
-    """The LangGraph threads of the run's lanes (`run_id`, `run_id/laneK`)."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    from archlab.orchestration.lanes import CHECKPOINT_FILE
-
-    path = home / CHECKPOINT_FILE
-    if not path.exists():
-        return
-    conn = sqlite3.connect(path)
-    try:
-        saver = SqliteSaver(conn)
-        saver.setup()
-        threads = conn.execute(
-            "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ? OR thread_id LIKE ?",
-            [run_id, f"{run_id}/lane%"],
-        ).fetchall()
-        for (thread_id,) in threads:
-            saver.delete_thread(thread_id)
-    finally:
-        conn.close()
