@@ -182,7 +182,7 @@ def test_rm_refuses_a_run_that_is_not_there(tmp_path: Path) -> None:
 def test_a_finished_run_is_extended_and_the_change_recorded(tmp_path: Path) -> None:
     home = tmp_path / "home"
     run_id = discover(_settings(home, trials=3), QUIET, FakeExecutor(), name="ext")
-    with pytest.raises(ArchlabError, match=r"finished: trial budget spent.*--trials N"):
+    with pytest.raises(ArchlabError, match=r"already finished: trial budget spent.*--trials N"):
         resume(home, "ext", QUIET, FakeExecutor())
 
     resume(home, "ext", QUIET, FakeExecutor(), trials=2)

@@ -229,7 +229,7 @@ def _check_budget_left(memory: Memory, run: dict[str, Any], settings: Settings) 
         spent = f"trial budget spent ({trials} candidates)"
     if spent:
         raise ArchlabError(
-            f"run {run['run_id']} finished: {spent}; add budget with "
+            f"run {run['run_id']} already finished: {spent}; add budget with "
             f"`archlab resume {run['run_id']} --trials N` or `--minutes M`"
         )
 
