@@ -108,7 +108,9 @@ def test_eval_of_a_broken_candidate_is_recorded(lab_dir: Path) -> None:
     assert [(s["stage"], s["status"]) for s in report["stages"]] == [
         ("static", "passed"), ("dedup", "passed"), ("smoke", "failed")
     ]  # fmt: skip
-    (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+    assert as_json(archlab(lab_dir, "runs", "--json")) == []  # an evaluation, listed with --all
+    (run,) = as_json(archlab(lab_dir, "runs", "--all", "--json"))
+    assert run["kind"] == "eval"
     board = as_json(archlab(lab_dir, "show", run["run_id"], "--json"))
     assert board["candidates"][0]["id"] == report["candidate_id"]
 

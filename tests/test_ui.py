@@ -357,7 +357,7 @@ def test_plots_fit_the_box_and_the_best_so_far_never_drops() -> None:
     best = [float(xy.split(",")[1]) for xy in p.lines[0]["points"].split()]
     assert best == sorted(best, reverse=True)  # SVG y grows downwards: the line only rises
     assert [label for _, label in p.x_ticks] == ["1", "2", "3", "4", "5"]
-    log = params_plot(candidates, candidate_href)
+    log = params_plot(candidates, candidate_href, {})
     assert [label for _, label in log.x_ticks] == ["1000", "1e4", "1e5", "1e6", "1e7"]
     ticks = [x for x, _ in log.x_ticks]  # evenly spaced decades
     assert max(b - a for a, b in pairwise(ticks)) - min(b - a for a, b in pairwise(ticks)) < 0.2

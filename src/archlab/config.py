@@ -497,3 +497,23 @@ def load_settings(
     layers.append(("environment", _env_layer(environ)))
     layers.append(("command line", dict(flags or {})))
     return _validate(layers)
+
+
+def nested(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Flags by dotted key (`run.trials`) as the nested dict settings take; None: not given."""
+    tree: dict[str, Any] = {}
+    for dotted, value in flat.items():
+        if value is None:
+            continue
+        *sections, key = dotted.split(".")
+        node = tree
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[key] = value
+    return tree
+
+
+def stored_settings(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Settings:
+    """A run's stored settings (its `config`) with `flags`, a nested dict of the values
+    given on resuming it, on top."""
+    return _validate([("the run's settings", dict(config)), ("command line", dict(flags))])

@@ -116,3 +116,18 @@ def final_verdict(word: str | None) -> FinalVerdict | None:
 def is_accepted(word: str | None) -> bool:
     """Whether a candidate with this stored verdict counts as accepted, everywhere."""
     return final_verdict(word) == "accept"
+
+
+def metric_shown(candidate: dict[str, Any]) -> str | None:
+    """For a fitness that negates a lower-is-better metric (charlm's bits per byte), that
+    metric as people read it, for beside the score: `2.0512 bits per byte`. None where the
+    score is the metric itself, or there is none."""
+    fitness, score = candidate.get("fitness") or {}, candidate.get("score")
+    if fitness.get("higher_is_better", True) or score is None:
+        return None
+    metric = fitness["metric"]
+    if fitness.get("param_penalty") or fitness.get("latency_penalty"):
+        value = (candidate.get("metrics") or {}).get(metric)  # the score is not the metric
+    else:
+        value = -score  # the seeds' mean once confirmed, as the score is
+    return None if value is None else f"{value:.4f} {metric.replace('_', ' ')}"

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from archlab.config import Settings, load_settings
+from archlab.config import Settings, load_settings, nested
 from archlab.memory.store import MEMORY_FILE, Memory
 
 app = typer.Typer(
@@ -41,18 +41,10 @@ def _global(
 
 def cli_settings(**flags: Any) -> Settings:
     """Settings with the flags that were actually given on top."""
-    nested: dict[str, Any] = {}
-    for dotted, value in flags.items():
-        if value is None:
-            continue
-        *sections, key = dotted.split(".")
-        node = nested
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[key] = value
+    given = nested(flags)
     if _Global.home is not None:
-        nested["home"] = _Global.home
-    return load_settings(_Global.config, nested)
+        given["home"] = _Global.home
+    return load_settings(_Global.config, given)
 
 
 def existing_memory(settings: Settings) -> Memory:

@@ -49,7 +49,7 @@ def _show_span(span: dict[str, Any], full: bool) -> None:
 
 @app.command()
 def trace(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    run_id: Annotated[str, typer.Argument(help="run name, id or a unique prefix of the id")],
     candidate: Annotated[str | None, typer.Option(help="only this candidate (id prefix)")] = None,
     role: Annotated[str | None, typer.Option(help="planner, coder, trainer, critic or lab")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="only spans that failed")] = False,
@@ -87,7 +87,9 @@ def diff(
 
 
 @app.command()
-def lineage(run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")]) -> None:
+def lineage(
+    run_id: Annotated[str, typer.Argument(help="run name, id or a unique prefix of the id")],
+) -> None:
     """The run's family tree: each candidate under its first parent."""
     from archlab.report import lineage_tree
 
@@ -147,7 +149,7 @@ def sql(
 
 @app.command("export-otel")
 def export_otel(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    run_id: Annotated[str, typer.Argument(help="run name, id or a unique prefix of the id")],
     output: Annotated[Path, typer.Option("-o", "--output", help="OTLP JSON file to write")],
 ) -> None:
     """Write the run's spans as OTLP JSON, for any OpenTelemetry backend."""
@@ -163,7 +165,7 @@ def export_otel(
 
 @app.command()
 def report(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    run_id: Annotated[str, typer.Argument(help="run name, id or a unique prefix of the id")],
     output: Annotated[Path, typer.Option("-o", "--output", help="HTML file to write")],
 ) -> None:
     """Write a self-contained HTML report of a run (opens offline)."""

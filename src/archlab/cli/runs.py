@@ -27,6 +27,7 @@ from archlab.cli.common import (
     progress,
 )
 from archlab.config import Settings
+from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
 from archlab.records import final_verdict, is_accepted, plan_title
 
@@ -77,6 +78,9 @@ def run(
         bool | None,
         typer.Option("--review", help="pause before each training for `archlab approve`"),
     ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="the run's name, accepted wherever its id is")
+    ] = None,
 ) -> None:
     """Run an autonomous discovery until its budget is spent."""
     from archlab.orchestration.runs import (
@@ -99,11 +103,11 @@ def run(
             **_executor_flags(workers, executor, ray_address),
         }
     )
-    _until_done(lambda: discover(settings, progress), settings)
+    _until_done(lambda: discover(settings, progress, name=name), settings)
 
 
 # --- the human in the loop: from another terminal, while the run goes on --------------
-_RUN_ID = typer.Argument(help="run id or a unique prefix of it")
+_RUN_ID = typer.Argument(help="run name, id or a unique prefix of the id")
 _CANDIDATE = typer.Option(help="the waiting candidate (id or prefix); default: every one")
 
 
@@ -171,38 +175,112 @@ def _until_done(start: Callable[[], str], settings: Settings) -> None:
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    run_id: Annotated[str, _RUN_ID],
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="add this many candidates to its trial budget")
+    ] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="add this many minutes to its time budget (alone: no trial limit)"
+        ),
+    ] = None,
+    llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
+    llm_model: Annotated[str | None, LLM_MODEL] = None,
+    llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
 ) -> None:
-    """Continue a killed or interrupted run from its last checkpoint, with its own settings."""
+    """Continue a killed, interrupted or failed run from its last checkpoint, with its own
+    settings; extend a finished one. What the flags change is recorded with the run."""
     from archlab.orchestration.runs import resume as resume_run
 
     settings = cli_settings()
-    _until_done(lambda: resume_run(settings.home_dir, run_id, progress), settings)
+    flags = llm_flags(llm_base_url, llm_model, llm_structured_output)
+    _until_done(
+        lambda: resume_run(
+            settings.home_dir,
+            run_id,
+            progress,
+            trials=trials or 0,
+            minutes=minutes or 0.0,
+            flags=flags,
+        ),
+        settings,
+    )
+
+
+#: a run's statuses as `runs` shows them (killed: running, but no process drives it)
+_STATUSES = ("running", "killed", "interrupted", "failed", "finished")
 
 
 @app.command()
 def runs(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="also the runs `archlab eval` made")
+    ] = False,
+    task: Annotated[str | None, typer.Option(help="only the runs of this task")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="only the runs with this status: " + ", ".join(_STATUSES)),
+    ] = None,
 ) -> None:
-    """List the runs in the memory."""
-    rows = existing_memory(cli_settings()).runs()
+    """List the runs in the memory (ids whole: every command takes them, or the names)."""
+    if status not in (None, *_STATUSES):
+        raise ArchlabError(f"no run status '{status}': one of {', '.join(_STATUSES)}")
+    rows = existing_memory(cli_settings()).runs(evals=show_all, task=task, status=status)
     if as_json:
         print_json(rows)
         return
-    table = Table("run", "task", "status", "brain", "candidates", "best", "started")
-    for column in table.columns:
-        column.no_wrap = True
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    # the id never shrinks (every other command needs it whole), nor do the short columns;
+    # a long name, task or brain folds to fit
+    for header in ("run", "name", "task", "status", "brain", "n", "best", "started"):
+        table.add_column(header, overflow="fold", no_wrap=header not in ("name", "task", "brain"))
+    table.columns[0].min_width = max((len(r["run_id"]) for r in rows), default=0)
     for r in rows:
         table.add_row(
             r["run_id"],
+            escape(r["name"] or ("(eval)" if r["kind"] == "eval" else "")),
             r["task"],
             r["status"],
-            r["brain"],
+            escape(r["brain"]),
             str(r["n_candidates"]),
             fmt_score(r["best_score"]),
-            f"{r['started_at']:%Y-%m-%d %H:%M}",
+            f"{r['started_at']:%m-%d %H:%M}",
         )
     out.print(table)
+
+
+@app.command()
+def rm(
+    run_id: Annotated[str, _RUN_ID],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a run and everything that is only its own (candidates other runs build on stay)."""
+    from archlab.memory.removal import plan_removal, remove_run
+    from archlab.orchestration.lanes import forget
+
+    memory = existing_memory(cli_settings())
+    removal = plan_removal(memory, run_id)
+    run_row = removal.run
+    label = run_row["run_id"] + (f" ({run_row['name']})" if run_row["name"] else "")
+    progress.print(
+        f"run {escape(label)}: {len(removal.deleted)} candidates, their trials, checks, "
+        "verdicts and weights, and the run's LLM calls, spans, notes, checkpoints and trial "
+        "files will be deleted",
+        highlight=False,
+    )
+    if removal.kept:
+        progress.print(
+            f"kept: {len(removal.kept)} candidates that other runs build on (parents, "
+            f"originals of duplicates, a task's baseline): {' '.join(removal.kept)}",
+            highlight=False,
+        )
+    if not yes and not typer.confirm("delete?", err=True):
+        raise typer.Exit(1)
+    remove_run(memory, removal)
+    forget(memory.path.parent, run_row["run_id"])
+    typer.echo(f"removed run {run_row['run_id']}")
 
 
 def _weights(memory: Memory, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -326,7 +404,7 @@ def _conclusion(summary: dict[str, Any] | None) -> list[str]:
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="run id or a unique prefix of it")],
+    run_id: Annotated[str, _RUN_ID],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Show a run's leaderboard."""

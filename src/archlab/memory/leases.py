@@ -45,6 +45,11 @@ def hold(home: Path, run_id: str) -> Iterator[None]:
         os.close(fd)  # closing drops the lock
 
 
+def forget(home: Path, run_id: str) -> None:
+    """Remove a removed run's lease file."""
+    _lock_file(home, run_id).unlink(missing_ok=True)
+
+
 def is_driven(home: Path, run_id: str) -> bool:
     """Whether some process holds the run's lease now (this one included)."""
     try:

@@ -5,6 +5,7 @@ statement of archlab lives in this package (memory.database says how it reaches 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from archlab.memory import leases
 from archlab.memory.database import Database, now
 
 MEMORY_FILE = "memory.duckdb"
+#: what a run's name may be: one word, typed in commands
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: a task's baseline: its first candidate of origin baseline that was evaluated
 _BASELINE = (
     "FROM candidates WHERE task_fingerprint = ? AND origin = 'baseline' "
@@ -45,22 +48,58 @@ class Memory(Database):
         """The time the run has spent so far (a resumed run goes on from it)."""
         self._update("runs", "run_id", run_id, {"elapsed_s": seconds})
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run, newest first; a running one that no process drives shows `killed`."""
+    def runs(
+        self, evals: bool = False, task: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The runs, newest first; a running one that no process drives shows `killed`.
+        `archlab eval`'s own runs only with `evals`; `task` and `status` filter."""
         rows = self._query(
             "SELECT r.*, count(c.candidate_id) AS n_candidates, max(c.score) AS best_score "
             "FROM runs r LEFT JOIN candidates c USING (run_id) "
-            "GROUP BY ALL ORDER BY r.started_at DESC"
+            "WHERE (? OR r.kind <> 'eval') AND r.task = coalesce(?, r.task) "
+            "GROUP BY ALL ORDER BY r.started_at DESC",
+            [evals, task],
         )
-        return [leases.shown_status(self.path.parent, row) for row in rows]
+        shown = [leases.shown_status(self.path.parent, row) for row in rows]
+        return [row for row in shown if status in (None, row["status"])]
 
     def get_run(self, run_id: str) -> dict[str, Any]:
-        """A run by id or unique id prefix (its status as `runs` shows it)."""
-        rows = self._query("SELECT * FROM runs WHERE starts_with(run_id, ?)", [run_id])
+        """A run by name, id or unique id prefix (its status as `runs` shows it)."""
+        rows = self._query("SELECT * FROM runs WHERE name = ?", [run_id]) or self._query(
+            "SELECT * FROM runs WHERE starts_with(run_id, ?)", [run_id]
+        )
         if len(rows) != 1:
             what = "no run" if not rows else f"{len(rows)} runs"
-            raise ArchlabError(f"{what} match '{run_id}' (see `archlab runs`)")
+            raise ArchlabError(f"{what} match '{run_id}' (see `archlab runs --all`)")
         return leases.shown_status(self.path.parent, rows[0])
+
+    def check_run_name(self, name: str) -> None:
+        """A new run's name: one word (it is typed in commands), not taken by another run."""
+        if not _NAME.fullmatch(name):
+            raise ArchlabError(
+                f"run name {name!r}: letters, digits, '.', '_' and '-', starting with a "
+                "letter or digit"
+            )
+        if self._query("SELECT 1 FROM runs WHERE name = ?", [name]):
+            raise ArchlabError(f"run name {name!r} is taken (see `archlab runs --all`)")
+
+    def save_run_changes(self, run_id: str, changes: dict[str, tuple[Any, Any]]) -> None:
+        """What a resume changed in the run's settings, (old, new) by dotted key; the
+        run's config becomes `config`."""
+        stamp = now()
+        for setting, (old, new) in changes.items():
+            self._insert(
+                "run_changes",
+                {"run_id": run_id, "setting": setting, "old": old, "new": new, "changed_at": stamp},
+            )
+
+    def set_run_config(self, run_id: str, config: dict[str, Any]) -> None:
+        self._update("runs", "run_id", run_id, {"config": config})
+
+    def run_changes(self, run_id: str) -> list[dict[str, Any]]:
+        return self._query(
+            "SELECT * FROM run_changes WHERE run_id = ? ORDER BY changed_at, setting", [run_id]
+        )
 
     # --- candidates -----------------------------------------------------------
     def save_candidate(self, **candidate: Any) -> None:
@@ -204,6 +243,14 @@ class Memory(Database):
         return self._query(
             "SELECT * FROM trials WHERE candidate_id = ? ORDER BY finished_at", [candidate_id]
         )
+
+    def run_trials(self, run_id: str) -> dict[str, list[dict[str, Any]]]:
+        """`trials` of each candidate of the run that has any, by id, in one query."""
+        rows = self._query("SELECT * FROM trials WHERE run_id = ? ORDER BY finished_at", [run_id])
+        trials: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            trials.setdefault(row["candidate_id"], []).append(row)
+        return trials
 
     def trial_counts(self, run_id: str) -> dict[str, Any]:
         """How many trials the run has finished (`trials`), and when the last one did (`last`)."""

@@ -14,6 +14,7 @@ _JSON_COLUMNS = {"config", "parents", "plan", "genome", "metrics", "budget", "cu
 _JSON_COLUMNS |= {"request", "response", "answer"}  # llm_calls
 _JSON_COLUMNS |= {"details", "fitness", "seeds", "summary"}  # the verification ladder
 _JSON_COLUMNS |= {"spec"}  # weights
+_JSON_COLUMNS |= {"old", "new"}  # run_changes
 
 
 def encoded(row: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,25 @@ def _thread_id(run_id: str, lane: int) -> str:
     return run_id if lane == 0 else f"{run_id}/lane{lane}"
 
 
+def forget(home: Path, run_id: str) -> None:
+    """Delete the checkpoints of a removed run's lanes (threads `run_id`, `run_id/laneK`)."""
+    path = home / CHECKPOINT_FILE
+    if not path.exists():
+        return
+    conn = sqlite3.connect(path)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        threads = conn.execute(
+            "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ? OR thread_id LIKE ?",
+            [run_id, f"{run_id}/lane%"],
+        ).fetchall()
+        for (thread_id,) in threads:
+            saver.delete_thread(thread_id)
+    finally:
+        conn.close()
+
+
 def drive(lab: Lab, start: LabState | None) -> list[LabState]:
     """Run the lanes to their end, each from `start`, or with None from its last
     checkpoint: the node that was interrupted runs again, everything before it is kept."""
@@ -61,7 +80,11 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
         for lane, config in enumerate(configs):
             snapshot = graph.get_state(config) if start is None else None
             if snapshot is not None and snapshot.values:
-                inputs.append(None)
+                # a lane that ended on a spent budget plans again: the budget may have grown
+                # (resume --trials). Ended: no task left, not even one whose writes were
+                # saved before a kill (LangGraph applies those instead of running it again)
+                ended = not snapshot.tasks and snapshot.values.get("stopped")
+                inputs.append({"stopped": None} if ended else None)
                 lab.budget.hold(_claim_held(lab, snapshot.values))
                 lab.turns.resume_after(snapshot.values.get("step") or 0)
             else:  # a new run, or a lane that had not started when the run stopped

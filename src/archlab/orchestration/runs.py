@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from archlab.config import Settings
+from archlab.config import Settings, nested, stored_settings
 from archlab.errors import ArchlabError
 from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory
@@ -53,14 +53,19 @@ def _run(
     brain: str | None = None,
     resumed: dict[str, Any] | None = None,
     executor: Executor | None = None,
+    name: str | None = None,
+    kind: str = "discovery",
 ) -> Iterator[Lab]:
     """Register a run (or take up the `resumed` one), yield its context, and close it with
     the right status whatever happens.
 
-    `brain` names what proposes the candidates when it is not the configured roles."""
+    `brain` names what proposes the candidates when it is not the configured roles; `name`
+    is the run's own (`archlab run --name`); `kind` is discovery or eval."""
     home = settings.home_dir
     task = get_task(settings.run.task, settings.tasks.get(settings.run.task))
     memory = open_memory(home)
+    if name is not None:
+        memory.check_run_name(name)
     run_id = resumed["run_id"] if resumed else new_run_id()
     # the lease first: a second process resuming this run is refused before it reads anything
     with leases.hold(home, run_id):
@@ -92,6 +97,8 @@ def _run(
                 brain=brain or brains.describe(),
                 seed=settings.run.seed,
                 config=settings.model_dump(mode="json"),
+                name=name,
+                kind=kind,
             )
         try:
             yield lab
@@ -134,10 +141,16 @@ def _stopped(results: list[LabState]) -> str | None:
     return next((r["stopped"] for r in results if r.get("stopped")), None)
 
 
-def discover(settings: Settings, console: Console, executor: Executor | None = None) -> str:
+def discover(
+    settings: Settings,
+    console: Console,
+    executor: Executor | None = None,
+    name: str | None = None,
+) -> str:
     """Run a discovery until its budget is spent; return the run id. `executor` replaces
-    the configured one (the orchestration benchmark answers trials from a recording)."""
-    with _run(settings, console, executor=executor) as lab:
+    the configured one (the orchestration benchmark answers trials from a recording);
+    `name` names the run."""
+    with _run(settings, console, executor=executor, name=name) as lab:
         run = settings.run
         lab.report.say(
             f"run [bold]{lab.run_id}[/] on task [bold]{lab.task.name}[/]: "
@@ -158,19 +171,77 @@ def discover(settings: Settings, console: Console, executor: Executor | None = N
         return lab.run_id
 
 
-def resume(home: Path, run_id: str, console: Console, executor: Executor | None = None) -> str:
-    """Continue a run that was killed or interrupted, with the settings it started with
-    (`executor`, as for `discover`)."""
-    run = open_memory(home).get_run(run_id)
+def resume(
+    home: Path,
+    run_id: str,
+    console: Console,
+    executor: Executor | None = None,
+    *,
+    trials: int = 0,
+    minutes: float = 0.0,
+    flags: dict[str, Any] | None = None,
+) -> str:
+    """Continue a run that was killed, interrupted or failed, from its checkpoints, with
+    the settings it started with, or extend a finished one: `trials` and `minutes` add to
+    its budgets, `flags` (dotted keys, e.g. llm.default.model) replace settings. What they
+    change is recorded with the run (`run_changes`). `executor`, as for `discover`."""
+    memory = open_memory(home)
+    run = memory.get_run(run_id)
+    config = run["config"]
+    wanted = {**(flags or {})}
+    if trials:
+        wanted["run.trials"] = (
+            config["run"]["trials"] or memory.count_candidates(run["run_id"])
+        ) + trials
+    if minutes and not trials:  # M more minutes, candidates without limit (as `run --minutes`)
+        wanted["run.trials"] = 0
+    if minutes:
+        wanted["run.minutes"] = (config["run"]["minutes"] or (run["elapsed_s"] or 0) / 60) + minutes
+    changes = {
+        key: (_dotted(config, key), value)
+        for key, value in wanted.items()
+        if value is not None and _dotted(config, key) != value
+    }
+    settings = stored_settings(
+        {**config, "home": str(home)}, nested({k: new for k, (_, new) in changes.items()})
+    )
     if run["status"] == "finished":
-        raise ArchlabError(f"run {run['run_id']} already finished")
-    settings = Settings.model_validate({**run["config"], "home": str(home)})
+        _check_budget_left(memory, run, settings)
     with _run(settings, console, resumed=run, executor=executor) as lab:
-        lab.report.say(f"resuming run [bold]{lab.run_id}[/] ({run['status']}) from its checkpoint")
+        if changes:
+            memory.save_run_changes(lab.run_id, changes)
+            memory.set_run_config(lab.run_id, settings.model_dump(mode="json"))
+        changed = "; ".join(f"{key} {old} -> {new}" for key, (old, new) in changes.items())
+        lab.report.say(
+            f"resuming run [bold]{lab.run_id}[/] ({run['status']}) from its checkpoint"
+            + (f" with {escape(changed)}" if changed else "")
+        )
         with lab.report.running(lab.task_fingerprint):
             lab.stopped = _stopped(drive(lab, None))
             _conclude(lab)
         return lab.run_id
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    """The value at a dotted key of a nested config (None where there is none)."""
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _check_budget_left(memory: Memory, run: dict[str, Any], settings: Settings) -> None:
+    """A finished run goes on only with budget left: a clear error that says how to add it."""
+    budget = RunBudget(settings.run, memory, run["run_id"], run["elapsed_s"] or 0.0)
+    spent = budget.spent()
+    trials = settings.run.trials
+    if spent is None and trials and memory.count_candidates(run["run_id"]) >= trials:
+        spent = f"trial budget spent ({trials} candidates)"
+    if spent:
+        raise ArchlabError(
+            f"run {run['run_id']} already finished: {spent}; add budget with "
+            f"`archlab resume {run['run_id']} --trials N` or `--minutes M`"
+        )
 
 
 def evaluate_file(
@@ -182,7 +253,7 @@ def evaluate_file(
         source = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ArchlabError(f"cannot read candidate {path}: {e}") from None
-    with _run(settings, console, brain="manual", executor=executor) as lab:
+    with _run(settings, console, brain="manual", executor=executor, kind="eval") as lab:
         candidate: Candidate = {
             "candidate_id": uuid.uuid4().hex[:12],
             "origin": "manual",

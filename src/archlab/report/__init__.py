@@ -15,23 +15,30 @@ from rich.tree import Tree
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
 from archlab.memory.weights import run_weights
-from archlab.records import final_verdict, plan_title
-from archlab.report.plots import score_plot
+from archlab.records import final_verdict, metric_shown, plan_title
+from archlab.report.highlight import highlight
+from archlab.report.plots import curve_plots, score_plot
 
 #: what an exported module may import: it must run anywhere torch does
 EXPORT_IMPORTS = {"torch", "math", "typing", "__future__"}
 
 
 def code_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """The unified diff from candidate a's code to candidate b's."""
+    """The unified diff from candidate a's code to candidate b's, line endings and trailing
+    blanks aside: a hand-written parent saved with CRLF or trailing spaces would otherwise
+    differ on every line from the code derived from it."""
     return "".join(
         difflib.unified_diff(
-            a["source"].splitlines(keepends=True),
-            b["source"].splitlines(keepends=True),
+            _lines(a["source"]),
+            _lines(b["source"]),
             fromfile=a["candidate_id"],
             tofile=b["candidate_id"],
         )
     )
+
+
+def _lines(source: str) -> list[str]:
+    return [line.rstrip() + "\n" for line in source.splitlines()]
 
 
 def _label(c: dict[str, Any]) -> str:
@@ -110,7 +117,9 @@ def templates(*loaders: jinja2.BaseLoader) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["plan_title"] = plan_title
+    env.filters["highlight"] = highlight
     env.globals["final_verdict"] = final_verdict
+    env.globals["metric_shown"] = metric_shown
     return env
 
 
@@ -124,16 +133,18 @@ def _weights_link(home: Path, record: dict[str, Any] | None) -> dict[str, Any] |
 
 
 def html_report(memory: Memory, run_id: str) -> str:
-    with memory.connect():  # one open of the file for the five reads
+    with memory.connect():  # one open of the file for the six reads
         run = memory.get_run(run_id)
         leaderboard = memory.candidates(run["run_id"])
         checks, verdicts = memory.run_checks(run["run_id"]), memory.verdicts(run["run_id"])
+        trials = memory.run_trials(run["run_id"])
         kept = run_weights(memory, run["run_id"])
     by_time = [
         {
             **c,
             "checks": checks.get(c["candidate_id"], []),
             "verdict": verdicts.get(c["candidate_id"]),
+            "curves": curve_plots(trials.get(c["candidate_id"], [])),
             "weights": _weights_link(memory.path.parent, kept.get(c["candidate_id"])),
         }
         for c in sorted(leaderboard, key=lambda c: c["created_at"])
@@ -145,5 +156,12 @@ def html_report(memory: Memory, run_id: str) -> str:
         leaderboard=leaderboard,
         verdicts={cid: v["verdict"] for cid, v in verdicts.items()},
         failures=[c for c in by_time if c["status"] not in ("ok", "pending", "duplicate")],
-        plot=score_plot(by_time, href=lambda cid: f"#{cid}"),
+        plot=score_plot(by_time, href=_anchor),
+        family=family(leaderboard),
+        anchor=_anchor,
     )
+
+
+def _anchor(candidate_id: str) -> str:
+    """A candidate's section in the report."""
+    return f"#{candidate_id}"

@@ -9,11 +9,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from archlab.records import final_verdict
+
 WIDTH, HEIGHT = 600, 220
 _LEFT, _RIGHT, _TOP, _BOTTOM = 58, 12, 10, 34  # margins: room for the tick labels
 #: distinct line colours, for curves of several trials
 PALETTE = ("#2563eb", "#d97706", "#7c3aed", "#0d9488", "#db2777", "#65a30d")
-STATUS_COLORS = {"ok": "#2563eb", "failed": "#b42318", "rejected": "#b42318"}
+#: the params plot's dots by what became of the candidate, with the legend's words
+OUTCOME_COLORS = {
+    "accept": ("#17803d", "accepted"),
+    "reject": ("#b42318", "rejected or failed"),
+    None: ("#2563eb", "undecided"),
+}
 
 
 @dataclass
@@ -42,6 +49,8 @@ class Plot:
     lines: list[dict[str, Any]] = field(default_factory=list)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
+    #: what the dots' colours mean: (colour, words)
+    legend: list[tuple[str, str]] = field(default_factory=list)
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -150,20 +159,32 @@ def score_plot(candidates: list[dict[str, Any]], href: Callable[[str], str]) -> 
     return plot("candidate, in order", "score", dots, [best], whole_x=True)
 
 
-def params_plot(candidates: list[dict[str, Any]], href: Callable[[str], str]) -> Plot:
-    """Score against parameter count (log scale), coloured by status."""
+def params_plot(
+    candidates: list[dict[str, Any]], href: Callable[[str], str], verdicts: dict[str, Any]
+) -> Plot:
+    """Score against parameter count (log scale), coloured by the verdict (`verdicts`: the
+    stored verdict word by candidate id; a failed candidate counts as rejected)."""
+
+    def outcome(c: dict[str, Any]) -> str | None:
+        if c["status"] not in ("ok", "duplicate", "stopped"):
+            return "reject"
+        return final_verdict(verdicts.get(c["candidate_id"]))
+
     dots = [
         Dot(
             c["n_params"],
             c["score"],
             f"{c['candidate_id'][:8]}: {c['score']:.4f}, {c['n_params']:,} parameters",
             href(c["candidate_id"]),
-            STATUS_COLORS.get(c["status"], "#888"),
+            OUTCOME_COLORS.get(outcome(c), OUTCOME_COLORS[None])[0],
         )
         for c in candidates
         if c["score"] is not None and c["n_params"]
     ]
-    return plot("parameters", "score", dots, log_x=True)
+    result = plot("parameters", "score", dots, log_x=True)
+    shown = {d.color for d in dots}
+    result.legend = [(color, words) for color, words in OUTCOME_COLORS.values() if color in shown]
+    return result
 
 
 def curve_plots(trials: list[dict[str, Any]]) -> list[Plot]:

@@ -22,6 +22,7 @@ from archlab.prompts import task_brief
 from archlab.records import Candidate, Outcome, Verdict, plan_title
 from archlab.roles.briefing import CODE_CHARS, clip
 from archlab.roles.context import RunContext
+from archlab.search.genome import genome_changes, genome_of
 
 #: failures that another coding attempt cannot fix
 _NOT_REPAIRABLE = {"duplicate", "answer", "review"}
@@ -76,7 +77,7 @@ class HeuristicCritic:
         decision: Judgement,
         repairable: bool,
     ) -> Verdict:
-        return _heuristic(candidate, decision)
+        return _heuristic(ctx, candidate, outcome, decision)
 
 
 class ModelCritic:
@@ -97,7 +98,7 @@ class ModelCritic:
         try:
             return _ask_model(ctx, self.asker, candidate, outcome, repairable, decision)
         except NoAnswer as e:
-            verdict = _heuristic(candidate, decision)
+            verdict = _heuristic(ctx, candidate, outcome, decision)
             return {**verdict, "analysis": f"the critic model gave no usable answer: {e}"}
 
 
@@ -134,15 +135,34 @@ def _failed(candidate: Candidate, outcome: Outcome) -> Verdict:
     }
 
 
-def _heuristic(candidate: Candidate, decision: Judgement) -> Verdict:
-    plan = candidate["plan"]
+def _heuristic(
+    ctx: RunContext, candidate: Candidate, outcome: Outcome, decision: Judgement
+) -> Verdict:
     return {
         "verdict": decision.verdict,
         "reason": decision.reason,
-        "insight": f"{plan['operator']} '{plan_title(plan)}': "
-        f"{decision.verdict}, {decision.reason}",
+        "insight": _lesson(ctx, candidate, outcome),
         "brain": HEURISTIC,
     }
+
+
+def _lesson(ctx: RunContext, candidate: Candidate, outcome: Outcome) -> str:
+    """What the result teaches later proposals (the verdict says whether it is kept): which
+    change moved the score, by how much, against which reference (the first scored parent,
+    else the baseline); in compose mode the change is the genome's."""
+    plan = candidate["plan"]
+    idea = f"{plan['operator']} '{plan_title(plan)}'"
+    score = outcome["score"]
+    scored = [r for r in _references(ctx, candidate) if r["score"] is not None]
+    if score is None or not scored:
+        return f"{idea} scored {'-' if score is None else f'{score:.4f}'}, with nothing to compare"
+    ref = scored[0]
+    changes = genome_changes(genome_of(ref), candidate.get("genome"))
+    what = f"{idea} ({'; '.join(changes)})" if changes else idea
+    return (
+        f"{what} moved the score {score - ref['score']:+.4f} "
+        f"({ref['score']:.4f} -> {score:.4f}) against {ref['name']}"
+    )
 
 
 def _references(ctx: RunContext, candidate: Candidate) -> list[dict[str, Any]]:

@@ -11,8 +11,6 @@ import random
 import uuid
 from collections.abc import Container
 from dataclasses import replace
-from functools import cache
-from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -25,7 +23,14 @@ from archlab.records import Candidate, Origin
 from archlab.roles import briefing
 from archlab.roles.context import RunContext
 from archlab.roles.reviewer import Steer, read_steer
-from archlab.search.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
+from archlab.search.genome import (
+    CHANNELS,
+    MIXERS,
+    Genome,
+    baseline_genome,
+    count_params,
+    transformer_source,
+)
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
 from archlab.tasks.base import TokenTask
 
@@ -179,12 +184,7 @@ def _known(ctx: RunContext) -> _Known:
 
 def _baseline_genome(task: TokenTask) -> Genome | None:
     """The genome the task's baseline is, when it is the packaged small transformer."""
-    return baseline_genome() if task.baseline_source() == _transformer_source() else None
-
-
-@cache
-def _transformer_source() -> str:
-    return resources.files("archlab.tasks.baselines").joinpath("transformer.py").read_text()
+    return baseline_genome() if task.baseline_source() == transformer_source() else None
 
 
 class _Known:

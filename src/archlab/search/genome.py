@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from importlib import resources
 from typing import Annotated, Any, Literal, get_args
 
 import jinja2
@@ -220,3 +221,55 @@ def render(genome: Genome) -> str:
         + (["_rmsnorm.py.j2"] if g.norm == "rmsnorm" else []),
     }
     return _environment().get_template("model.py.j2").render(**context)
+
+
+def genome_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> list[str]:
+    """What changed from genome `old` to `new` (stored JSON), one `path: old -> new` per
+    value, e.g. `blocks[1].mixer: gru -> softmax_attention`; a block added or removed is
+    one change. Empty where either is not a genome (a hand-written candidate)."""
+    if not old or not new:
+        return []
+    changes: list[str] = []
+
+    def walk(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(a.keys() | b.keys()):
+                walk(f"{path}.{key}" if path else key, a.get(key), b.get(key))
+        elif isinstance(a, list) and isinstance(b, list):
+            for i in range(max(len(a), len(b))):
+                here = f"{path}[{i}]"
+                if i >= len(a):
+                    changes.append(f"{here} added: {_brief(b[i])}")
+                elif i >= len(b):
+                    changes.append(f"{here} removed: {_brief(a[i])}")
+                else:
+                    walk(here, a[i], b[i])
+        elif a != b:
+            changes.append(f"{path}: {a} -> {b}")
+
+    walk("", old, new)
+    return changes
+
+
+def _brief(value: Any) -> str:
+    """A block as `mixer+channel`, anything else as it is."""
+    if isinstance(value, dict) and {"mixer", "channel"} <= value.keys():
+        return f"{value['mixer']}+{value['channel']}"
+    return str(value)
+
+
+@cache
+def transformer_source() -> str:
+    """The packaged small-transformer baseline (hand-written): `baseline_genome()`."""
+    return resources.files("archlab.tasks.baselines").joinpath("transformer.py").read_text()
+
+
+def genome_of(candidate: dict[str, Any]) -> dict[str, Any] | None:
+    """The genome a stored candidate is: its own, or, for the packaged transformer baseline
+    (hand-written code), the genome the planner mutates it as; None for other hand-written
+    code."""
+    if candidate.get("genome"):
+        return dict(candidate["genome"])
+    if candidate.get("source") == transformer_source():
+        return baseline_genome().model_dump(mode="json")
+    return None

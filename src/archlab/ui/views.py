@@ -12,6 +12,7 @@ from archlab.memory.spans import spans_of
 from archlab.memory.store import Memory, now
 from archlab.report import code_diff, family
 from archlab.report.plots import curve_plots, params_plot, score_plot
+from archlab.search.genome import Genome, genome_changes, genome_of, render
 
 
 class NotFound(Exception):
@@ -41,7 +42,7 @@ def _find(lookup: Any, key: str) -> dict[str, Any]:
 
 
 def runs(memory: Memory) -> dict[str, Any]:
-    return {"runs": memory.runs()}
+    return {"runs": memory.runs(evals=True)}  # every run, evaluations marked
 
 
 def _budgets(
@@ -67,7 +68,9 @@ def _budgets(
             "limit": limit or None,
             "shown": fmt.format(spent),
             "limit_shown": fmt.format(limit) if limit else "none",
-            "fraction": min(spent / limit, 1.0) if limit else None,
+            # past 1 where the run overran its limit (a candidate in flight always finishes)
+            "fraction": spent / limit if limit else None,
+            "over_shown": fmt.format(spent - limit) if limit and spent > limit else None,
         }
         for name, spent, limit, fmt in rows
     ]
@@ -126,7 +129,9 @@ def run_page(memory: Memory, run_id: str) -> dict[str, Any]:
         "verdicts": {cid: v["verdict"] for cid, v in verdicts.items()},
         "family": family(leaderboard),
         "score_plot": score_plot(by_time, candidate_href),
-        "params_plot": params_plot(leaderboard, candidate_href),
+        "params_plot": params_plot(
+            leaderboard, candidate_href, {cid: v["verdict"] for cid, v in verdicts.items()}
+        ),
         # steps about no one candidate (the conclusion)
         "run_steps": [s for s in spans if s["candidate_id"] is None],
     }
@@ -169,8 +174,22 @@ def candidate_page(memory: Memory, candidate_id: str) -> dict[str, Any]:
             "weights": kept_weights.weights_of(memory, cid),
         }
     first = parents[0] if parents and not parents[0].get("missing") else None
-    page["diff"] = code_diff(first, candidate).splitlines() if first else None
+    against = _as_rendered(first, candidate) if first else None
+    page["diff"] = code_diff(against, candidate).splitlines() if against else None
+    page["diff_as_genome"] = against is not None and against is not first
+    page["genome_changes"] = genome_changes(genome_of(first), candidate["genome"]) if first else []
     return page
+
+
+def _as_rendered(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """What to diff a child against: its parent, or, for a hand-written parent the planner
+    mutated as a genome (the packaged baseline), that genome as rendered code (the parent's
+    own code differs from the child's on every line; the genome's shows the mutation)."""
+    genome = genome_of(parent)
+    if parent["genome"] or not genome or not child["genome"]:
+        return parent
+    rendered = render(Genome.model_validate(genome))
+    return {**parent, "source": rendered, "candidate_id": f"{parent['candidate_id']}-as-genome"}
 
 
 def weights_file(memory: Memory, name: str) -> tuple[str, bytes]:
