@@ -10,16 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archlab.config import Settings
+from archlab.errors import Cancelled
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
 from archlab.tasks.base import TokenData, TokenTask
 
+__all__ = ["Cancelled", "InFlight", "RunContext", "Turns"]
+
 if TYPE_CHECKING:
     from archlab.roles.brains import Brains  # the brains are built on the roles
-
-
-class Cancelled(Exception):
-    """The run was told to stop (RunContext.cancel): a lane leaves where it is, resumable."""
 
 
 class InFlight:
