@@ -61,6 +61,12 @@ class RunSettings(_Section):
     max_repairs: int = Field(
         default=2, ge=0, description="design mode: failures sent back to the coder per idea"
     )
+    max_failed_steps: int = Field(
+        default=3,
+        ge=1,
+        description="steps in a row whose model gave no usable answer before the run stops "
+        "(compose mode: the offline brain proposes such a step; design mode: it is skipped)",
+    )
     max_tokens: int = Field(default=0, ge=0, description="LLM token budget; 0 means none")
     max_usd: float = Field(default=0.0, ge=0, description="LLM dollar budget; 0 means none")
     lanes: int = Field(

@@ -15,8 +15,10 @@ from rich.table import Table
 
 from archlab.cli.common import (
     LLM_BASE_URL,
+    LLM_MAX_OUTPUT_TOKENS,
     LLM_MODEL,
     LLM_STRUCTURED,
+    LLM_TIMEOUT,
     app,
     cli_settings,
     existing_memory,
@@ -61,6 +63,8 @@ def run(
     llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
     llm_model: Annotated[str | None, LLM_MODEL] = None,
     llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
+    llm_timeout: Annotated[float | None, LLM_TIMEOUT] = None,
+    llm_max_output_tokens: Annotated[int | None, LLM_MAX_OUTPUT_TOKENS] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="stop once the LLM calls used this many tokens")
     ] = None,
@@ -95,7 +99,13 @@ def run(
             "run.max_usd": max_usd,
             "run.lanes": lanes,
             "run.review": review,
-            **llm_flags(llm_base_url, llm_model, llm_structured_output),
+            **llm_flags(
+                llm_base_url,
+                llm_model,
+                llm_structured_output,
+                llm_timeout,
+                llm_max_output_tokens,
+            ),
             **_executor_flags(workers, executor, ray_address),
         }
     )
