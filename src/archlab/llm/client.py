@@ -371,6 +371,9 @@ class LLM:
                     extra_body=extra,
                 )
                 with stream:
+                    if "event-stream" not in stream.response.headers.get("content-type", ""):
+                        box.put(("whole", stream.response.read()))  # it did not stream
+                        return
                     for chunk in stream:
                         box.put(("chunk", chunk))
                 box.put(("end", None))
@@ -392,11 +395,11 @@ class LLM:
                 raise item
             elif kind == "done":
                 return dict(item)
-            elif chunks:
-                return _assemble(chunks)
-            else:  # a server that answers a stream request with one response
+            elif kind == "whole":  # a server that answers a stream request with one response
                 self._stream = False
-                return self._send(body)
+                return dict(json.loads(item))
+            else:
+                return _assemble(chunks)
 
     def _reply(self, response: dict[str, Any], row: dict[str, Any]) -> Reply:
         choice = (response.get("choices") or [{}])[0]
