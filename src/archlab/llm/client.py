@@ -49,6 +49,8 @@ _TEMPLATE_TOKENS = 8
 MIN_OUTPUT_TOKENS = 256
 #: how often a waiting call looks whether the run was told to stop
 _POLL_S = 0.1
+#: how long the server is given to say its context length
+_ASK_S = 10.0
 #: an error body is shown up to this length
 _DETAIL_CHARS = 2000
 
@@ -212,7 +214,7 @@ class LLM:
         root = self.profile.base_url.rstrip("/").removesuffix("/v1")
         try:
             props = httpx.get(
-                f"{root}/props", headers={"Authorization": f"Bearer {self._key}"}, timeout=10
+                f"{root}/props", headers={"Authorization": f"Bearer {self._key}"}, timeout=_ASK_S
             ).json()
             settings = props.get("default_generation_settings") or {}
             n_ctx = settings.get("n_ctx") or props.get("n_ctx")
@@ -221,7 +223,7 @@ class LLM:
         except (httpx.HTTPError, ValueError, AttributeError):
             pass
         try:
-            for model in self._client.models.list():
+            for model in self._client.with_options(timeout=_ASK_S).models.list():
                 n_ctx = (model.model_extra or {}).get("max_model_len")
                 if model.id == self.profile.model and isinstance(n_ctx, int) and n_ctx > 0:
                     return n_ctx
@@ -238,7 +240,7 @@ class LLM:
         context = self.context_tokens()
         if context is None:
             return limit
-        prompt = _estimate_tokens(messages)
+        prompt = estimate_tokens(messages)
         room = context - prompt
         if room < min(limit, MIN_OUTPUT_TOKENS):
             raise ContextOverflow(self._overflow_message(context, prompt, limit), context, prompt)
@@ -338,7 +340,7 @@ class LLM:
         """The output limit to ask again with, learnt from an overflow; ContextOverflow
         where the prompt leaves too little room (or a smaller limit did not help)."""
         context, prompt = overflow
-        prompt = prompt or _estimate_tokens(messages)
+        prompt = prompt or estimate_tokens(messages)
         self._context = context or self._context
         message = self._overflow_message(self._context, prompt, limit)
         self._save(row, status="error", error=message)
@@ -560,7 +562,7 @@ def _overflow(e: openai.APIError) -> tuple[int | None, int | None] | None:
     return int(context.group(1)), int(prompt.group(1)) if prompt else None
 
 
-def _estimate_tokens(messages: list[dict[str, str]]) -> int:
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
     """A prompt's tokens, estimated high, for sizing the answer's limit."""
     chars = sum(len(m["content"]) for m in messages)
     return chars // _SIZING_CHARS_PER_TOKEN + _TEMPLATE_TOKENS * len(messages)
