@@ -90,7 +90,15 @@ def test_design_mode_records_a_step_without_a_plan_and_goes_on(
     fake: FakeLLM, tmp_path: Path
 ) -> None:
     fake.defaults["planner"] = UNUSABLE
-    s = settings(tmp_path, fake, {}, brain="llm", mode="design", trials=3, max_failed_steps=5)
+    s = settings(
+        tmp_path,
+        fake,
+        {"critic": "heuristic"},
+        brain="llm",
+        mode="design",
+        trials=3,
+        max_failed_steps=5,
+    )
     run_id = discover(s, Console(quiet=True))
 
     memory = open_memory(s.home_dir)
