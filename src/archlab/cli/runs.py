@@ -306,8 +306,10 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
                 c["brain"],
                 " ".join(p[:6] for p in c["parents"]),
             ]
-        trained = ok or c["status"] == "stopped"  # its architecture; the verdict says why
-        what = c["summary"] if trained else f"{c['error_class']}: {c['message']}"
+        # a failure's error; else its architecture (the verdict says why, or is to come:
+        # a run that stopped before the critique leaves its candidate pending)
+        failed = not ok and c["status"] != "stopped" and c["error_class"]
+        what = f"{c['error_class']}: {c['message']}" if failed else c["summary"]
         table.add_row(*cells, escape(what))
     out.print(table)
     for line in _conclusion(board.get("summary")):
