@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +17,12 @@ from archlab.config import LLMProfile, load_settings
 from archlab.errors import Cancelled
 from archlab.llm.check import check
 from archlab.llm.client import LLM, ContextOverflow, LLMError, Question
+from archlab.memory.spans import spans_of
+from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.prompts import Prompts
 from archlab.roles.critic import Critique
 from fake_llm import FakeLLM, Reply, as_json, prompt_tokens
+from support import cli
 
 GOOD = {
     "analysis": "0.61 against the parent's 0.58: within one seed's noise",
@@ -220,3 +224,33 @@ def test_a_stop_ends_a_call_at_once(fake: FakeLLM) -> None:
     with pytest.raises(Cancelled):
         llm.ask(critic_question())
     assert time.monotonic() - started < 3
+
+
+# --- the command line and the trace -------------------------------------------------------------
+
+
+def test_the_timeout_and_output_limit_flags_reach_the_request(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    fake.queue("check", Reply('{"word": "archlab", "number": 42}'))
+    url = ["--llm-base-url", fake.base_url, "--llm-model", "m"]
+    cli(tmp_path, "llm", "check", *url, "--llm-timeout", "7", "--llm-max-output-tokens", "100")
+    assert limits(fake) == [100]
+
+
+def test_the_trace_shows_tokens_per_second_per_call(fake: FakeLLM, tmp_path: Path) -> None:
+    memory = Memory(tmp_path / MEMORY_FILE)
+    memory.start_run(run_id="r1", task="mqar", task_fingerprint="f", brain="x", seed=0, config={})
+    fake.queue("critic", Reply(as_json(GOOD), chunk_delay=0.05))
+    llm = LLM(
+        "test",
+        LLMProfile(base_url=fake.base_url, model="m"),
+        Prompts(),
+        lambda row: memory.save_llm_call(run_id="r1", **row),
+    )
+    llm.ask(critic_question())
+    (span,) = [s for s in spans_of(memory, "r1") if s["kind"] == "llm"]
+    rate = span["attributes"]["archlab.tokens_per_s"]
+    seconds = (span["end"] - span["start"]).total_seconds()
+    assert rate == pytest.approx(span["attributes"]["gen_ai.usage.output_tokens"] / seconds, 0.1)
+    assert f"{rate:g} tokens/s" in cli(tmp_path, "trace", "r1")
