@@ -5,6 +5,7 @@ during an LLM call stops the run at once, marked interrupted."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -114,6 +115,32 @@ def test_design_mode_records_a_step_without_a_plan_and_goes_on(
         assert "gave no usable answer" in c["message"]
         assert memory.verdict(c["candidate_id"])["verdict"] == "reject"
     assert fake.bodies("coder") == []  # no plan, no code asked for
+
+
+def test_design_mode_stops_after_steps_in_a_row_the_coder_could_not_write(
+    fake: FakeLLM, tmp_path: Path
+) -> None:
+    ideas = itertools.count()
+    fake.defaults["planner"] = lambda body: Reply(
+        as_json({**GOOD_PLAN, "genome": None, "summary": f"idea {next(ideas)}"})
+    )
+    fake.defaults["coder"] = UNUSABLE
+    s = settings(
+        tmp_path, fake, {"critic": "heuristic"}, brain="llm", mode="design", trials=6,
+        max_failed_steps=2,
+    )  # fmt: skip
+    with pytest.raises(Exception, match="2 steps in a row without a usable answer"):
+        discover(s, Console(quiet=True))
+    memory = open_memory(s.home_dir)
+    (run,) = memory.runs()
+    outcomes = [
+        (c["origin"], c["status"], c["error_class"]) for c in memory.candidates(run["run_id"])
+    ]
+    assert sorted(outcomes) == [
+        ("baseline", "ok", None),
+        ("proposed", "rejected", "answer"),
+        ("proposed", "rejected", "answer"),
+    ], outcomes
 
 
 def test_a_planner_prompt_too_long_for_the_context_shows_fewer_memory_entries(

@@ -96,8 +96,9 @@ class Turns:
 
 
 class FailedSteps:
-    """Steps in a row whose model gave no usable answer, over every lane: the run goes on
-    past each, and stops after too many."""
+    """Steps in a row whose model (planner or coder) gave no usable answer, over every
+    lane: the run goes on past each, and stops after too many. A step the models saw
+    through to its code starts the count again."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

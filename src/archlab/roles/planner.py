@@ -180,7 +180,7 @@ class ModelPlanner:
 
     def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
         try:
-            candidate = _ask_model(ctx, self.asker, step, notes)
+            return _ask_model(ctx, self.asker, step, notes)
         except ReplayExhausted:
             raise
         except NoAnswer as e:
@@ -188,8 +188,6 @@ class ModelPlanner:
             if ctx.settings.run.mode == "compose":
                 return _fallback(HeuristicPlanner().propose(ctx, step, notes), str(e))
             return _unplanned(self.asker.brain, str(e))
-        ctx.failed_steps.succeeded()
-        return candidate
 
 
 def _fallback(candidate: Candidate, problem: str) -> Candidate:
