@@ -261,6 +261,8 @@ class LLM:
     ) -> dict[str, Any]:
         p = self.profile
         body: dict[str, Any] = {"model": p.model, "messages": messages, p.token_limit_field: limit}
+        if self._stream:
+            body.update(stream=True, stream_options={"include_usage": True})
         if p.temperature is not None:
             body["temperature"] = p.temperature
         if question.parse is not None:
@@ -357,22 +359,15 @@ class LLM:
         thread of its own so that a stop (Ctrl-C in any lane) ends the wait at once; the
         client's read timeout is the timeout on silence."""
         box: queue.Queue[tuple[str, Any]] = queue.Queue()
-        streaming = self._stream
         extra = self.profile.extra_body or None
 
         def request() -> None:
             create = self._client.chat.completions.create
             try:
-                if not streaming:
+                if not body.get("stream"):
                     box.put(("done", create(**body, extra_body=extra).model_dump(mode="json")))
                     return
-                stream = create(
-                    **body,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    extra_body=extra,
-                )
-                with stream:
+                with create(**body, extra_body=extra) as stream:
                     if "event-stream" not in stream.response.headers.get("content-type", ""):
                         box.put(("whole", stream.response.read()))  # it did not stream
                         return
@@ -382,14 +377,15 @@ class LLM:
             except Exception as e:
                 box.put(("error", e))
 
-        threading.Thread(target=request, name="llm-request", daemon=True).start()
+        if not self.cancel.is_set():
+            threading.Thread(target=request, name="llm-request", daemon=True).start()
         chunks: list[Any] = []
         while True:
+            if self.cancel.is_set():
+                raise Cancelled("the run was told to stop during an LLM call")
             try:
                 kind, item = box.get(timeout=_POLL_S)
             except queue.Empty:
-                if self.cancel.is_set():
-                    raise Cancelled("the run was told to stop during an LLM call") from None
                 continue
             if kind == "chunk":
                 chunks.append(item)
@@ -580,13 +576,12 @@ def _assemble(chunks: list[Any]) -> dict[str, Any]:
             for name in ("content", "reasoning_content", "reasoning"):
                 if isinstance(delta.get(name), str):
                     texts[name].append(delta[name])
-    first = chunks[0]
     message = {"role": "assistant", **{name: "".join(parts) for name, parts in texts.items()}}
     return {
-        "id": first.id,
+        "id": chunks[0].id if chunks else None,
         "object": "chat.completion",
-        "created": first.created,
-        "model": first.model,
+        "created": chunks[0].created if chunks else None,
+        "model": chunks[0].model if chunks else None,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": usage,
         "streamed_chunks": len(chunks),
