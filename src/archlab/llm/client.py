@@ -82,17 +82,12 @@ class Question(Generic[T]):
     #: a soft check of a valid answer (e.g. novelty): its problem is fed back while attempts
     #: remain, and the last valid answer is kept when none passes
     check: Callable[[T], str | None] | None = None
-    #: the JSON schema sent for `answer` where the role knows more than the type says
-    #: (the ids that exist); None: the type's own strict schema
+    #: the JSON schema sent as response_format where the role knows more than the type
+    #: says (the ids that exist); None: the type's own strict schema
     schema: dict[str, Any] | None = None
     candidate_id: str | None = None
     step: int = 0
     repair: int = 0
-
-
-def schema_of(question: Question[Any]) -> dict[str, Any]:
-    """The JSON schema sent for a question's answer."""
-    return question.schema or strict_schema(question.answer)
 
 
 @dataclass
@@ -181,10 +176,11 @@ class LLM:
         )
 
     def messages_for(self, question: Question[Any]) -> list[dict[str, str]]:
-        """Below json_schema mode the schema travels in the prompt."""
+        """Below json_schema mode the schema travels in the prompt: the answer type's own,
+        shorter than the one a decoder is constrained by (the prompt says the rest)."""
         if question.parse is not None or self.profile.structured_output == "json_schema":
             return list(question.messages)
-        schema = json.dumps(schema_of(question))
+        schema = json.dumps(strict_schema(question.answer))
         *head, last = question.messages
         text = last["content"] + "\n" + self.prompts.render("answer_format.j2", schema=schema)
         return [*head, {**last, "content": text}]
@@ -267,7 +263,7 @@ class LLM:
             body["temperature"] = p.temperature
         if question.parse is not None:
             return body
-        schema = schema_of(question)
+        schema = question.schema or strict_schema(question.answer)
         if p.structured_output == "json_schema" and self._schema_in_json_object:
             # llama-cpp-python's server: JSON mode constrained by the schema
             body["response_format"] = {"type": "json_object", "schema": schema}
