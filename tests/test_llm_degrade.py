@@ -19,7 +19,8 @@ import pytest
 from rich.console import Console
 
 from archlab.config import load_settings
-from archlab.llm.client import MIN_OUTPUT_TOKENS, estimate_tokens
+from archlab.llm.client import MIN_OUTPUT_TOKENS
+from archlab.llm.servers import estimate_tokens
 from archlab.orchestration.runs import discover, open_memory
 from fake_llm import FakeLLM, Reply, as_json, prompt_tokens
 from support import TINY_MQAR, archlab

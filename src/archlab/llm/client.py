@@ -11,48 +11,45 @@ variable when the client is first used, and never logged: error texts are scrubb
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import queue
-import re
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-import httpx
 import openai
 from pydantic import BaseModel
 
 from archlab.config import ROLE_OUTPUT_TOKENS, LLMProfile, LLMRole
 from archlab.errors import ArchlabError, Cancelled
 from archlab.llm.answers import Unusable, read_json, split_think, strict_schema
+from archlab.llm.servers import (
+    MAX_WAIT_S,
+    assemble,
+    error_body,
+    error_detail,
+    estimate_tokens,
+    json_schema_refusal,
+    overflow_of,
+    retry_after,
+    served_context,
+)
 from archlab.prompts import Prompts
 
 T = TypeVar("T", bound=BaseModel)
 
-#: longest Retry-After honoured; a provider asking for more is waited on this long, then retried
-MAX_WAIT_S = 60.0
 #: sent as the key to servers that need none (the SDK insists on some string)
 _NO_KEY = "no-key"
 _CHARS_PER_TOKEN = 4  # estimate for servers that report no usage
-#: a prompt's tokens when sizing the answer's limit: fewer characters per token than the
-#: usage estimate (code and JSON tokenize densely), plus the chat template's per message
-_SIZING_CHARS_PER_TOKEN = 3
-_TEMPLATE_TOKENS = 8
 #: the smallest room for an answer worth asking for
 MIN_OUTPUT_TOKENS = 256
 #: how often a waiting call looks whether the run was told to stop
 _POLL_S = 0.1
-#: how long the server is given to say its context length
-_ASK_S = 10.0
-#: an error body is shown up to this length
-_DETAIL_CHARS = 2000
 
 
 class LLMError(ArchlabError):
@@ -202,30 +199,8 @@ class LLM:
         overflow's; None where nothing tells."""
         if not self._context_asked:
             self._context_asked = True
-            self._context = self._served_context()
+            self._context = served_context(self._client, self.profile.model, self._key)
         return self._context
-
-    def _served_context(self) -> int | None:
-        """What the server reports: llama.cpp's /props (beside /v1), vLLM's max_model_len."""
-        root = self.profile.base_url.rstrip("/").removesuffix("/v1")
-        try:
-            props = httpx.get(
-                f"{root}/props", headers={"Authorization": f"Bearer {self._key}"}, timeout=_ASK_S
-            ).json()
-            settings = props.get("default_generation_settings") or {}
-            n_ctx = settings.get("n_ctx") or props.get("n_ctx")
-            if isinstance(n_ctx, int) and n_ctx > 0:
-                return n_ctx
-        except (httpx.HTTPError, ValueError, AttributeError):
-            pass
-        try:
-            for model in self._client.with_options(timeout=_ASK_S).models.list():
-                n_ctx = (model.model_extra or {}).get("max_model_len")
-                if model.id == self.profile.model and isinstance(n_ctx, int) and n_ctx > 0:
-                    return n_ctx
-        except openai.APIError:
-            pass
-        return None
 
     def output_limit(self, role: LLMRole, messages: list[dict[str, str]]) -> int:
         """The role's output limit, within the room the prompt leaves in the context;
@@ -302,8 +277,8 @@ class LLM:
                 response = self._send(body)
             except openai.APIError as e:
                 failed = {**row, "retry": retry, "latency_s": time.monotonic() - started}
-                failed["response"] = _error_body(e)
-                refusal = _json_schema_refusal(e, body)
+                failed["response"] = error_body(e)
+                refusal = json_schema_refusal(e, body)
                 if refusal is not None:
                     self._schema_in_json_object = True
                     note = (
@@ -312,7 +287,7 @@ class LLM:
                     )
                     self._save(failed, status="error", error=note)
                     continue
-                overflow = _overflow(e)
+                overflow = overflow_of(e)
                 if overflow is not None:
                     limit = self._after_overflow(failed, overflow, messages, limit)
                     continue
@@ -393,7 +368,7 @@ class LLM:
                 self._stream = False
                 return dict(json.loads(item))
             else:
-                return _assemble(chunks)
+                return assemble(chunks)
 
     def _reply(self, response: dict[str, Any], row: dict[str, Any]) -> Reply:
         choice = (response.get("choices") or [{}])[0]
@@ -447,9 +422,9 @@ class LLM:
             return f"cannot reach {where}: {cause}", backoff
         if not isinstance(e, openai.APIStatusError):
             return f"{where}: {e}", None
-        status, detail = e.status_code, _detail(e)
+        status, detail = e.status_code, error_detail(e)
         if status in (408, 409, 429) or status >= 500:
-            return f"{where} answered {status}: {detail}", _retry_after(e) or backoff
+            return f"{where} answered {status}: {detail}", retry_after(e) or backoff
         if status in (401, 403):
             env = self.profile.api_key_env
             if env and self._key == _NO_KEY:
@@ -506,103 +481,3 @@ class LLM:
         if row["response"] is not None:
             row["response"] = json.loads(self._scrub(json.dumps(row["response"])))
         self.log({**defaults, **row})
-
-
-def _detail(e: openai.APIStatusError) -> str:
-    body = e.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        message = error.get("message", error) if isinstance(error, dict) else error
-        body = message if isinstance(message, str) else json.dumps(message)
-    text = str(body or e.message)
-    return text if len(text) <= _DETAIL_CHARS else text[:_DETAIL_CHARS] + " [...]"
-
-
-def _json_schema_refusal(e: openai.APIError, body: dict[str, Any]) -> str | None:
-    """What the server said, if it refused response_format json_schema: llama-cpp-python's
-    server answers it with a 500 that names json_object, the type it takes instead."""
-    if not isinstance(e, openai.APIStatusError) or e.status_code not in (400, 422, 500):
-        return None
-    sent = (body.get("response_format") or {}).get("type")
-    detail = _detail(e)
-    return detail if sent == "json_schema" and "json_object" in detail else None
-
-
-#: an overflow's message: OpenAI, vLLM and llama-cpp-python's words; llama-server's type
-_CONTEXT_LENGTH = re.compile(r"maximum context length is (\d+)")
-_PROMPT_LENGTH = re.compile(r"\((\d+) in the messages")
-
-
-def _overflow(e: openai.APIError) -> tuple[int | None, int | None] | None:
-    """(context, prompt tokens), either None where not said, if `e` is a context overflow."""
-    if not isinstance(e, openai.APIStatusError) or e.status_code != 400:
-        return None
-    body = e.body if isinstance(e.body, dict) else {}
-    error = body.get("error", body)
-    error = error if isinstance(error, dict) else {}
-    detail = _detail(e)
-    if error.get("type") == "exceed_context_size_error":
-        n_ctx, n_prompt = error.get("n_ctx"), error.get("n_prompt_tokens")
-        return (
-            n_ctx if isinstance(n_ctx, int) else None,
-            n_prompt if isinstance(n_prompt, int) else None,
-        )
-    context = _CONTEXT_LENGTH.search(detail)
-    if context is None:
-        return None
-    prompt = _PROMPT_LENGTH.search(detail)
-    return int(context.group(1)), int(prompt.group(1)) if prompt else None
-
-
-def estimate_tokens(messages: list[dict[str, str]]) -> int:
-    """A prompt's tokens, estimated high, for sizing the answer's limit."""
-    chars = sum(len(m["content"]) for m in messages)
-    return chars // _SIZING_CHARS_PER_TOKEN + _TEMPLATE_TOKENS * len(messages)
-
-
-def _assemble(chunks: list[Any]) -> dict[str, Any]:
-    """A streamed answer as the one response a server would have sent instead."""
-    texts: dict[str, list[str]] = defaultdict(list)
-    finish_reason, usage = None, None
-    for chunk in chunks:
-        usage = chunk.usage.model_dump(mode="json") if chunk.usage else usage
-        for choice in chunk.choices[:1]:
-            finish_reason = choice.finish_reason or finish_reason
-            delta = choice.delta.model_dump(mode="json")
-            for name in ("content", "reasoning_content", "reasoning"):
-                if isinstance(delta.get(name), str):
-                    texts[name].append(delta[name])
-    message = {"role": "assistant", **{name: "".join(parts) for name, parts in texts.items()}}
-    return {
-        "id": chunks[0].id if chunks else None,
-        "object": "chat.completion",
-        "created": chunks[0].created if chunks else None,
-        "model": chunks[0].model if chunks else None,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        "usage": usage,
-        "streamed_chunks": len(chunks),
-    }
-
-
-def _error_body(e: openai.APIError) -> Any:
-    if isinstance(e, openai.APIStatusError):
-        return {"status": e.status_code, "body": e.body}
-    return None
-
-
-def _retry_after(e: openai.APIStatusError) -> float | None:
-    headers = e.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return min(float(headers["retry-after-ms"]) / 1000, MAX_WAIT_S)
-        if "retry-after" in headers:
-            value = headers["retry-after"]
-            try:
-                seconds = float(value)
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                seconds = when.timestamp() - time.time()
-            return min(max(seconds, 0.0), MAX_WAIT_S)
-    except (ValueError, TypeError):
-        return None
-    return None
