@@ -16,8 +16,6 @@ from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
 from archlab.tasks.base import TokenData, TokenTask
 
-__all__ = ["Cancelled", "FailedSteps", "InFlight", "RunContext", "Turns"]
-
 if TYPE_CHECKING:
     from archlab.roles.brains import Brains  # the brains are built on the roles
 
