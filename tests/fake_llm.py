@@ -3,6 +3,11 @@ speaks /v1/chat/completions and /v1/models, answers each role from a script, and
 misbehaves on cue (reasoning tags, fenced or prose-wrapped JSON, broken JSON, truncated
 answers, 429 with Retry-After, 500s, answers slower than the client's timeout).
 
+Like the real local servers, it streams server-sent events when asked (`streams=False`:
+one response anyway), reports its context length at llama.cpp's /props (`context_tokens`),
+answers a request that does not fit that context with llama-cpp-python's 400, and refuses
+response_format json_schema with that server's 500 (`refuses_json_schema`).
+
     with FakeLLM() as fake:
         fake.queue("planner", Reply(fenced(plan)), rate_limited(retry_after=1), ...)
         ... base_url=fake.base_url ...
@@ -34,6 +39,8 @@ class Reply:
     error: str | None = None
     #: seconds to wait before answering
     delay: float = 0.0
+    #: seconds between the streamed pieces of the answer (a slow model that is writing)
+    chunk_delay: float = 0.0
     #: False: the answer carries no usage, as some local servers do
     usage: bool = True
 
@@ -112,10 +119,42 @@ def edit(search: str, replace: str) -> str:
 # --- the server ---------------------------------------------------------------------------
 
 
+#: the words of llama-cpp-python's server for a request that does not fit its context
+def overflow_message(context: int, prompt: int, completion: int) -> str:
+    return (
+        f"This model's maximum context length is {context} tokens. However, you requested "
+        f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the "
+        "completion). Please reduce the length of the messages or completion."
+    )
+
+
+#: llama-cpp-python's server on response_format json_schema (pydantic's words, in a 500)
+JSON_SCHEMA_REFUSAL = (
+    "1 validation error for CreateChatCompletionRequest\nresponse_format.type\n  Input "
+    "should be 'text' or 'json_object' [type=literal_error, input_value='json_schema', "
+    "input_type=str]"
+)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    return len(prompt_text(body)) // 4
+
+
 class FakeLLM:
-    def __init__(self, api_key: str | None = None, model: str = "fake-model") -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        model: str = "fake-model",
+        *,
+        context_tokens: int | None = None,
+        streams: bool = True,
+        refuses_json_schema: bool = False,
+    ) -> None:
         self.api_key = api_key
         self.model = model
+        self.context_tokens = context_tokens
+        self.streams = streams
+        self.refuses_json_schema = refuses_json_schema
         self.script: dict[str, list[Responder]] = defaultdict(list)
         #: answers for a role once its script is used up
         self.defaults: dict[str, Responder] = {}
@@ -172,7 +211,10 @@ class FakeLLM:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
+                if self.path == "/props" and fake.context_tokens:
+                    settings = {"n_ctx": fake.context_tokens}
+                    self._send(200, {"default_generation_settings": settings}, {})
+                elif self.path.rstrip("/") == "/v1/models":
                     model = {"id": fake.model, "object": "model", "owned_by": "fake"}
                     self._send(200, {"object": "list", "data": [model]}, {})
                 else:
@@ -190,16 +232,48 @@ class FakeLLM:
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "no such path"}}, {})
                     return
+                refusal = self._refusal(body)
+                if refusal is not None:
+                    with fake._lock:
+                        fake.requests.append((role_of(body), body))
+                    self._send(*refusal, {})
+                    return
                 reply = fake._answer(body)
                 time.sleep(reply.delay)
                 if reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.error}}, reply.headers)
                     return
+                # the client may have given up waiting (a slow answer past its timeout)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    if body.get("stream") and fake.streams:
+                        self._stream(body, reply)
+                    else:
+                        self._send(200, self._completion(body, reply), reply.headers)
+
+            def _refusal(self, body: dict[str, Any]) -> tuple[int, Any] | None:
+                """What llama-cpp-python's server refuses before any model runs."""
+                kind = (body.get("response_format") or {}).get("type")
+                if fake.refuses_json_schema and kind == "json_schema":
+                    return 500, {"error": {"message": JSON_SCHEMA_REFUSAL}}
+                limit = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+                prompt = prompt_tokens(body)
+                if fake.context_tokens and prompt + limit > fake.context_tokens:
+                    message = overflow_message(fake.context_tokens, prompt, limit)
+                    return 400, {"error": {"message": message, "type": "invalid_request_error"}}
+                return None
+
+            def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
+                prompt, completion = prompt_tokens(body), len(reply.content) // 4
+                return {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+
+            def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
                 message: dict[str, Any] = {"role": "assistant", "content": reply.content}
                 if reply.reasoning_content is not None:
                     message["reasoning_content"] = reply.reasoning_content
-                prompt_tokens = len(prompt_text(body)) // 4
-                completion_tokens = len(reply.content) // 4
                 payload: dict[str, Any] = {
                     "id": "chatcmpl-fake",
                     "object": "chat.completion",
@@ -210,13 +284,41 @@ class FakeLLM:
                     ],
                 }
                 if reply.usage:
-                    payload["usage"] = {
-                        "prompt_tokens": prompt_tokens,
-                        "completion_tokens": completion_tokens,
-                        "total_tokens": prompt_tokens + completion_tokens,
+                    payload["usage"] = self._usage(body, reply)
+                return payload
+
+            def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+                """Server-sent events: the reasoning, then the answer, a few words a chunk."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+
+                def event(choices: list[dict[str, Any]], **extra: Any) -> None:
+                    chunk = {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": body["model"],
+                        "choices": choices,
+                        **extra,
                     }
-                # the client may have given up waiting (a slow answer past its timeout)
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    self._send(200, payload, reply.headers)
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+
+                pieces = [("reasoning_content", p) for p in _pieces(reply.reasoning_content)]
+                pieces += [("content", p) for p in _pieces(reply.content)]
+                for name, piece in pieces:
+                    event([{"index": 0, "delta": {name: piece}, "finish_reason": None}])
+                    time.sleep(reply.chunk_delay)
+                event([{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}])
+                if reply.usage and (body.get("stream_options") or {}).get("include_usage"):
+                    event([], usage=self._usage(body, reply))
+                self.wfile.write(b"data: [DONE]\n\n")
 
         return Handler
+
+
+def _pieces(text: str | None, size: int = 16) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text or ""), size)]

@@ -62,6 +62,12 @@ class RunSettings(_Section):
     max_repairs: int = Field(
         default=2, ge=0, description="design mode: failures sent back to the coder per idea"
     )
+    max_failed_steps: int = Field(
+        default=3,
+        ge=1,
+        description="steps in a row whose model gave no usable answer before the run stops "
+        "(compose mode: the offline brain proposes such a step; design mode: it is skipped)",
+    )
     max_tokens: int = Field(default=0, ge=0, description="LLM token budget; 0 means none")
     max_usd: float = Field(default=0.0, ge=0, description="LLM dollar budget; 0 means none")
     lanes: int = Field(
@@ -216,6 +222,15 @@ class RoleSettings(_Section):
     critic: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
 
 
+#: output limits per role: a plan and a critique are short, a module may be long
+LLMRole = Literal["planner", "coder", "critic", "check"]
+ROLE_OUTPUT_TOKENS: dict[LLMRole, int] = {
+    "planner": 2048,
+    "coder": 8192,
+    "critic": 1024,
+    "check": 256,
+}
+
 Preset = Literal["openai", "openrouter", "anthropic", "ollama", "vllm", "llamacpp", "lmstudio"]
 
 
@@ -240,11 +255,31 @@ class LLMProfile(_Section):
     reasoning: Literal["auto", "reasoning_content", "reasoning", "think_tags", "none"] = Field(
         default="auto", description="where the model's reasoning arrives, to keep it apart"
     )
-    max_output_tokens: int = Field(default=8192, ge=16, description="per answer")
+    max_output_tokens: int = Field(
+        default=8192, ge=16, description="per answer: the cap over every role's limit"
+    )
+    role_output_tokens: dict[LLMRole, int] = Field(
+        default_factory=lambda: dict(ROLE_OUTPUT_TOKENS),
+        description="output limit per role (check: `archlab llm check`), under "
+        "max_output_tokens and the room the server's context leaves",
+    )
+    context_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description="the server's context length; unset: asked from the server (llama.cpp's "
+        "/props, vLLM's max_model_len), else learnt from its first overflow",
+    )
     temperature: float | None = Field(
         default=None, ge=0, le=2, description="unset: the server's default"
     )
-    timeout_s: float = Field(default=180.0, gt=0, description="per request")
+    stream: bool = Field(
+        default=True,
+        description="stream answers, so that timeout_s is on silence between tokens, not on "
+        "the whole answer (falls back to one response where the server sends no stream)",
+    )
+    timeout_s: float = Field(
+        default=180.0, gt=0, description="seconds without a token (or an answer) before retrying"
+    )
     max_retries: int = Field(default=4, ge=0, description="on rate limits, 5xx and timeouts")
     max_attempts: int = Field(default=3, ge=1, description="answers re-asked when unusable")
     usd_per_m_input: float = Field(default=0.0, ge=0, description="price per million tokens")
@@ -253,6 +288,8 @@ class LLMProfile(_Section):
         default_factory=dict, description="provider-specific request fields"
     )
 
+
+_LOCAL: dict[str, Any] = {"api_key_env": None, "max_output_tokens": 4096}
 
 #: Profiles users recognise; `[llm.NAME]` with a preset's name (or `preset = NAME`) starts
 #: from it, so `[llm.ollama] model = "qwen3:8b"` is a complete profile.
@@ -275,11 +312,11 @@ LLM_PRESETS: dict[Preset, dict[str, Any]] = {
         "structured_output": "prompt",
         "reasoning": "none",
     },
-    # local servers need no key
-    "ollama": {"base_url": "http://localhost:11434/v1", "api_key_env": None},
-    "vllm": {"base_url": "http://localhost:8000/v1", "api_key_env": None},
-    "llamacpp": {"base_url": "http://localhost:8080/v1", "api_key_env": None},
-    "lmstudio": {"base_url": "http://localhost:1234/v1", "api_key_env": None},
+    # local servers need no key; their small contexts and slow models want shorter answers
+    "ollama": {"base_url": "http://localhost:11434/v1", **_LOCAL},
+    "vllm": {"base_url": "http://localhost:8000/v1", **_LOCAL},
+    "llamacpp": {"base_url": "http://localhost:8080/v1", **_LOCAL},
+    "lmstudio": {"base_url": "http://localhost:1234/v1", **_LOCAL},
 }
 
 

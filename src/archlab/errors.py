@@ -11,3 +11,8 @@ class ConfigError(ArchlabError):
 
 class MemoryCorruptError(ArchlabError):
     """The memory database cannot be opened or migrated."""
+
+
+class Cancelled(Exception):
+    """The run was told to stop (Ctrl-C, or a lane that failed): a lane leaves where it is,
+    resumable."""

@@ -13,7 +13,8 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 #: where a candidate comes from: the task's baseline, a random sample of the search space
 #: (the yardstick), a brain's proposal, or a file given to `archlab eval`
-Origin = Literal["baseline", "random", "proposed", "manual"]
+#: fallback: the offline brain's proposal for a step whose planner model gave no usable answer
+Origin = Literal["baseline", "random", "proposed", "fallback", "manual"]
 
 #: how far a candidate got: `verified` passed the checks before training, `ok` trained
 #: and was scored, `stopped` was stopped early (its curve could not catch its reference:
@@ -55,6 +56,8 @@ class Candidate(TypedDict):
     plan: Plan
     #: the module that is stored and run; absent until the coder writes it
     source: NotRequired[str]
+    #: why the step has no plan (design mode: the planner model gave no usable answer)
+    unplanned: NotRequired[str]
     #: the planning step that proposed it (0 for the baseline), and its coding attempt:
     #: with the role, the key under which its LLM answers are logged and replayed
     step: NotRequired[int]

@@ -64,11 +64,23 @@ def fmt_score(score: float | None) -> str:
 LLM_BASE_URL = typer.Option(help="OpenAI-compatible base URL of the llm.default profile")
 LLM_MODEL = typer.Option(help="model of the llm.default profile")
 LLM_STRUCTURED = typer.Option(help="json_schema, json_object or prompt")
+LLM_TIMEOUT = typer.Option(
+    help="seconds without a token (or an answer) before an LLM request is retried"
+)
+LLM_MAX_OUTPUT_TOKENS = typer.Option(help="the cap on every answer's length, in tokens")
 
 
-def llm_flags(base_url: str | None, model: str | None, structured: str | None) -> dict[str, Any]:
+def llm_flags(
+    base_url: str | None,
+    model: str | None,
+    structured: str | None,
+    timeout: float | None = None,
+    max_output_tokens: int | None = None,
+) -> dict[str, Any]:
     return {
         "llm.default.base_url": base_url,
         "llm.default.model": model,
         "llm.default.structured_output": structured,
+        "llm.default.timeout_s": timeout,
+        "llm.default.max_output_tokens": max_output_tokens,
     }

@@ -43,6 +43,12 @@ def _show_span(span: dict[str, Any], full: bool) -> None:
         say(f"[dim]{message.get('role')}>[/] {escape(_fold(str(message.get('content')), full))}")
     if span.get("output"):
         say(f"[dim]answer>[/] {escape(_fold(span['output'], full))}")
+    if span["kind"] == "llm" and span["attributes"]["archlab.tokens_per_s"] is not None:
+        attributes = span["attributes"]
+        say(
+            f"{attributes['gen_ai.usage.output_tokens']} tokens out, "
+            f"{attributes['archlab.tokens_per_s']:g} tokens/s"
+        )
     if span["kind"] == "trial" and span["attributes"]["archlab.score"] is not None:
         say(f"score {span['attributes']['archlab.score']:.4f}")
 

@@ -15,8 +15,10 @@ from rich.table import Table
 
 from archlab.cli.common import (
     LLM_BASE_URL,
+    LLM_MAX_OUTPUT_TOKENS,
     LLM_MODEL,
     LLM_STRUCTURED,
+    LLM_TIMEOUT,
     app,
     cli_settings,
     existing_memory,
@@ -62,6 +64,8 @@ def run(
     llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
     llm_model: Annotated[str | None, LLM_MODEL] = None,
     llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
+    llm_timeout: Annotated[float | None, LLM_TIMEOUT] = None,
+    llm_max_output_tokens: Annotated[int | None, LLM_MAX_OUTPUT_TOKENS] = None,
     max_tokens: Annotated[
         int | None, typer.Option(help="stop once the LLM calls used this many tokens")
     ] = None,
@@ -99,7 +103,13 @@ def run(
             "run.max_usd": max_usd,
             "run.lanes": lanes,
             "run.review": review,
-            **llm_flags(llm_base_url, llm_model, llm_structured_output),
+            **llm_flags(
+                llm_base_url,
+                llm_model,
+                llm_structured_output,
+                llm_timeout,
+                llm_max_output_tokens,
+            ),
             **_executor_flags(workers, executor, ray_address),
         }
     )
@@ -380,8 +390,10 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
                 c["brain"],
                 " ".join(p[:6] for p in c["parents"]),
             ]
-        trained = ok or c["status"] == "stopped"  # its architecture; the verdict says why
-        what = c["summary"] if trained else f"{c['error_class']}: {c['message']}"
+        # a failure's error; else its architecture (the verdict says why, or is to come:
+        # a run that stopped before the critique leaves its candidate pending)
+        failed = not ok and c["status"] != "stopped" and c["error_class"]
+        what = f"{c['error_class']}: {c['message']}" if failed else c["summary"]
         table.add_row(*cells, escape(what))
     out.print(table)
     for line in _conclusion(board.get("summary")):

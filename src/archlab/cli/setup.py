@@ -14,8 +14,10 @@ from rich.table import Table
 
 from archlab.cli.common import (
     LLM_BASE_URL,
+    LLM_MAX_OUTPUT_TOKENS,
     LLM_MODEL,
     LLM_STRUCTURED,
+    LLM_TIMEOUT,
     app,
     cli_settings,
     llm_flags,
@@ -151,6 +153,8 @@ def llm_check(
     llm_base_url: Annotated[str | None, LLM_BASE_URL] = None,
     llm_model: Annotated[str | None, LLM_MODEL] = None,
     llm_structured_output: Annotated[str | None, LLM_STRUCTURED] = None,
+    llm_timeout: Annotated[float | None, LLM_TIMEOUT] = None,
+    llm_max_output_tokens: Annotated[int | None, LLM_MAX_OUTPUT_TOKENS] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Send one small structured request per profile; report latency and what is wrong."""
@@ -159,7 +163,15 @@ def llm_check(
     from archlab.llm.client import LLM, LLMError
     from archlab.prompts import Prompts
 
-    settings = cli_settings(**llm_flags(llm_base_url, llm_model, llm_structured_output))
+    settings = cli_settings(
+        **llm_flags(
+            llm_base_url,
+            llm_model,
+            llm_structured_output,
+            llm_timeout,
+            llm_max_output_tokens,
+        )
+    )
     names = [profile] if profile else profiles_in_use(settings)
     unknown = [n for n in names if n not in settings.llm]
     if unknown or not names:

@@ -54,6 +54,27 @@ def extract_json(text: str) -> Any:
         return json_repair.loads(candidate)
 
 
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema as constrained decoding honours it (OpenAI's strict mode): every
+    property required, no other allowed, so that a grammar cannot leave out what the
+    validator wants."""
+    schema = model.model_json_schema()
+    _tighten(schema)
+    return schema
+
+
+def _tighten(node: Any) -> None:
+    if isinstance(node, dict):
+        if "properties" in node:
+            node["required"] = list(node["properties"])
+            node["additionalProperties"] = False
+        for value in node.values():
+            _tighten(value)
+    elif isinstance(node, list):
+        for value in node:
+            _tighten(value)
+
+
 def read_json(text: str, model: type[T]) -> T:
     value = extract_json(text)
     if not isinstance(value, dict):

@@ -7,6 +7,7 @@ roles wrap each in their brain (`archlab.roles.brains`).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,8 +145,11 @@ class RoleAskers:
     prompts: Prompts
 
 
-def role_askers(settings: Settings, memory: Memory, run_id: str) -> RoleAskers:
-    """Resolve every role's brain; ConfigError names the key that is wrong."""
+def role_askers(
+    settings: Settings, memory: Memory, run_id: str, cancel: threading.Event | None = None
+) -> RoleAskers:
+    """Resolve every role's brain; ConfigError names the key that is wrong. Setting
+    `cancel` stops the model calls under way."""
     prompts = Prompts(settings.prompts_dir)
 
     def log(row: dict[str, Any]) -> None:
@@ -166,7 +170,7 @@ def role_askers(settings: Settings, memory: Memory, run_id: str) -> RoleAskers:
                 raise ConfigError(f"{key}: no [llm.{arg}] profile in the configuration{how}")
             name = f"llm:{arg}"
             if name not in shared:
-                llm = LLM(arg, settings.llm[arg], prompts, log)
+                llm = LLM(arg, settings.llm[arg], prompts, log, cancel)
                 shared[name] = Remembering(llm, memory, run_id)
         else:
             past = memory.get_run(arg)["run_id"]

@@ -11,9 +11,10 @@ variable when the client is first used, and never logged: error texts are scrubb
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -24,22 +25,43 @@ from typing import Any, Generic, TypeVar
 import openai
 from pydantic import BaseModel
 
-from archlab.config import LLMProfile
-from archlab.errors import ArchlabError
-from archlab.llm.answers import Unusable, read_json, split_think
+from archlab.config import ROLE_OUTPUT_TOKENS, LLMProfile, LLMRole
+from archlab.errors import ArchlabError, Cancelled
+from archlab.llm.answers import Unusable, read_json, split_think, strict_schema
+from archlab.llm.servers import (
+    MAX_WAIT_S,
+    assemble,
+    error_body,
+    error_detail,
+    estimate_tokens,
+    json_schema_refusal,
+    overflow_of,
+    retry_after,
+    served_context,
+)
 from archlab.prompts import Prompts
 
 T = TypeVar("T", bound=BaseModel)
 
-#: longest Retry-After honoured; a provider asking for more is waited on this long, then retried
-MAX_WAIT_S = 60.0
 #: sent as the key to servers that need none (the SDK insists on some string)
 _NO_KEY = "no-key"
 _CHARS_PER_TOKEN = 4  # estimate for servers that report no usage
+#: the smallest room for an answer worth asking for
+MIN_OUTPUT_TOKENS = 256
+#: how often a waiting call looks whether the run was told to stop
+_POLL_S = 0.1
 
 
 class LLMError(ArchlabError):
     """The endpoint cannot be used: unreachable, a bad key, an unknown model, a refused request."""
+
+
+class ContextOverflow(LLMError):
+    """The prompt leaves no room for an answer in the server's context."""
+
+    def __init__(self, message: str, context_tokens: int, prompt_tokens: int) -> None:
+        super().__init__(message)
+        self.context_tokens, self.prompt_tokens = context_tokens, prompt_tokens
 
 
 class NoAnswer(Exception):
@@ -48,7 +70,7 @@ class NoAnswer(Exception):
 
 @dataclass(frozen=True)
 class Question(Generic[T]):
-    role: str  # planner | coder | critic | check
+    role: LLMRole
     purpose: str  # plan | write | repair | critique | check
     messages: list[dict[str, str]]
     answer: type[T]
@@ -57,6 +79,9 @@ class Question(Generic[T]):
     #: a soft check of a valid answer (e.g. novelty): its problem is fed back while attempts
     #: remain, and the last valid answer is kept when none passes
     check: Callable[[T], str | None] | None = None
+    #: the JSON schema sent as response_format where the role knows more than the type
+    #: says (the ids that exist); None: the type's own strict schema
+    schema: dict[str, Any] | None = None
     candidate_id: str | None = None
     step: int = 0
     repair: int = 0
@@ -80,11 +105,19 @@ class LLM:
         profile: LLMProfile,
         prompts: Prompts,
         log: Callable[[dict[str, Any]], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.name = name
         self.profile = profile
         self.prompts = prompts
         self.log = log
+        #: set to stop a call at once (Ctrl-C): it raises Cancelled
+        self.cancel = cancel or threading.Event()
+        self._stream = profile.stream
+        #: json_schema refused by the server: json_object with the schema beside it instead
+        self._schema_in_json_object = False
+        self._context: int | None = profile.context_tokens
+        self._context_asked = profile.context_tokens is not None
 
     @property
     def brain(self) -> str:
@@ -140,10 +173,11 @@ class LLM:
         )
 
     def messages_for(self, question: Question[Any]) -> list[dict[str, str]]:
-        """Below json_schema mode the schema travels in the prompt."""
+        """Below json_schema mode the schema travels in the prompt: the answer type's own,
+        shorter than the one a decoder is constrained by (the prompt says the rest)."""
         if question.parse is not None or self.profile.structured_output == "json_schema":
             return list(question.messages)
-        schema = json.dumps(question.answer.model_json_schema())
+        schema = json.dumps(strict_schema(question.answer))
         *head, last = question.messages
         text = last["content"] + "\n" + self.prompts.render("answer_format.j2", schema=schema)
         return [*head, {**last, "content": text}]
@@ -151,41 +185,79 @@ class LLM:
     def read(self, question: Question[T], reply: Reply) -> T:
         """The reply as the question's answer; Unusable says why it cannot be one."""
         if reply.finish_reason == "length":
+            limit = reply.row["request"][self.profile.token_limit_field]
             raise Unusable(
-                f"the answer was cut off at the limit of {self.profile.max_output_tokens} "
-                "output tokens; answer again, complete and shorter"
+                f"the answer was cut off at the limit of {limit} output tokens; answer "
+                "again, complete and shorter"
             )
         if question.parse is not None:
             return question.parse(reply.content)
         return read_json(reply.content, question.answer)
 
-    def _body(self, question: Question[Any], messages: list[dict[str, str]]) -> dict[str, Any]:
+    def context_tokens(self) -> int | None:
+        """The server's context length: the profile's, the server's word, or the last
+        overflow's; None where nothing tells."""
+        if not self._context_asked:
+            self._context_asked = True
+            self._context = served_context(self._client, self.profile.model, self._key)
+        return self._context
+
+    def output_limit(self, role: LLMRole, messages: list[dict[str, str]]) -> int:
+        """The role's output limit, within the room the prompt leaves in the context;
+        ContextOverflow where it leaves too little."""
         p = self.profile
-        body: dict[str, Any] = {
-            "model": p.model,
-            "messages": messages,
-            p.token_limit_field: p.max_output_tokens,
-        }
+        limits = {**ROLE_OUTPUT_TOKENS, **p.role_output_tokens}
+        limit = min(p.max_output_tokens, limits[role])
+        context = self.context_tokens()
+        if context is None:
+            return limit
+        prompt = estimate_tokens(messages)
+        room = context - prompt
+        if room < min(limit, MIN_OUTPUT_TOKENS):
+            raise ContextOverflow(self._overflow_message(context, prompt, limit), context, prompt)
+        return min(limit, room)
+
+    def _overflow_message(self, context: int | None, prompt: int, limit: int) -> str:
+        size = f"of {context} tokens" if context else "(its size not given)"
+        return (
+            f"LLM endpoint {self.profile.base_url} (profile '{self.name}'): context overflow: "
+            f"the prompt (about {prompt} tokens) and the answer's limit ({limit} tokens) do not "
+            f"fit the server's context {size}; start the server with a bigger "
+            "context (llama-server -c N, python -m llama_cpp.server --n_ctx N), or lower "
+            f"[llm.{self.name}] role_output_tokens"
+        )
+
+    def _body(
+        self, question: Question[Any], messages: list[dict[str, str]], limit: int
+    ) -> dict[str, Any]:
+        p = self.profile
+        body: dict[str, Any] = {"model": p.model, "messages": messages, p.token_limit_field: limit}
+        if self._stream:
+            body.update(stream=True, stream_options={"include_usage": True})
         if p.temperature is not None:
             body["temperature"] = p.temperature
-        if question.parse is None and p.structured_output == "json_schema":
+        if question.parse is not None:
+            return body
+        schema = question.schema or strict_schema(question.answer)
+        if p.structured_output == "json_schema" and self._schema_in_json_object:
+            # llama-cpp-python's server: JSON mode constrained by the schema
+            body["response_format"] = {"type": "json_object", "schema": schema}
+        elif p.structured_output == "json_schema":
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {
-                    "name": question.answer.__name__,
-                    "schema": question.answer.model_json_schema(),
-                },
+                "json_schema": {"name": question.answer.__name__, "schema": schema},
             }
-        elif question.parse is None and p.structured_output == "json_object":
+        elif p.structured_output == "json_object":
             body["response_format"] = {"type": "json_object"}
         return body
 
     def complete(
         self, question: Question[Any], messages: list[dict[str, str]], attempt: int
     ) -> Reply:
-        """One answer, retrying rate limits, server errors, timeouts and lost connections."""
-        body = self._body(question, messages)
-        row = {
+        """One answer, retrying rate limits, server errors, timeouts and lost connections;
+        ContextOverflow when the prompt does not fit, Cancelled when the run is stopped."""
+        limit = self.output_limit(question.role, messages)
+        row: dict[str, Any] = {
             "role": question.role,
             "purpose": question.purpose,
             "candidate_id": question.candidate_id,
@@ -195,52 +267,129 @@ class LLM:
             "brain": self.brain,
             "model": self.profile.model,
             "base_url": self.profile.base_url,
-            "request": {**body, **self.profile.extra_body},  # as sent
         }
         retry = 0
         while True:
+            body = self._body(question, messages, limit)
+            row["request"] = {**body, **self.profile.extra_body}  # as sent
             started = time.monotonic()
             try:
-                completion = self._client.chat.completions.create(
-                    **body, extra_body=self.profile.extra_body or None
-                )
+                response = self._send(body)
             except openai.APIError as e:
+                failed = {**row, "retry": retry, "latency_s": time.monotonic() - started}
+                failed["response"] = error_body(e)
+                refusal = json_schema_refusal(e, body)
+                if refusal is not None:
+                    self._schema_in_json_object = True
+                    note = (
+                        f"the server refused response_format json_schema ({refusal}): "
+                        "from now on json_object with the schema"
+                    )
+                    self._save(failed, status="error", error=note)
+                    continue
+                overflow = overflow_of(e)
+                if overflow is not None:
+                    limit = self._after_overflow(failed, overflow, messages, limit)
+                    continue
                 message, wait = self._diagnose(e, retry)
-                latency = time.monotonic() - started
-                self._save(
-                    {**row, "retry": retry, "latency_s": latency, "response": _error_body(e)},
-                    status="error",
-                    error=self._scrub(message),
-                )
+                self._save(failed, status="error", error=self._scrub(message))
                 if wait is None or retry >= self.profile.max_retries:
                     tries = f" (after {retry + 1} tries)" if wait is not None else ""
                     raise LLMError(self._scrub(message) + tries) from None
-                time.sleep(wait)
+                self._sleep(wait)
                 retry += 1
                 continue
             return self._reply(
-                completion, {**row, "retry": retry, "latency_s": time.monotonic() - started}
+                response, {**row, "retry": retry, "latency_s": time.monotonic() - started}
             )
 
-    def _reply(self, completion: Any, row: dict[str, Any]) -> Reply:
-        choice = completion.choices[0] if completion.choices else None
-        message = choice.message if choice else None
+    def _after_overflow(
+        self,
+        row: dict[str, Any],
+        overflow: tuple[int | None, int | None],
+        messages: list[dict[str, str]],
+        limit: int,
+    ) -> int:
+        """The output limit to ask again with, learnt from an overflow; ContextOverflow
+        where the prompt leaves too little room (or a smaller limit did not help)."""
+        context, prompt = overflow
+        prompt = prompt or estimate_tokens(messages)
+        self._context = context or self._context
+        message = self._overflow_message(self._context, prompt, limit)
+        self._save(row, status="error", error=message)
+        if self._context is None or not MIN_OUTPUT_TOKENS <= self._context - prompt < limit:
+            raise ContextOverflow(message, self._context or 0, prompt)
+        return self._context - prompt
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            raise Cancelled("the run was told to stop while waiting to retry")
+
+    def _send(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The response as JSON, streamed where the server streams. The request runs in a
+        thread of its own so that a stop (Ctrl-C in any lane) ends the wait at once; the
+        client's read timeout is the timeout on silence."""
+        box: queue.Queue[tuple[str, Any]] = queue.Queue()
+        extra = self.profile.extra_body or None
+
+        def request() -> None:
+            create = self._client.chat.completions.create
+            try:
+                if not body.get("stream"):
+                    box.put(("done", create(**body, extra_body=extra).model_dump(mode="json")))
+                    return
+                with create(**body, extra_body=extra) as stream:
+                    if "event-stream" not in stream.response.headers.get("content-type", ""):
+                        box.put(("whole", stream.response.read()))  # it did not stream
+                        return
+                    for chunk in stream:
+                        box.put(("chunk", chunk))
+                box.put(("end", None))
+            except Exception as e:
+                box.put(("error", e))
+
+        if not self.cancel.is_set():
+            threading.Thread(target=request, name="llm-request", daemon=True).start()
+        chunks: list[Any] = []
+        while True:
+            if self.cancel.is_set():
+                raise Cancelled("the run was told to stop during an LLM call")
+            try:
+                kind, item = box.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "chunk":
+                chunks.append(item)
+            elif kind == "error":
+                raise item
+            elif kind == "done":
+                return dict(item)
+            elif kind == "whole":  # a server that answers a stream request with one response
+                self._stream = False
+                return dict(json.loads(item))
+            else:
+                return assemble(chunks)
+
+    def _reply(self, response: dict[str, Any], row: dict[str, Any]) -> Reply:
+        choice = (response.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
         content, reasoning = self._split_reasoning(message)
-        usage = completion.usage
-        estimated = usage is None or None in (usage.prompt_tokens, usage.completion_tokens)
-        if estimated:  # the budgets must hold with servers that report no usage
+        usage = response.get("usage") or {}
+        prompt_tokens = usage.get("prompt_tokens")
+        completion_tokens = usage.get("completion_tokens")
+        estimated = prompt_tokens is None or completion_tokens is None
+        if prompt_tokens is None or completion_tokens is None:
+            # the budgets must hold with servers that report no usage
             prompt_chars = sum(len(m["content"]) for m in row["request"]["messages"])
             prompt_tokens = prompt_chars // _CHARS_PER_TOKEN
             completion_tokens = (len(content) + len(reasoning or "")) // _CHARS_PER_TOKEN
-        else:
-            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
         p = self.profile
         cost = (prompt_tokens * p.usd_per_m_input + completion_tokens * p.usd_per_m_output) / 1e6
         row.update(
-            response=completion.model_dump(mode="json"),
+            response=response,
             content=content,
             reasoning=reasoning,
-            finish_reason=choice.finish_reason if choice else None,
+            finish_reason=choice.get("finish_reason"),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             tokens_estimated=estimated,
@@ -248,13 +397,13 @@ class LLM:
         )
         return Reply(content, reasoning, row["finish_reason"], row)
 
-    def _split_reasoning(self, message: Any) -> tuple[str, str | None]:
-        content = (message.content if message else None) or ""
+    def _split_reasoning(self, message: dict[str, Any]) -> tuple[str, str | None]:
+        content = message.get("content") or ""
         mode = self.profile.reasoning
         parts: list[str] = []
         fields = ("reasoning_content", "reasoning") if mode == "auto" else (mode,)
         for name in fields:
-            value = getattr(message, name, None)
+            value = message.get(name)
             if isinstance(value, str) and value.strip():
                 parts.append(value.strip())
         if mode in ("auto", "think_tags"):
@@ -273,9 +422,9 @@ class LLM:
             return f"cannot reach {where}: {cause}", backoff
         if not isinstance(e, openai.APIStatusError):
             return f"{where}: {e}", None
-        status, detail = e.status_code, _detail(e)
+        status, detail = e.status_code, error_detail(e)
         if status in (408, 409, 429) or status >= 500:
-            return f"{where} answered {status}: {detail}", _retry_after(e) or backoff
+            return f"{where} answered {status}: {detail}", retry_after(e) or backoff
         if status in (401, 403):
             env = self.profile.api_key_env
             if env and self._key == _NO_KEY:
@@ -291,11 +440,13 @@ class LLM:
                 f"base_url and model{self._served_models()}",
                 None,
             )
+        mode = self.profile.structured_output
         hint = ""
-        if status in (400, 422) and self.profile.structured_output != "prompt":
+        if status in (400, 422) and mode != "prompt" and "format" in detail.lower():
+            others = [m for m in ("json_schema", "json_object", "prompt") if m != mode]
             hint = (
-                "; if the server does not support structured_output = "
-                f"'{self.profile.structured_output}', try 'json_object' or 'prompt'"
+                f"; if the server does not support structured_output = '{mode}', "
+                f"try '{others[0]}' or '{others[1]}'"
             )
         return f"{where} rejected the request ({status}): {detail}{hint}", None
 
@@ -330,36 +481,3 @@ class LLM:
         if row["response"] is not None:
             row["response"] = json.loads(self._scrub(json.dumps(row["response"])))
         self.log({**defaults, **row})
-
-
-def _detail(e: openai.APIStatusError) -> str:
-    body = e.body
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        message = error.get("message") if isinstance(error, dict) else error
-        return str(message)[:300]
-    return str(body or e.message)[:300]
-
-
-def _error_body(e: openai.APIError) -> Any:
-    if isinstance(e, openai.APIStatusError):
-        return {"status": e.status_code, "body": e.body}
-    return None
-
-
-def _retry_after(e: openai.APIStatusError) -> float | None:
-    headers = e.response.headers
-    try:
-        if "retry-after-ms" in headers:
-            return min(float(headers["retry-after-ms"]) / 1000, MAX_WAIT_S)
-        if "retry-after" in headers:
-            value = headers["retry-after"]
-            try:
-                seconds = float(value)
-            except ValueError:
-                when = email.utils.parsedate_to_datetime(value)
-                seconds = when.timestamp() - time.time()
-            return min(max(seconds, 0.0), MAX_WAIT_S)
-    except (ValueError, TypeError):
-        return None
-    return None

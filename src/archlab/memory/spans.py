@@ -68,6 +68,10 @@ def _llm_span(row: dict[str, Any]) -> dict[str, Any]:
             "archlab.attempt": row["attempt"],
             "archlab.retry": row["retry"],
             "archlab.cost_usd": row["cost_usd"],
+            # what a slow local model manages: it tells a model that writes from a dead one
+            "archlab.tokens_per_s": round(row["completion_tokens"] / row["latency_s"], 1)
+            if row["latency_s"]
+            else None,
             "archlab.answer_status": row["status"],
         },
         "input": messages,

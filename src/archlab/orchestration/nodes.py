@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from archlab.eval.verify import ast_hash, source_hash
 from archlab.llm.brains import ReplayExhausted
-from archlab.llm.client import NoAnswer
+from archlab.llm.client import LLMError, NoAnswer
 from archlab.orchestration.budget import SAVE_ELAPSED_S
 from archlab.orchestration.lab import Lab
 from archlab.orchestration.state import LabState
@@ -96,8 +96,25 @@ def code(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     lab.report.started(
         _lane(state), n, candidate, None if failed is None else failed["candidate_id"]
     )
+    if outcome and "unplanned" not in candidate:  # (the planner counted its own failure)
+        _failed_step(lab, candidate, str(outcome["message"]))
+    elif candidate["origin"] == "proposed":  # a step the models saw through
+        lab.failed_steps.succeeded()
     # the repair's slot is settled by the save
     return {"candidate": candidate, "outcome": outcome, "verdict": None, "repair_next": False}
+
+
+def _failed_step(lab: Lab, candidate: Candidate, problem: str) -> None:
+    """Count a step without a usable answer; past the limit, the run stops with the
+    step's candidate recorded as rejected."""
+    try:
+        lab.failed_steps.failed(lab.settings.run.max_failed_steps, problem)
+    except LLMError:
+        lab.memory.set_outcome(
+            candidate["candidate_id"], status="rejected", error_class="answer", message=problem
+        )
+        lab.memory.flush()  # the node's writes, kept although it raises
+        raise
 
 
 def _save(lab: Lab, candidate: Candidate) -> None:

@@ -3,6 +3,7 @@ run's lanes (`lanes`), and conclude it."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,7 +70,8 @@ def _run(
     run_id = resumed["run_id"] if resumed else new_run_id()
     # the lease first: a second process resuming this run is refused before it reads anything
     with leases.hold(home, run_id):
-        brains = build_brains(settings, memory, run_id)
+        cancel = threading.Event()  # the lanes' and the LLM calls': Ctrl-C stops both
+        brains = build_brains(settings, memory, run_id, cancel)
         trials_dir = home / "trials" / run_id
         # local trials use the run's own task and data (the lab's, once it exists)
         executor = executor or make_executor(
@@ -83,6 +85,7 @@ def _run(
             executor=executor,
             brains=brains,
             home=home,
+            cancel=cancel,
         )
         elapsed_s = (resumed or {}).get("elapsed_s") or 0.0
         lab.budget = RunBudget(settings.run, memory, run_id, elapsed_s)

@@ -5,6 +5,7 @@ replayed run are implementations of the same interface."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,10 +64,13 @@ class Brains:
         return " ".join(f"{role}={self.names[role]}" for role in ROLES)
 
 
-def build_brains(settings: Settings, memory: Memory, run_id: str) -> Brains:
+def build_brains(
+    settings: Settings, memory: Memory, run_id: str, cancel: threading.Event | None = None
+) -> Brains:
     """Every role's brain: a model's or a replay's where the configuration gives one,
-    else the heuristic's; ConfigError names the key that is wrong."""
-    resolved = role_askers(settings, memory, run_id)
+    else the heuristic's; ConfigError names the key that is wrong. Setting `cancel` stops
+    the model calls under way."""
+    resolved = role_askers(settings, memory, run_id, cancel)
     askers = resolved.askers
     return Brains(
         names=resolved.names,

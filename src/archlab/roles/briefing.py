@@ -108,3 +108,20 @@ def planner_context(memory: Memory, task_fingerprint: str, with_code: bool) -> d
             "insights": insights(memory, task_fingerprint),
             "lineage": lineage(memory, top[0]["id"])[1:] if top else [],
         }
+
+
+def shown_ids(context: dict[str, Any]) -> list[str]:
+    """The candidate ids a planner context shows, in order: those a plan may build on."""
+    ids: list[str] = []
+    for part in ("best", "diverse", "failures", "insights", "lineage"):
+        ids.extend(e["id"] for e in context[part] if e["id"] not in ids)
+    return ids
+
+
+def shortened(context: dict[str, Any]) -> dict[str, Any] | None:
+    """The planner context with half of each part's entries (the best kept first), for a
+    server whose context it overflowed; None once there is nothing left to leave out."""
+    parts = ("best", "diverse", "failures", "insights", "lineage")
+    if not any(context[part] for part in parts):
+        return None
+    return {**context, **{part: context[part][: len(context[part]) // 2] for part in parts}}

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from archlab.errors import ArchlabError
 from archlab.llm.answers import Unusable, fenced_blocks
 from archlab.llm.brains import Asker
-from archlab.llm.client import Question
+from archlab.llm.client import NoAnswer, Question
 from archlab.prompts import task_brief
 from archlab.records import Candidate
 from archlab.roles.context import RunContext
@@ -40,6 +40,8 @@ def write_code(ctx: RunContext, candidate: Candidate, failed: dict[str, Any] | N
         return str(candidate["source"])
     if candidate["origin"] == "baseline":
         return ctx.task.baseline_source()
+    if "unplanned" in candidate:  # no plan, no code: the planner's failure is the outcome
+        raise NoAnswer(candidate["unplanned"])
     if candidate["genome"] is not None:
         return render(Genome.model_validate(candidate["genome"]))
     return ctx.brains.coder.write(ctx, candidate, failed)

@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archlab.config import Settings
+from archlab.errors import Cancelled
+from archlab.llm.client import LLMError
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor
 from archlab.tasks.base import TokenData, TokenTask
 
 if TYPE_CHECKING:
     from archlab.roles.brains import Brains  # the brains are built on the roles
-
-
-class Cancelled(Exception):
-    """The run was told to stop (RunContext.cancel): a lane leaves where it is, resumable."""
 
 
 class InFlight:
@@ -95,6 +93,31 @@ class Turns:
             self._changed.notify_all()
 
 
+class FailedSteps:
+    """Steps in a row whose model (planner or coder) gave no usable answer, over every
+    lane: the run goes on past each, and stops after too many. A step the models saw
+    through to its code starts the count again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+
+    def failed(self, limit: int, problem: str) -> None:
+        """Count a failed step; LLMError once `limit` failed in a row."""
+        with self._lock:
+            self._in_a_row += 1
+            if self._in_a_row >= limit:
+                raise LLMError(
+                    f"{self._in_a_row} steps in a row without a usable answer, the limit "
+                    f"(run.max_failed_steps); the last: {problem} (every answer is in the "
+                    "memory's llm_calls table)"
+                )
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+
 @dataclass
 class RunContext:
     run_id: str
@@ -109,6 +132,7 @@ class RunContext:
     #: set to stop every lane at its next step (Ctrl-C, or a lane that failed)
     cancel: threading.Event = field(default_factory=threading.Event)
     inflight: InFlight = field(default_factory=InFlight)
+    failed_steps: FailedSteps = field(default_factory=FailedSteps)
     turns: Turns = field(init=False)
     _baseline_id: str | None = field(default=None, init=False, repr=False)
     #: the task's data at seeds other than the run's (the audit's fresh draws), by seed

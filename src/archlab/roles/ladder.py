@@ -153,7 +153,11 @@ def early_stop(
 ) -> EarlyStop | None:
     """The proxy trial's stop rule (`eval.stopping`): for proposals with a reference to
     beat; the baseline's and the yardstick's random samples' scores stay whole."""
-    if not ctx.settings.ladder.early_stop or candidate["origin"] != "proposed" or ref is None:
+    if (
+        not ctx.settings.ladder.early_stop
+        or candidate["origin"] not in ("proposed", "fallback")
+        or ref is None
+    ):
         return None
     fitness = trainer.fitness_of(ctx)
     horizon = ctx.horizon(candidate.get("step", 0))  # what its planner saw: reproducible

@@ -11,12 +11,13 @@ import random
 import uuid
 from collections.abc import Container
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from archlab.llm.answers import strict_schema
 from archlab.llm.brains import Asker, ReplayExhausted
-from archlab.llm.client import LLMError, NoAnswer, Question
+from archlab.llm.client import ContextOverflow, NoAnswer, Question
 from archlab.memory import queries, reviews
 from archlab.prompts import task_brief
 from archlab.records import Candidate, Origin
@@ -74,6 +75,24 @@ class DesignPlan(PlanAnswer):
 
 class ComposePlan(PlanAnswer):
     genome: Genome
+
+
+def plan_schema(answer: type[PlanAnswer], ids: list[str]) -> dict[str, Any]:
+    """The plan's JSON schema with the rules the validator checks: each operator with its
+    number of parents, taken from the ids the prompt shows (none shown: only `new`)."""
+    schema = strict_schema(answer)
+    defs = schema.pop("$defs", None)
+    variants = []
+    for operator, n in _PARENTS.items():
+        if n and not ids:
+            continue
+        properties = {
+            **schema["properties"],
+            "operator": {"const": operator},
+            "parents": {"type": "array", "items": {"enum": ids}, "minItems": n, "maxItems": n},
+        }
+        variants.append({**schema, "properties": properties})
+    return {"oneOf": variants, **({"$defs": defs} if defs else {})}
 
 
 def new_candidate_id() -> str:
@@ -157,13 +176,47 @@ class HeuristicPlanner:
 
 
 class ModelPlanner:
-    """A model (or a replayed run) proposes from a bounded summary of the memory."""
+    """A model (or a replayed run) proposes from a bounded summary of the memory. A step
+    it gives no usable answer for is not the run's end: in compose mode the offline brain
+    proposes it (origin `fallback`), in design mode it is recorded without a plan."""
 
     def __init__(self, asker: Asker) -> None:
         self.asker = asker
 
     def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
-        return _ask_model(ctx, self.asker, step, notes)
+        try:
+            return _ask_model(ctx, self.asker, step, notes)
+        except ReplayExhausted:
+            raise
+        except NoAnswer as e:
+            ctx.failed_steps.failed(ctx.settings.run.max_failed_steps, str(e))
+            if ctx.settings.run.mode == "compose":
+                return _fallback(HeuristicPlanner().propose(ctx, step, notes), str(e))
+            return _unplanned(self.asker.brain, str(e))
+
+
+def _fallback(candidate: Candidate, problem: str) -> Candidate:
+    plan = candidate["plan"]
+    motivation = f"{problem}; the offline brain proposed this step: {plan['motivation']}"
+    return {**candidate, "origin": "fallback", "plan": {**plan, "motivation": motivation}}
+
+
+def _unplanned(brain: str, problem: str) -> Candidate:
+    return {
+        "candidate_id": new_candidate_id(),
+        "origin": "proposed",
+        "brain": brain,
+        "parents": [],
+        "genome": None,
+        "plan": {
+            "operator": "none",
+            "hypothesis": "none: the planner gave no usable answer",
+            "motivation": problem,
+            "expected_effect": "none",
+            "summary": "no plan (the planner gave no usable answer)",
+        },
+        "unplanned": problem,
+    }
 
 
 def _random_samples(ctx: RunContext) -> int:
@@ -241,35 +294,42 @@ def _candidate(proposal: Proposal, origin: Origin, brain: str) -> Candidate:
 def _ask_model(ctx: RunContext, asker: Asker, step: int, notes: list[str]) -> Candidate:
     mode = ctx.settings.run.mode
     prompts = ctx.brains.prompts
-    context = briefing.planner_context(ctx.memory, ctx.task_fingerprint, mode == "design")
-    question = Question(
-        role="planner",
-        purpose="plan",
-        messages=[
-            {"role": "system", "content": prompts.render("planner_system.j2", mode=mode)},
-            {
-                "role": "user",
-                "content": prompts.render(
-                    "planner.j2",
-                    task=task_brief(ctx.task),
-                    mode=mode,
-                    mixers=MIXERS,
-                    channels=CHANNELS,
-                    notes=notes,
-                    **context,
-                ),
-            },
-        ],
-        answer=ComposePlan if mode == "compose" else DesignPlan,
-        check=lambda answer: _problem(ctx, answer),
-        step=step,
+    answer_type = ComposePlan if mode == "compose" else DesignPlan
+    context: dict[str, Any] | None = briefing.planner_context(
+        ctx.memory, ctx.task_fingerprint, mode == "design"
     )
-    try:
-        answer = asker.ask(question)
-    except ReplayExhausted:
-        raise
-    except NoAnswer as e:
-        raise LLMError(f"{e} (every answer is in the memory's llm_calls table)") from None
+    while context is not None:
+        question = Question(
+            role="planner",
+            purpose="plan",
+            messages=[
+                {"role": "system", "content": prompts.render("planner_system.j2", mode=mode)},
+                {
+                    "role": "user",
+                    "content": prompts.render(
+                        "planner.j2",
+                        task=task_brief(ctx.task),
+                        mode=mode,
+                        mixers=MIXERS,
+                        channels=CHANNELS,
+                        notes=notes,
+                        **context,
+                    ),
+                },
+            ],
+            answer=answer_type,
+            schema=plan_schema(answer_type, briefing.shown_ids(context)),
+            check=lambda answer: _problem(ctx, answer),
+            step=step,
+        )
+        try:
+            answer = asker.ask(question)
+            break
+        except ContextOverflow:  # show fewer of the memory's entries, down to none
+            shorter = briefing.shortened(context)
+            if shorter is None:
+                raise
+            context = shorter
     genome = answer.genome.canonical() if isinstance(answer, ComposePlan) else None
     summary = genome.describe() if genome else getattr(answer, "summary", "")
     return {

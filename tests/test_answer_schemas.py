@@ -1,0 +1,135 @@
+"""The JSON schemas sent as response_format hold the validator's rules, so that a server
+decoding under the schema (llama.cpp, vLLM, OpenAI's strict mode) cannot produce an answer
+the validator refuses: for each role's schema, an answer valid against it validates, and
+answers the validator refuses for a rule JSON Schema can express are refused by it too."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from pydantic import BaseModel, ValidationError
+
+from archlab.llm.answers import strict_schema
+from archlab.llm.check import Ping
+from archlab.roles.critic import Critique
+from archlab.roles.planner import ComposePlan, DesignPlan, plan_schema
+
+IDS = ["0123456789ab", "ba9876543210"]
+GENOME = {
+    "d_model": 64,
+    "n_heads": 2,
+    "blocks": [{"mixer": "softmax_attention", "channel": "mlp"}],
+    "norm": "layernorm",
+    "residual": "pre_norm",
+    "mlp_ratio": 4,
+    "conv_kernel": 4,
+}
+PLAN = {
+    "motivation": "the best candidate has one head",
+    "hypothesis": "two heads separate keys from values",
+    "expected_effect": "higher accuracy, same parameters",
+}
+COMPOSE = {**PLAN, "genome": GENOME}
+DESIGN = {**PLAN, "summary": "two-head transformer"}
+
+
+def validates(model: type[BaseModel], answer: dict[str, Any]) -> bool:
+    try:
+        model.model_validate(answer)
+    except ValidationError:
+        return False
+    return True
+
+
+def plans(base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every operator with every parent count, parents known and unknown."""
+    choices = [[], IDS[:1], IDS, [*IDS, IDS[0]], ["not-an-id"]]
+    return [
+        {**base, "operator": op, "parents": parents}
+        for op, parents in itertools.product(["mutate", "crossover", "new", "merge"], choices)
+    ]
+
+
+def broken(base: dict[str, Any]) -> list[dict[str, Any]]:
+    """A valid answer with one rule broken that JSON Schema can express."""
+    valid = {**base, "operator": "mutate", "parents": IDS[:1]}
+    cases = [{k: v for k, v in valid.items() if k != key} for key in valid]  # a field missing
+    cases += [{**valid, "motivation": ""}, {**valid, "parents": "0123456789ab"}]
+    if "genome" in base:
+        genome = valid["genome"]
+        cases += [
+            {**valid, "genome": {**genome, "d_model": 72}},  # not a multiple of 16
+            {**valid, "genome": {**genome, "n_heads": 9}},
+            {**valid, "genome": {**genome, "blocks": []}},
+            {**valid, "genome": {**genome, "blocks": [{"mixer": "lstm", "channel": "mlp"}]}},
+            {**valid, "genome": {**genome, "colour": "blue"}},  # a field the genome has not
+        ]
+    else:
+        cases.append({**valid, "summary": "x" * 121})
+    return cases
+
+
+@pytest.mark.parametrize(
+    ("model", "schema", "answers"),
+    [
+        (ComposePlan, plan_schema(ComposePlan, IDS), plans(COMPOSE) + broken(COMPOSE)),
+        (DesignPlan, plan_schema(DesignPlan, IDS), plans(DESIGN) + broken(DESIGN)),
+        (DesignPlan, plan_schema(DesignPlan, []), plans(DESIGN)),
+        (
+            Critique,
+            strict_schema(Critique),
+            [
+                {
+                    "analysis": "within noise",
+                    "implements_plan": True,
+                    "verdict": verdict,
+                    "reason": "no gain",
+                    "insight": "heads did not help",
+                }
+                for verdict in ("accept", "reject", "repair", "promote")
+            ]
+            + [{"analysis": "within noise", "verdict": "reject"}],
+        ),
+        (
+            Ping,
+            strict_schema(Ping),
+            [{"word": "archlab", "number": 42}, {"word": "archlab"}, {"word": 1, "number": 2}],
+        ),
+    ],
+    ids=["compose plan", "design plan", "design plan, empty memory", "critique", "check"],
+)
+def test_an_answer_valid_against_the_sent_schema_passes_validation(
+    model: type[BaseModel], schema: dict[str, Any], answers: list[dict[str, Any]]
+) -> None:
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+    accepted = [a for a in answers if validator.is_valid(a)]
+    assert accepted, "the schema accepts no answer at all"
+    for answer in accepted:
+        assert validates(model, answer), answer
+    # and the converse, for these rules: what the validator refuses, the schema refuses
+    for answer in answers:
+        if not validates(model, answer):
+            assert not validator.is_valid(answer), answer
+
+
+def test_the_plan_schema_takes_parents_only_from_the_ids_shown() -> None:
+    validator = Draft202012Validator(plan_schema(DesignPlan, IDS))
+    crossover = {**DESIGN, "operator": "crossover", "parents": IDS}
+    assert validator.is_valid(crossover)
+    assert not validator.is_valid({**crossover, "parents": [IDS[0], "ffffffffffff"]})
+    # with nothing in memory to build on, only a new architecture can be proposed
+    empty = Draft202012Validator(plan_schema(DesignPlan, []))
+    assert empty.is_valid({**DESIGN, "operator": "new", "parents": []})
+    assert not empty.is_valid({**DESIGN, "operator": "mutate", "parents": IDS[:1]})
+
+
+def test_every_field_is_required_as_in_openais_strict_mode() -> None:
+    schema = strict_schema(ComposePlan)
+    assert set(schema["required"]) == set(schema["properties"])
+    genome = schema["$defs"]["Genome"]
+    assert set(genome["required"]) == set(genome["properties"])
+    assert genome["additionalProperties"] is False
