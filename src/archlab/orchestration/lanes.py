@@ -35,13 +35,10 @@ def forget(home: Path, run_id: str) -> None:
     conn = sqlite3.connect(path)
     try:
         saver = SqliteSaver(conn)
-        saver.setup()
-        threads = conn.execute(
-            "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ? OR thread_id LIKE ?",
-            [run_id, f"{run_id}/lane%"],
-        ).fetchall()
-        for (thread_id,) in threads:
-            saver.delete_thread(thread_id)
+        threads = {saved.config["configurable"]["thread_id"] for saved in saver.list(None)}
+        for thread_id in threads:
+            if thread_id == run_id or thread_id.startswith(f"{run_id}/lane"):
+                saver.delete_thread(thread_id)
     finally:
         conn.close()
 
