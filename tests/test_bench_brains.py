@@ -4,6 +4,7 @@ landscape, with early stopping replayed on the cached curves."""
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from archlab.benchmarks import brains
 from archlab.benchmarks.brains import Evaluation, Landscape, Step
+from archlab.benchmarks.search import SEARCH_MQAR, SEARCH_PROXY_STEPS
 from archlab.cli import app
 from archlab.errors import ConfigError
 from archlab.eval.fitness import Fitness
@@ -121,3 +123,9 @@ def test_bench_compares_every_brain_on_the_configured_task(
     assert again.exit_code == 0, again.output
     assert json.loads(out.read_text())["search"]["genomes_trained"] == search["genomes_trained"]
     assert all(brain in result.output for brain in brains.BRAINS)  # the table of brains
+
+
+def test_the_search_benchmarks_config_is_its_reduced_mqar() -> None:
+    """benchmarks/search_mqar.toml replays the search benchmark's own task."""
+    config = tomllib.loads((Path(__file__).parents[1] / "benchmarks/search_mqar.toml").read_text())
+    assert config["tasks"]["mqar"] == {**SEARCH_MQAR, "proxy_steps": SEARCH_PROXY_STEPS}

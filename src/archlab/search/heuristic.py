@@ -108,7 +108,7 @@ def _cost_note(genome: Genome) -> str:
 
 #: edits of the pool the surrogate screens per proposal (with a third as many random draws,
 #: or a third as many crossovers); 96 did no better over 24 simulated searches of the search
-#: benchmark (benchmarks/search_simulation.py: median trials to random's best of 64, 17.5
+#: benchmark (its cached-landscape replay: median trials to random's best of 64, 17.5
 #: against 18) and costs ~3 ms more a proposal
 SCREENED_EDITS = 48
 
