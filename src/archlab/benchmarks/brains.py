@@ -144,7 +144,7 @@ def proposers(settings: Settings) -> dict[str, Propose]:
     def rng(seed: int, step: int) -> random.Random:
         return random.Random(f"{seed}:{step}")
 
-    def heuristic(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Any:
+    def heuristic(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         brain = HeuristicBrain(
             rng(seed, step),
             tournament_size=search.tournament_size,
@@ -154,15 +154,15 @@ def proposers(settings: Settings) -> dict[str, Propose]:
         scored = [e for e in history if math.isfinite(e.score)]
         return brain.propose(sorted(scored, key=lambda e: -e.score)[:50], seen)  # parent_pool
 
-    def uniform(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Any:
+    def uniform(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         # as `archlab bench`'s discoveries: at random_rate 1 a novel uniform draw each step
         return HeuristicBrain(rng(seed, step), random_rate=1.0).propose(history, seen)
 
-    def evolution(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Any:
+    def evolution(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         brain = RegularizedEvolution(rng(seed, step), search.population, search.tournament_size)
         return brain.propose(history, seen)
 
-    def tpe(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Any:
+    def tpe(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         return TPE(rng(seed, step).randrange(2**32)).propose(history, seen)
 
     return {"random": uniform, "heuristic": heuristic, "evolution": evolution, "tpe": tpe}
