@@ -19,7 +19,7 @@ from archlab.roles.planner import BaselinePlanner
 from archlab.search.baselines import TPE, RegularizedEvolution
 from archlab.search.genome import Block, Genome, baseline_genome
 from archlab.search.heuristic import PoolEntry
-from archlab.search.space import within_budget
+from archlab.search.space import REFERENCE
 from support import TINY_MQAR, FakeExecutor, Scripted
 
 
@@ -50,7 +50,7 @@ def test_evolution_mutates_the_tournament_winner_of_the_youngest_and_ages_out_th
         proposal = brain.propose(history, seen)
         assert proposal.operator == "mutate"
         assert proposal.parent_ids == [youngest.candidate_id]
-        assert proposal.genome.key() not in seen and within_budget(proposal.genome)
+        assert proposal.genome.key() not in seen and REFERENCE.within_budget(proposal.genome)
 
 
 def test_tpe_is_seeded_novel_and_leaves_out_genomes_outside_its_space() -> None:
@@ -61,7 +61,7 @@ def test_tpe_is_seeded_novel_and_leaves_out_genomes_outside_its_space() -> None:
     seen = {e.genome.key() for e in history if e.genome}
     first = TPE(seed=3).propose(history, seen)
     assert first == TPE(seed=3).propose(history, seen)  # rebuilt, it proposes the same
-    assert first.genome.key() not in seen and within_budget(first.genome)
+    assert first.genome.key() not in seen and REFERENCE.within_budget(first.genome)
     assert "fitted to the 13 candidates" in first.motivation  # the wide one left out
     others = {TPE(seed=s).propose(history, seen).genome.key() for s in range(4, 8)}
     assert len(others | {first.genome.key()}) > 1

@@ -36,6 +36,7 @@ from archlab.sandbox.trial import run_trial
 from archlab.search.baselines import TPE, RegularizedEvolution, require_optuna
 from archlab.search.genome import Genome, baseline_genome, count_params, render
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.search.space import SearchSpace
 from archlab.tasks import get_task
 from archlab.tasks.base import TokenTask
 
@@ -137,8 +138,9 @@ class Landscape:
 Propose = Callable[[int, int, list[PoolEntry], Container[str]], Proposal]
 
 
-def proposers(settings: Settings) -> dict[str, Propose]:
-    """Each brain's proposal as the planner makes it, from the same search settings."""
+def proposers(settings: Settings, space: SearchSpace) -> dict[str, Propose]:
+    """Each brain's proposal as the planner makes it, from the same search settings and
+    genome space."""
     search = settings.search
 
     def rng(seed: int, step: int) -> random.Random:
@@ -150,20 +152,24 @@ def proposers(settings: Settings) -> dict[str, Propose]:
             tournament_size=search.tournament_size,
             crossover_rate=search.crossover_rate,
             random_rate=search.random_rate,
+            space=space,
         )
         scored = [e for e in history if math.isfinite(e.score)]
         return brain.propose(sorted(scored, key=lambda e: -e.score)[:50], seen)  # parent_pool
 
     def uniform(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         # as `archlab bench`'s discoveries: at random_rate 1 a novel uniform draw each step
-        return HeuristicBrain(rng(seed, step), random_rate=1.0).propose(history, seen)
+        brain = HeuristicBrain(rng(seed, step), random_rate=1.0, space=space)
+        return brain.propose(history, seen)
 
     def evolution(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
-        brain = RegularizedEvolution(rng(seed, step), search.population, search.tournament_size)
+        brain = RegularizedEvolution(
+            rng(seed, step), search.population, search.tournament_size, space=space
+        )
         return brain.propose(history, seen)
 
     def tpe(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
-        return TPE(rng(seed, step).randrange(2**32)).propose(history, seen)
+        return TPE(rng(seed, step).randrange(2**32), space=space).propose(history, seen)
 
     return {"random": uniform, "heuristic": heuristic, "evolution": evolution, "tpe": tpe}
 
@@ -292,7 +298,7 @@ def compare_brains(
     landscape = Landscape(task, fitness, data_seed, cache)
     n_seeds = COMPARISON_SEEDS[quick] if seeds is None else seeds
     random_trials, trials = COMPARISON_TRIALS[quick]
-    propose = proposers(settings)
+    propose = proposers(settings, SearchSpace.for_task(task, settings.executor.gpus_per_trial))
     runs = list(product(BRAINS, range(n_seeds), (True, False)))
 
     def run(key: tuple[str, int, bool]) -> list[Step]:

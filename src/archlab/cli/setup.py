@@ -23,6 +23,7 @@ from archlab.cli.common import (
     print_json,
 )
 from archlab.errors import ArchlabError, ConfigError
+from archlab.search.space import SearchSpace
 from archlab.tasks import get_task, task_names
 
 
@@ -33,6 +34,7 @@ def tasks(
     """List the tasks candidates can be evaluated on."""
     settings = cli_settings()
     options = settings.tasks
+    gpus = settings.executor.gpus_per_trial  # a GPU widens the genome space
     rows: list[dict[str, Any]] = []
     for name in task_names():
         try:
@@ -51,6 +53,7 @@ def tasks(
                 "higher_is_better": task.higher_is_better,
                 "fingerprint": task.fingerprint(settings.run.data_seed),
                 "proxy_steps": task.budgets["proxy"].steps,
+                "search_space": SearchSpace.for_task(task, gpus).describe(),
             }
         )
     if as_json:

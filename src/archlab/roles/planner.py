@@ -28,6 +28,7 @@ from archlab.roles.reviewer import Steer, read_steer
 from archlab.search.baselines import TPE, RegularizedEvolution, require_optuna
 from archlab.search.genome import CHANNELS, MIXERS, Genome, baseline_genome, count_params
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.search.space import SearchSpace
 from archlab.tasks.base import TokenTask
 
 _PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
@@ -124,7 +125,13 @@ def _search(ctx: RunContext, step: int) -> HeuristicBrain:
         tournament_size=search.tournament_size,
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
+        space=search_space(ctx),
     )
+
+
+def search_space(ctx: RunContext) -> SearchSpace:
+    """The genome space of the run's task on the hardware its trials get."""
+    return SearchSpace.for_task(ctx.task, ctx.settings.executor.gpus_per_trial)
 
 
 class HeuristicPlanner:
@@ -177,10 +184,13 @@ class BaselinePlanner:
         search = ctx.settings.search
         rng = random.Random(f"{ctx.settings.run.seed}:{step}")  # as _search: resumable
         brain: RegularizedEvolution | TPE
+        space = search_space(ctx)
         if self.method == "tpe":
-            brain, limit = TPE(rng.randrange(2**32)), _TPE_HISTORY
+            brain, limit = TPE(rng.randrange(2**32), space=space), _TPE_HISTORY
         else:
-            brain = RegularizedEvolution(rng, search.population, search.tournament_size)
+            brain = RegularizedEvolution(
+                rng, search.population, search.tournament_size, space=space
+            )
             limit = search.population
         with ctx.memory.connect():
             rows = queries.history(ctx.memory, ctx.task_fingerprint, ctx.horizon(step), limit)

@@ -18,7 +18,7 @@ from archlab.errors import ConfigError
 from archlab.search import operators
 from archlab.search.genome import CHANNELS, MIXERS, NORMS, RESIDUALS, Block, Genome
 from archlab.search.heuristic import PoolEntry, Proposal
-from archlab.search.space import SEARCH_D_MODELS, SEARCH_MAX_BLOCKS, fit_budget, fit_heads
+from archlab.search.space import REFERENCE, SearchSpace, fit_heads
 
 if TYPE_CHECKING:
     import optuna
@@ -31,12 +31,14 @@ def _score(entry: PoolEntry) -> float:
     return float(s) if isinstance(s, int | float) and not math.isnan(s) else -math.inf
 
 
-def _random(rng: random.Random, seen: Container[str], attempts: int, why: str) -> Proposal:
-    genome = operators.random_genome(rng, attempts)
+def _random(
+    rng: random.Random, seen: Container[str], attempts: int, why: str, space: SearchSpace
+) -> Proposal:
+    genome = operators.random_genome(rng, attempts, space)
     for _ in range(attempts - 1):
         if genome.key() not in seen:
             break
-        genome = operators.random_genome(rng, attempts)
+        genome = operators.random_genome(rng, attempts, space)
     return Proposal(
         genome=genome,
         parent_ids=[],
@@ -59,10 +61,12 @@ class RegularizedEvolution:
         population: int = 16,
         tournament_size: int = 3,
         max_attempts: int = 50,
+        space: SearchSpace = REFERENCE,
     ) -> None:
         if population < 1 or tournament_size < 1 or max_attempts < 1:
             raise ValueError("population, tournament_size and max_attempts must be >= 1")
         self.rng = rng
+        self.space = space
         self.population = population
         self.tournament_size = tournament_size
         self.max_attempts = max_attempts
@@ -75,13 +79,15 @@ class RegularizedEvolution:
                 f"Regularized evolution starts from a random population of {self.population}; "
                 f"it holds {len(members)}."
             )
-            return _random(self.rng, seen, self.max_attempts, why)
+            return _random(self.rng, seen, self.max_attempts, why, self.space)
         for _ in range(self.max_attempts):
             contestants = self.rng.sample(members, min(self.tournament_size, len(members)))
             parent = max(contestants, key=_score)
             origin = parent.genome
             assert origin is not None  # members all have one
-            child, change, why = operators.mutate(origin, self.rng, self.max_attempts)
+            child, change, why = operators.mutate(
+                origin, self.rng, self.max_attempts, space=self.space
+            )
             if child.key() not in seen:
                 return Proposal(
                     genome=child,
@@ -95,34 +101,34 @@ class RegularizedEvolution:
                     expected_effect=f"Score above the parent's {parent.score:.4g}.",
                 )
         why = "Mutations of the population kept producing architectures already in memory."
-        return _random(self.rng, seen, self.max_attempts, why)
+        return _random(self.rng, seen, self.max_attempts, why, self.space)
 
 
-def _space() -> dict[str, BaseDistribution]:
+def _distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     """TPE's view of the genome space: its parameters and their distributions (blocks,
     heads, MLP ratio and kernel only where the genome uses them)."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
-    space: dict[str, BaseDistribution] = {
-        "d_model": CategoricalDistribution(SEARCH_D_MODELS),
-        "depth": IntDistribution(1, SEARCH_MAX_BLOCKS),
+    distributions: dict[str, BaseDistribution] = {
+        "d_model": CategoricalDistribution(space.d_models),
+        "depth": IntDistribution(1, space.max_blocks),
         "norm": CategoricalDistribution(NORMS),
         "residual": CategoricalDistribution(RESIDUALS),
         "n_heads": IntDistribution(1, 8),
         "mlp_ratio": IntDistribution(1, 4),
         "conv_kernel": IntDistribution(2, 8),
     }
-    for i in range(SEARCH_MAX_BLOCKS):
-        space[f"mixer_{i}"] = CategoricalDistribution(MIXERS)
-        space[f"channel_{i}"] = CategoricalDistribution(CHANNELS)
-    return space
+    for i in range(space.max_blocks):
+        distributions[f"mixer_{i}"] = CategoricalDistribution(MIXERS)
+        distributions[f"channel_{i}"] = CategoricalDistribution(CHANNELS)
+    return distributions
 
 
-def _params(genome: Genome) -> dict[str, Any] | None:
+def _params(genome: Genome, space: SearchSpace) -> dict[str, Any] | None:
     """The genome's parameters in TPE's space, or None if it lies outside it (a model's
     proposal may be wider or deeper than the search goes)."""
     g = genome.canonical()
-    if g.d_model not in SEARCH_D_MODELS or len(g.blocks) > SEARCH_MAX_BLOCKS:
+    if g.d_model not in space.d_models or len(g.blocks) > space.max_blocks:
         return None
     params: dict[str, Any] = {"d_model": g.d_model, "depth": len(g.blocks)}
     for i, block in enumerate(g.blocks):
@@ -137,12 +143,14 @@ def _params(genome: Genome) -> dict[str, Any] | None:
     return params
 
 
-def _ask(trial: optuna.Trial, space: dict[str, BaseDistribution]) -> Genome:
+def _ask(
+    trial: optuna.Trial, distributions: dict[str, BaseDistribution], space: SearchSpace
+) -> Genome:
     """Define-by-run sampling of a genome, in the order `_params` lists the parameters."""
     from optuna.distributions import CategoricalDistribution, IntDistribution
 
     def suggest(name: str) -> Any:
-        dist = space[name]
+        dist = distributions[name]
         if isinstance(dist, IntDistribution):
             return trial.suggest_int(name, dist.low, dist.high)
         assert isinstance(dist, CategoricalDistribution)
@@ -163,7 +171,7 @@ def _ask(trial: optuna.Trial, space: dict[str, BaseDistribution]) -> Genome:
         changes["mlp_ratio"] = suggest("mlp_ratio")
     if draft.uses_conv_kernel:
         changes["conv_kernel"] = suggest("conv_kernel")
-    return fit_budget(draft.model_copy(update=changes))
+    return space.fit_budget(draft.model_copy(update=changes))
 
 
 def require_optuna() -> None:
@@ -179,9 +187,10 @@ class TPE:
     trials random) over the genome space; the study is rebuilt from `history` at each
     proposal, and `seed` fixes the sampler's draws."""
 
-    def __init__(self, seed: int, max_attempts: int = 50) -> None:
+    def __init__(self, seed: int, max_attempts: int = 50, space: SearchSpace = REFERENCE) -> None:
         require_optuna()
         self.seed = seed
+        self.space = space
         self.max_attempts = max_attempts
 
     def propose(self, history: Sequence[PoolEntry], seen: Container[str]) -> Proposal:
@@ -189,13 +198,13 @@ class TPE:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        space = _space()
+        distributions = _distributions(self.space)
         study = optuna.create_study(
             direction="maximize", sampler=optuna.samplers.TPESampler(seed=self.seed)
         )
         told = 0
         for entry in history:
-            params = _params(entry.genome) if entry.genome is not None else None
+            params = _params(entry.genome, self.space) if entry.genome is not None else None
             if params is None:
                 continue
             score = _score(entry)
@@ -203,7 +212,7 @@ class TPE:
             study.add_trial(
                 optuna.trial.create_trial(
                     params=params,
-                    distributions={name: space[name] for name in params},
+                    distributions={name: distributions[name] for name in params},
                     value=score if finite else None,
                     state=optuna.trial.TrialState.COMPLETE
                     if finite
@@ -213,7 +222,7 @@ class TPE:
             told += 1
         for _ in range(self.max_attempts):
             trial = study.ask()
-            genome = _ask(trial, space)
+            genome = _ask(trial, distributions, self.space)
             if genome.key() not in seen:
                 return Proposal(
                     genome=genome,
@@ -227,4 +236,4 @@ class TPE:
                 )
             study.tell(trial, state=optuna.trial.TrialState.FAIL)  # not novel: ask again
         why = "TPE kept proposing architectures already in memory."
-        return _random(random.Random(self.seed), seen, self.max_attempts, why)
+        return _random(random.Random(self.seed), seen, self.max_attempts, why, self.space)
