@@ -17,18 +17,12 @@ from typing import TYPE_CHECKING, Any
 from archlab.errors import ConfigError
 from archlab.search import operators
 from archlab.search.genome import CHANNELS, MIXERS, NORMS, RESIDUALS, Block, Genome
-from archlab.search.heuristic import PoolEntry, Proposal
+from archlab.search.heuristic import PoolEntry, Proposal, ranking_score
 from archlab.search.space import REFERENCE, SearchSpace, fit_heads
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
-
-
-def _score(entry: PoolEntry) -> float:
-    """A failed evaluation (None or NaN) ranks below everything."""
-    s = entry.score
-    return float(s) if isinstance(s, int | float) and not math.isnan(s) else -math.inf
 
 
 def _random(
@@ -82,7 +76,7 @@ class RegularizedEvolution:
             return _random(self.rng, seen, self.max_attempts, why, self.space)
         for _ in range(self.max_attempts):
             contestants = self.rng.sample(members, min(self.tournament_size, len(members)))
-            parent = max(contestants, key=_score)
+            parent = max(contestants, key=ranking_score)
             origin = parent.genome
             assert origin is not None  # members all have one
             child, change, why = operators.mutate(
@@ -207,7 +201,7 @@ class TPE:
             params = _params(entry.genome, self.space) if entry.genome is not None else None
             if params is None:
                 continue
-            score = _score(entry)
+            score = ranking_score(entry)
             finite = math.isfinite(score)
             study.add_trial(
                 optuna.trial.create_trial(

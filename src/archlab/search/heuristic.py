@@ -88,7 +88,7 @@ def _genome(entry: PoolEntry) -> Genome:
     return entry.genome
 
 
-def _score(entry: PoolEntry) -> float:
+def ranking_score(entry: PoolEntry) -> float:
     """Score for ranking; NaN or None (a failed evaluation) ranks below everything."""
     s = entry.score
     return float(s) if isinstance(s, int | float) and not math.isnan(s) else -math.inf
@@ -200,7 +200,7 @@ class HeuristicBrain:
                 f"Random restarts (rate {self.random_rate:g}) keep the search from collapsing "
                 "onto the family of the current best candidates."
             )
-        model = Surrogate.fit([_genome(e) for e in entries], [_score(e) for e in entries])
+        model = Surrogate.fit([_genome(e) for e in entries], [ranking_score(e) for e in entries])
         if r < self.random_rate + self.crossover_rate and len(entries) >= 2:
             pairs: list[tuple[Genome, tuple[PoolEntry, PoolEntry]]] = []
             for _ in range(max(1, self.candidates // 3)):
@@ -361,7 +361,7 @@ class HeuristicBrain:
         if not entries:
             raise ValueError("tournament needs at least one pool entry with a genome")
         contestants = self.rng.sample(entries, min(self.tournament_size, len(entries)))
-        return max(contestants, key=_score)
+        return max(contestants, key=ranking_score)
 
     def random_genome(self) -> Genome:
         """A random genome from the search space, within budget."""
