@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from archlab.benchmarks import sandbox
+import archlab.benchmarks.sandbox as sandbox  # its QUICK_STEPS as set when measuring
 from archlab.benchmarks.common import TINY_MQAR, percentile, quiet_discovery
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor, LocalExecutor, TrialRequest
