@@ -45,8 +45,8 @@ def _genome(d_model: int) -> Genome:
 
 def test_a_replayed_search_stops_early_what_cannot_reach_the_baseline(tmp_path: Path) -> None:
     """On a landscape cached beforehand (nothing trains): the baseline's flat curve at 0.5,
-    a proposal near 0.1 (stopped after a quarter of its 8 checkpoints: a quarter of
-    its CPU seconds, its partial score shown to the brain, never the best), then one at
+    a proposal near 0.1 (stopped after a quarter of its 8 checkpoints: its start-up and a
+    quarter of its training, its partial score shown to the brain, never the best), then one at
     0.9 (whole). Without early stopping every trial costs its whole training."""
     task = MQAR(**{**TINY_MQAR, "proxy_steps": 16})  # 8 checkpoints
     fitness = Fitness.for_task(task)
@@ -58,7 +58,7 @@ def test_a_replayed_search_stops_early_what_cannot_reach_the_baseline(tmp_path: 
             rising = level == 0.1  # slowly: its partial curve scores below its whole one
             curve = [{"step": 2 * (i + 1), "accuracy": level + rising * i / 100} for i in range(8)]
             score = fitness.score(task.curve_metrics(curve), 1000, 0.0)
-            entry = Evaluation(score, curve, 8.0, 1000)
+            entry = Evaluation(score, curve, 8.0, 0.75, 1000)  # 2 s of start-up
             f.write(json.dumps({"key": key, **entry.__dict__}) + "\n")
     landscape = Landscape(task, fitness, 0, cache)
     score = {key: landscape.evaluations[key].score for key in levels}
@@ -71,7 +71,8 @@ def test_a_replayed_search_stops_early_what_cannot_reach_the_baseline(tmp_path: 
     stopped = brains.search(landscape, propose, seed=0, trials=3, early_stop=True)
     base, low, high = (score[g.key()] for g in (baseline_genome(), plan[1], plan[2]))
     assert [s.best for s in stopped] == [base, base, high]
-    assert [s.cpu_s for s in stopped] == [8.0, 8.0 + 2.0, 18.0]
+    # the stopped trial: its 2 s of start-up and a quarter of its 6 s of training
+    assert [s.cpu_s for s in stopped] == [8.0, 8.0 + 3.5, 19.5]
     partial = seen_by_brain[1][1].score
     assert partial < low < base  # the partial curve's score, not its whole one's
     whole = brains.search(landscape, propose, seed=0, trials=3, early_stop=False)
@@ -82,7 +83,10 @@ def test_a_replayed_search_stops_early_what_cannot_reach_the_baseline(tmp_path: 
 
 def test_a_broken_landscape_cache_is_refused_with_its_line(tmp_path: Path) -> None:
     cache = tmp_path / "landscape.jsonl"
-    cache.write_text('{"key": "k", "score": 1.0, "curve": [], "cpu_s": 1.0, "n_params": 1}\n{"ke')
+    entry = (
+        '{"key": "k", "score": 1.0, "curve": [], "cpu_s": 1.0, "train_share": 0.5, "n_params": 1}'
+    )
+    cache.write_text(entry + '\n{"ke')
     with pytest.raises(ConfigError, match=r"landscape.jsonl, line 2: not a landscape entry"):
         Landscape(MQAR(**TINY_MQAR), Fitness.for_task(MQAR(**TINY_MQAR)), 0, cache)
 
@@ -118,7 +122,10 @@ def test_bench_compares_every_brain_on_the_configured_task(
         assert len(search[brain]["trials_to_target"]) == 1
     assert results["search_trials_to_random_best64"] is None  # random had 3 trials, not 64
     (cache,) = (tmp_path / "home" / "bench").iterdir()
-    assert len(cache.read_text().splitlines()) == search["genomes_trained"]
+    entries = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(entries) == search["genomes_trained"]
+    # the harness's training loop is part of each trial, start-up the rest
+    assert all(0 < e["train_share"] < 1 for e in entries if e["curve"])
     again = CliRunner().invoke(app, [*argv, "--search-seeds", "1", "--json", str(out)])
     assert again.exit_code == 0, again.output
     assert json.loads(out.read_text())["search"]["genomes_trained"] == search["genomes_trained"]

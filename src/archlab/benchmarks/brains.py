@@ -8,7 +8,8 @@ baseline genome first, then each brain's proposals with a fresh generator per st
 novelty against every genome tried) over the cached outcomes, so that comparing brains
 over many search seeds costs each genome's training once. Early stopping is replayed on
 the cached curve with the ladder's rule (`eval.stopping`): a stopped proposal costs the
-share of its trial it ran, the brain sees its partial score, and it is never the best.
+share of its training loop it ran (and its start-up whole), the brain sees its partial
+score, and it is never the best.
 """
 
 from __future__ import annotations
@@ -57,12 +58,19 @@ TARGET_DRAWS = 64
 @dataclass(frozen=True)
 class Evaluation:
     """A genome's full proxy trial: its score (higher is better, -inf if it failed), its
-    held-out curve, and the CPU seconds it trained."""
+    held-out curve, the CPU seconds of the whole trial and the share of its time spent in
+    the training loop (the rest, start-up and data, a stopped trial pays in full)."""
 
     score: float
     curve: list[dict[str, float]]
     cpu_s: float
+    train_share: float
     n_params: int
+
+    def cpu_s_until(self, checkpoints: int) -> float:
+        """The CPU seconds of the trial stopped after `checkpoints` of its curve."""
+        unrun = 1 - checkpoints / len(self.curve)
+        return self.cpu_s * (1 - self.train_share * unrun)
 
 
 class Landscape:
@@ -122,11 +130,12 @@ class Landscape:
             )
         spec = self.task.spec
         n_params = count_params(genome, spec["vocab_size"], spec["seq_len"])
-        evaluation = Evaluation(-math.inf, [], report.cpu_time_s, n_params)
+        evaluation = Evaluation(-math.inf, [], report.cpu_time_s, 0.0, n_params)
         if report.status == "ok":
             metrics = self.task.metrics(report.checkpoints, self.data)
             score = self.fitness.score(metrics.values, n_params, report.wall_time_s)
-            evaluation = Evaluation(score, metrics.curve, report.cpu_time_s, n_params)
+            share = min(report.train_time_s / report.wall_time_s, 1.0)
+            evaluation = Evaluation(score, metrics.curve, report.cpu_time_s, share, n_params)
         with self._lock:
             self.evaluations[key] = evaluation
             with self.cache.open("a") as f:
@@ -209,7 +218,7 @@ def search(
             metrics = landscape.task.curve_metrics(outcome.curve[:stopped_at])
             score = landscape.fitness.score(metrics, outcome.n_params, 0.0)
             best = -math.inf  # a stopped candidate is never accepted
-            cpu_s *= stopped_at / len(outcome.curve)
+            cpu_s = outcome.cpu_s_until(stopped_at)
         elif outcome.curve:
             full_curves.append(outcome.curve)
         history.append(PoolEntry(f"c{step}", score, genome))
