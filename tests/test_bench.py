@@ -19,6 +19,8 @@ from archlab.errors import ConfigError
 REQUIRED_KEYS = {
     "sandbox_overhead_ratio": float,
     "sandbox_overhead_ratio_cold": float,
+    "orchestration_share": float,
+    "orchestration_llm_share": float,
     "orchestration_ms_median": float,
     "orchestration_ms_p95": float,
     "orchestration_llm_ms_median": float,
@@ -109,6 +111,9 @@ def test_quick_bench_reports_every_key(monkeypatch: pytest.MonkeyPatch, tmp_path
         assert isinstance(results[key], kind), (key, results[key])
     assert results["orchestration_candidates"] == 3
     assert results["orchestration_llm_candidates"] == 3  # every replayed answer was used
+    # orchestration over one proxy trial's time: what share of a run the lab itself costs
+    share = results["orchestration_ms_median"] / results["orchestration_trial_ms"]
+    assert results["orchestration_share"] == pytest.approx(share)
     assert len(results["search_best_by_trial_heuristic"]) == 2
     assert len(results["search_best_by_trial_random"]) == 2
     # random search had 2 trials, not 64: the target's figure is not claimed

@@ -19,11 +19,10 @@ from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
 from archlab.search.space import (
     MAX_PARAMS,
     MAX_RELATIVE_COST,
+    REFERENCE,
     SEARCH_D_MODELS,
     SEARCH_MAX_BLOCKS,
-    relative_cost,
     valid_heads,
-    within_budget,
 )
 from archlab.search.surrogate import FEATURES, Surrogate, features
 
@@ -94,10 +93,10 @@ def test_propose_is_novel_across_an_evolution_run() -> None:
     for step in range(80):
         p = b.propose(pool, seen)
         assert p.genome.key() not in seen
-        assert within_budget(p.genome)
+        assert REFERENCE.within_budget(p.genome)
         seen.add(p.genome.key())
         operators[p.operator] += 1
-        pool.append(PoolEntry(f"c{step}", -relative_cost(p.genome), p.genome))
+        pool.append(PoolEntry(f"c{step}", -REFERENCE.relative_cost(p.genome), p.genome))
     assert operators["seed"] == 1
     assert operators["mutate"] > operators["crossover"] > 0
     assert operators["random"] > 0
@@ -212,7 +211,7 @@ def test_mutate_makes_one_or_two_valid_edits() -> None:
     for parent in parents:
         child, change = b.mutate(parent)
         assert child.key() != parent.key()
-        assert within_budget(child)
+        assert REFERENCE.within_budget(child)
         edits = change.split("; ")
         n_edits[len(edits)] += 1
         for edit in edits:
@@ -242,10 +241,10 @@ def test_mutate_over_budget_parent_gets_cheaper() -> None:
         n_heads=8,
         blocks=(Block(mixer="softmax_attention", channel="gated_mlp"),) * 6,
     )
-    assert not within_budget(big)
+    assert not REFERENCE.within_budget(big)
     for seed in range(10):
         child, _ = brain(seed).mutate(big)
-        assert relative_cost(child) < relative_cost(big)
+        assert REFERENCE.relative_cost(child) < REFERENCE.relative_cost(big)
 
 
 def test_crossover_mixes_parents() -> None:
@@ -254,7 +253,7 @@ def test_crossover_mixes_parents() -> None:
     for a, c in zip(pool[::2], pool[1::2], strict=True):
         assert a.genome is not None and c.genome is not None
         child = b.crossover(a.genome, c.genome)
-        assert within_budget(child)
+        assert REFERENCE.within_budget(child)
         assert child.key() not in {a.genome.key(), c.genome.key()}
         assert set(child.blocks) <= set(a.genome.blocks) | set(c.genome.blocks)
         assert child.blocks[0] == a.genome.blocks[0]  # a non-empty prefix of the first parent
@@ -272,7 +271,7 @@ def test_parameter_budget_holds_for_200_random_genomes(tmp_path: Path) -> None:
     b = brain(2024)
     for i in range(200):
         g = b.random_genome()
-        assert relative_cost(g) <= MAX_RELATIVE_COST
+        assert REFERENCE.relative_cost(g) <= MAX_RELATIVE_COST
         n = count_params(g, 256, 128)
         assert n <= MAX_PARAMS
         if i % 20 == 0:  # the analytic count is exact: check it against real models
@@ -288,18 +287,18 @@ def test_parameter_budget_holds_for_200_random_genomes(tmp_path: Path) -> None:
 
 
 def test_budget_rejects_large_models() -> None:
-    assert within_budget(baseline_genome())
-    assert relative_cost(baseline_genome()) == pytest.approx(1.0)
+    assert REFERENCE.within_budget(baseline_genome())
+    assert REFERENCE.relative_cost(baseline_genome()) == pytest.approx(1.0)
     wide = Genome(d_model=128, blocks=(Block(mixer="softmax_attention", channel="mlp"),) * 4)
-    assert relative_cost(wide) > MAX_RELATIVE_COST and not within_budget(wide)
+    assert REFERENCE.relative_cost(wide) > MAX_RELATIVE_COST and not REFERENCE.within_budget(wide)
     huge = Genome(d_model=256, blocks=(Block(mixer="linear_attention", channel="gated_mlp"),) * 6)
-    assert count_params(huge, 256, 128) > MAX_PARAMS and not within_budget(huge)
+    assert count_params(huge, 256, 128) > MAX_PARAMS and not REFERENCE.within_budget(huge)
 
 
 def test_budget_genome_trains_like_the_baseline() -> None:
     """A quick sanity check that the budgeted models are real, trainable torch models."""
     b = brain(0)
-    g = max((b.random_genome() for _ in range(30)), key=relative_cost)
+    g = max((b.random_genome() for _ in range(30)), key=REFERENCE.relative_cost)
     name = f"train_{next(_counter)}"
     namespace: dict[str, object] = {"__name__": name}
     exec(compile(render(g), name, "exec"), namespace)
@@ -420,7 +419,9 @@ def test_search_beats_random_sampling_at_equal_budget() -> None:
 
     def score(g: Genome) -> float:
         gated = any(blk.channel == "gated_mlp" for blk in g.blocks)
-        return -abs(relative_cost(g) - 2.0) - 0.3 * (g.residual == "post_norm") + 0.2 * gated
+        return (
+            -abs(REFERENCE.relative_cost(g) - 2.0) - 0.3 * (g.residual == "post_norm") + 0.2 * gated
+        )
 
     def best_of(trials: int, seed: int, random_rate: float) -> float:
         b = brain(seed, random_rate=random_rate)

@@ -52,6 +52,7 @@ class RunSettings(_Section):
     brain: str = Field(
         default="heuristic",
         description="every role's brain unless [roles] says otherwise: heuristic, "
+        "evolution (regularized evolution), tpe (Optuna's TPE, archlab[tpe]), "
         "llm (the [llm.default] profile), llm:PROFILE (or just PROFILE) or replay:RUN",
     )
     mode: Literal["compose", "design"] = Field(
@@ -151,6 +152,12 @@ class SearchSettings(_Section):
     random_rate: float = Field(
         default=0.1, ge=0, le=1, description="share of proposals drawn at random (exploration)"
     )
+    population: int = Field(
+        default=16,
+        ge=2,
+        description="brain evolution: the most recent candidates that form the population "
+        "(random draws until it is full; a tournament of tournament_size picks each parent)",
+    )
     random_samples: int = Field(
         default=8,
         ge=0,
@@ -217,7 +224,9 @@ class LadderSettings(_Section):
 class RoleSettings(_Section):
     """A brain per role; a role left out uses [run] brain."""
 
-    planner: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
+    planner: str | None = Field(
+        default=None, description="heuristic, evolution, tpe, llm:PROFILE or replay:RUN"
+    )
     coder: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
     critic: str | None = Field(default=None, description="heuristic, llm:PROFILE or replay:RUN")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import archlab.benchmarks.sandbox as sandbox  # its QUICK_STEPS as set when measuring
 from archlab.benchmarks.common import TINY_MQAR, percentile, quiet_discovery
 from archlab.memory.store import Memory
 from archlab.sandbox.executor import Executor, LocalExecutor, TrialRequest
@@ -132,7 +133,9 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
     are left out. Then the same with model brains (design mode): a second discovery in the
     same memory whose planner, coder and critic re-play answers (`replay:RUN`), so that
     each candidate also pays for its prompts' context, their rendering, the answers'
-    validation and their log, and none for a model."""
+    validation and their log, and none for a model. Their shares: the median over the
+    wall time of one proxy trial of the default MQAR's baseline (the cheapest training a
+    candidate of a run pays for; shorter in --quick)."""
     trials = ORCHESTRATION_TRIALS[quick]
     task = MQAR(**TINY_MQAR)
     sections: dict[str, Any] = {
@@ -166,7 +169,18 @@ def orchestration_overhead(quick: bool) -> dict[str, Any]:
             **sections,
         )
         llm_overhead_ms = _overheads_ms(memory, llm_run_id)
+    # what a candidate's training costs at the least: one proxy trial of the default task
+    default = MQAR()
+    steps = sandbox.QUICK_STEPS if quick else default.budgets["proxy"].steps
+    launcher = make_launcher("basic", 4000, prewarm=False)
+    try:
+        trial_ms = 1000 * sandbox.trial_seconds(launcher, default, steps)
+    finally:
+        launcher.close()
     return {
+        "orchestration_trial_ms": trial_ms,
+        "orchestration_share": statistics.median(overhead_ms) / trial_ms,
+        "orchestration_llm_share": statistics.median(llm_overhead_ms) / trial_ms,
         "orchestration_candidates": len(overhead_ms),
         "orchestration_ms_median": statistics.median(overhead_ms),
         "orchestration_ms_p95": percentile(overhead_ms, 0.95),

@@ -48,7 +48,8 @@ class InProcessLauncher:
         """Nothing runs ahead."""
 
 
-def _trial_seconds(launcher: Launcher, task: MQAR, steps: int) -> float:
+def trial_seconds(launcher: Launcher, task: MQAR, steps: int) -> float:
+    """Wall seconds of one proxy trial of the task's baseline at `steps`, one thread."""
     proxy = task.budgets["proxy"]
     budget = replace(proxy, steps=steps, eval_every=max(steps // 8, 1))
     with tempfile.TemporaryDirectory(prefix="archlab-bench-") as folder:
@@ -82,14 +83,14 @@ def sandbox_overhead(quick: bool) -> dict[str, Any]:
     assert isinstance(sandbox, HarnessStarts)
     times: dict[str, list[float]] = {"sandbox": [], "in_process": []}
     try:
-        _trial_seconds(in_process, task, 8)  # torch's imports and lazy set-up, paid once here
-        cold = _trial_seconds(sandbox, task, steps)
+        trial_seconds(in_process, task, 8)  # torch's imports and lazy set-up, paid once here
+        cold = trial_seconds(sandbox, task, steps)
         for _ in range(2 if quick else 3):  # interleaved, so that drifting load hits both alike
             # the next harness has loaded: its start-up, which overlaps the trial before it
             # in a run, stays off the reference
             sandbox.wait_warm(timeout_s=120)
-            times["in_process"].append(_trial_seconds(in_process, task, steps))
-            times["sandbox"].append(_trial_seconds(sandbox, task, steps))
+            times["in_process"].append(trial_seconds(in_process, task, steps))
+            times["sandbox"].append(trial_seconds(sandbox, task, steps))
     finally:
         sandbox.close()
     sandboxed, reference = (statistics.median(times[k]) for k in ("sandbox", "in_process"))

@@ -56,7 +56,9 @@ def run(
     seed: Annotated[int | None, typer.Option(help="search seed")] = None,
     brain: Annotated[
         str | None,
-        typer.Option(help="every role's brain: heuristic, llm, llm:PROFILE or replay:RUN"),
+        typer.Option(
+            help="every role's brain: heuristic, evolution, tpe, llm, llm:PROFILE or replay:RUN"
+        ),
     ] = None,
     mode: Annotated[
         str | None, typer.Option(help="compose (genomes) or design (free-form code)")

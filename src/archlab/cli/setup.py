@@ -24,9 +24,10 @@ from archlab.cli.common import (
     out,
     print_json,
 )
-from archlab.errors import ArchlabError
+from archlab.errors import ArchlabError, ConfigError
 from archlab.memory.shared_file import CORRUPT_SUFFIX
 from archlab.memory.store import MEMORY_FILE
+from archlab.search.space import SearchSpace
 from archlab.tasks import get_task, task_names
 
 
@@ -37,6 +38,7 @@ def tasks(
     """List the tasks candidates can be evaluated on."""
     settings = cli_settings()
     options = settings.tasks
+    gpus = settings.executor.gpus_per_trial  # a GPU widens the genome space
     rows: list[dict[str, Any]] = []
     for name in task_names():
         try:
@@ -56,6 +58,7 @@ def tasks(
                 "fingerprint": task.fingerprint(settings.run.data_seed),
                 "proxy_steps": task.budgets["proxy"].steps,
                 "proxy_seconds": task.budgets["proxy"].seconds,
+                "search_space": SearchSpace.for_task(task, gpus).describe(),
             }
         )
     if as_json:
@@ -117,14 +120,31 @@ def bench(
             "sandbox, launch, memory, orchestration, workers, search"
         ),
     ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="search: compare every brain (random, heuristic, evolution, tpe) on this "
+            "task, configured as a run's, over cached landscapes"
+        ),
+    ] = None,
+    search_seeds: Annotated[
+        int | None,
+        typer.Option(min=1, help="with --task: search seeds per brain (8; 2 with --quick)"),
+    ] = None,
 ) -> None:
     """Measure the sandbox, orchestration, memory, worker scaling and search quality."""
-    from archlab.benchmarks import TARGETS, run_benchmarks
+    from archlab.benchmarks import TARGETS, SearchComparison, run_benchmarks
 
-    results = run_benchmarks(quick, [n.strip() for n in only.split(",")] if only else [])
+    if search_seeds is not None and task is None:
+        raise ConfigError("--search-seeds needs --task")
+    search = SearchComparison(cli_settings(), task, search_seeds) if task else None
+    names = [n.strip() for n in only.split(",")] if only else []
+    results = run_benchmarks(quick, names, search)
     if json_file:
         json_file.write_text(json.dumps(results, indent=2) + "\n")
     met = results.pop("targets_met")
+    if "search" in results:
+        _print_search(results.pop("search"))
     table = Table("measurement", "value", "target")
     for key, value in results.items():
         last = value[-1] if isinstance(value, list) and value else None
@@ -139,6 +159,31 @@ def bench(
     out.print(table)
     if quick:
         out.print("--quick: shorter trials and fewer seeds than the targets are set for")
+
+
+def _print_search(search: dict[str, Any]) -> None:
+    """The brains compared on a task: one row each, with early stopping and without."""
+    from archlab.benchmarks.brains import BRAINS
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4g}"
+
+    table = Table(
+        "brain", "trials to target", "best at 16", "best at 32", "CPU s to target",
+        "without early stop: trials", "CPU s",
+        title=f"{search['task']}: target {search['target']:.4g} (random search's median "
+        f"best of 64), {search['search_seeds']} search seeds",
+    )  # fmt: skip
+    for brain in BRAINS:
+        row, off = search[brain], search[brain]["without_early_stop"]
+        table.add_row(
+            brain,
+            *(fmt(row[k]) for k in ("trials_to_target_median", "best_at_16_mean")),
+            *(fmt(row[k]) for k in ("best_at_32_mean", "cpu_s_to_target_median")),
+            fmt(off["trials_to_target_median"]),
+            fmt(off["cpu_s_to_target_median"]),
+        )
+    out.print(table)
 
 
 llm_app = typer.Typer(help="LLM profiles: check that an endpoint works.", no_args_is_help=True)

@@ -79,17 +79,23 @@ class EarlyStop:
         return self.fitness.score(values, self.n_params, 0.0)
 
     def __call__(self, checkpoints: list[tuple[int, np.ndarray]]) -> str | None:
-        total = self.budget.checkpoints
-        if not self.rates or len(checkpoints) < max(2, MIN_SHARE * total):
+        if not self.decides(len(checkpoints)):
             return None
-        if len(checkpoints) >= total:
-            return None  # the trial is done: its score is its own
-        curve = self.task.metrics(checkpoints, self.data).curve
+        return self.verdict(self.task.metrics(checkpoints, self.data).curve)
+
+    def decides(self, checkpoints: int) -> bool:
+        """Whether the rule judges a trial that has reported this many checkpoints: not
+        before a share of them, nor once it is done (its score is its own)."""
+        total = self.budget.checkpoints
+        return bool(self.rates) and max(2, MIN_SHARE * total) <= checkpoints < total
+
+    def verdict(self, curve: Curve) -> str | None:
+        """Why to stop a trial whose held-out curve so far is `curve`, or None."""
         bound = self.bound(curve)
         if bound >= self.target:
             return None
         return (
-            f"stopped at {_where(checkpoints[-1][0], len(checkpoints), self.budget)}: learning "
+            f"stopped at {_where(int(curve[-1]['step']), len(curve), self.budget)}: learning "
             f"{SLACK:g}x as fast as any curve of this task so far, it would score at most "
             f"{bound:.4f}, below {self.target_name}"
         )

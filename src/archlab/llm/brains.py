@@ -25,6 +25,9 @@ T = TypeVar("T", bound=BaseModel)
 
 ROLES = ("planner", "coder", "critic")
 HEURISTIC = "heuristic"
+#: the brains that need no model: the heuristic, and the standard search methods
+#: (regularized evolution, Optuna's TPE), which differ from it in the planner alone
+OFFLINE = (HEURISTIC, "evolution", "tpe")
 
 
 class Asker(Protocol):
@@ -108,9 +111,10 @@ class Remembering:
 
 
 def parse_brain(spec: str) -> tuple[str, str]:
-    """`heuristic`, `llm` (the default profile), `llm:NAME`, `replay:RUN`, or a bare NAME."""
-    if spec == HEURISTIC:
-        return HEURISTIC, ""
+    """An offline brain (`heuristic`, `evolution`, `tpe`), `llm` (the default profile),
+    `llm:NAME`, `replay:RUN`, or a bare NAME."""
+    if spec in OFFLINE:
+        return spec, ""
     kind, sep, arg = spec.partition(":")
     if sep and kind in ("llm", "replay") and arg:
         return kind, arg
@@ -161,8 +165,8 @@ def role_askers(
     for role in ROLES:
         key, spec = _role_brain(settings, role)
         kind, arg = parse_brain(spec)
-        if kind == HEURISTIC:
-            names[role] = HEURISTIC
+        if kind in OFFLINE:
+            names[role] = kind
             continue
         if kind == "llm":
             if arg not in settings.llm:

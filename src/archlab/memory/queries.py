@@ -153,3 +153,20 @@ def random_samples_drawn(memory: Memory, task_fingerprint: str) -> set[str]:
         [task_fingerprint],
     )
     return {row["candidate_id"] for row in rows}
+
+
+def history(
+    memory: Memory, task_fingerprint: str, horizon: tuple[str, int], limit: int
+) -> list[dict[str, Any]]:
+    """The task's last `limit` settled candidates in the order they were proposed (failed
+    ones with no score), but those of the `horizon` run's steps after its step: what
+    regularized evolution's population and TPE's study are rebuilt from."""
+    run_id, step = horizon
+    rows = memory._query(
+        "SELECT candidate_id, score, genome FROM candidates "
+        "WHERE task_fingerprint = ? AND status NOT IN ('pending', 'duplicate') "
+        "AND NOT (run_id = ? AND coalesce(step, 0) > ?) "
+        "ORDER BY created_at DESC, candidate_id DESC LIMIT ?",
+        [task_fingerprint, run_id, step, limit],
+    )
+    return rows[::-1]

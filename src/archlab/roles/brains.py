@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from archlab.config import Settings
 from archlab.eval.stats import Judgement
-from archlab.llm.brains import ROLES, role_askers
+from archlab.llm.brains import HEURISTIC, ROLES, role_askers
 from archlab.memory.store import Memory
 from archlab.prompts import Prompts
 from archlab.records import Candidate, Outcome, Verdict
@@ -74,12 +74,16 @@ def build_brains(
     askers = resolved.askers
     return Brains(
         names=resolved.names,
-        planner=planner.ModelPlanner(askers["planner"])
-        if "planner" in askers
-        else planner.HeuristicPlanner(),
+        planner=_planner(resolved.names["planner"], askers),
         coder=coder.ModelCoder(askers["coder"]) if "coder" in askers else coder.TemplateCoder(),
         critic=critic.ModelCritic(askers["critic"])
         if "critic" in askers
         else critic.HeuristicCritic(),
         prompts=resolved.prompts,
     )
+
+
+def _planner(name: str, askers: dict[str, Any]) -> PlannerBrain:
+    if "planner" in askers:
+        return planner.ModelPlanner(askers["planner"])
+    return planner.HeuristicPlanner() if name == HEURISTIC else planner.BaselinePlanner(name)

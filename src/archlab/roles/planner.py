@@ -24,6 +24,7 @@ from archlab.records import Candidate, Origin
 from archlab.roles import briefing
 from archlab.roles.context import RunContext
 from archlab.roles.reviewer import Steer, read_steer
+from archlab.search.baselines import TPE, RegularizedEvolution, require_optuna
 from archlab.search.genome import (
     CHANNELS,
     MIXERS,
@@ -33,6 +34,7 @@ from archlab.search.genome import (
     transformer_source,
 )
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.search.space import SearchSpace
 from archlab.tasks.base import TokenTask
 
 _PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
@@ -147,7 +149,13 @@ def _search(ctx: RunContext, step: int) -> HeuristicBrain:
         tournament_size=search.tournament_size,
         crossover_rate=search.crossover_rate,
         random_rate=search.random_rate,
+        space=search_space(ctx),
     )
+
+
+def search_space(ctx: RunContext) -> SearchSpace:
+    """The genome space of the run's task on the hardware its trials get."""
+    return SearchSpace.for_task(ctx.task, ctx.settings.executor.gpus_per_trial)
 
 
 class HeuristicPlanner:
@@ -155,24 +163,63 @@ class HeuristicPlanner:
     of their scores (`archlab.search`)."""
 
     def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
-        # The packaged transformer baseline is the small transformer that baseline_genome()
-        # describes: the brain sees it as that genome, a parent already tried, not a new
-        # idea.
-        as_genome = _baseline_genome(ctx.task)
-        baseline = ctx.baseline_id()
         with ctx.memory.connect():  # one open of the file for the pool and the novelty checks
-            pool = [
-                PoolEntry(
-                    candidate_id=row["candidate_id"],
-                    score=row["score"],
-                    genome=Genome.model_validate(row["genome"])
-                    if row["genome"]
-                    else (as_genome if row["candidate_id"] == baseline else None),
-                )
-                for row in ctx.memory.parent_pool(ctx.task_fingerprint, horizon=ctx.horizon(step))
-            ]
+            pool = _entries(
+                ctx, ctx.memory.parent_pool(ctx.task_fingerprint, horizon=ctx.horizon(step))
+            )
             proposal = _steered(_search(ctx, step), pool, _known(ctx), read_steer(notes))
         return _candidate(proposal, origin="proposed", brain="heuristic")
+
+
+#: candidates of the task's history TPE's study is rebuilt from (Optuna's sampling grows
+#: with them; the last 500 hold the search's present)
+_TPE_HISTORY = 500
+
+
+def _entries(ctx: RunContext, rows: list[dict[str, Any]]) -> list[PoolEntry]:
+    """Candidates as the search sees them. The packaged transformer baseline is the small
+    transformer that baseline_genome() describes: the search sees it as that genome, a
+    parent already tried, not a new idea."""
+    as_genome = _baseline_genome(ctx.task)
+    baseline = ctx.baseline_id()
+    return [
+        PoolEntry(
+            candidate_id=row["candidate_id"],
+            score=row["score"],
+            genome=Genome.model_validate(row["genome"])
+            if row["genome"]
+            else (as_genome if row["candidate_id"] == baseline else None),
+        )
+        for row in rows
+    ]
+
+
+class BaselinePlanner:
+    """A standard search method as the offline brain (`archlab.search.baselines`):
+    `evolution` (regularized evolution) or `tpe` (Optuna's TPE), over the genome space
+    of the heuristic brain, rebuilt at each step from the task's history."""
+
+    def __init__(self, method: str) -> None:
+        if method == "tpe":
+            require_optuna()  # before the run starts, not at its first proposal
+        self.method = method
+
+    def propose(self, ctx: RunContext, step: int, notes: list[str]) -> Candidate:
+        search = ctx.settings.search
+        rng = random.Random(f"{ctx.settings.run.seed}:{step}")  # as _search: resumable
+        brain: RegularizedEvolution | TPE
+        space = search_space(ctx)
+        if self.method == "tpe":
+            brain, limit = TPE(rng.randrange(2**32), space=space), _TPE_HISTORY
+        else:
+            brain = RegularizedEvolution(
+                rng, search.population, search.tournament_size, space=space
+            )
+            limit = search.population
+        with ctx.memory.connect():
+            rows = queries.history(ctx.memory, ctx.task_fingerprint, ctx.horizon(step), limit)
+            proposal = brain.propose(_entries(ctx, rows), _known(ctx))
+        return _candidate(proposal, origin="proposed", brain=self.method)
 
 
 class ModelPlanner:

@@ -34,6 +34,9 @@ class TrialReport:
     exit_reason: str = "ok"
     wall_time_s: float = 0.0
     cpu_time_s: float = 0.0
+    #: the harness's own clock around its training loop (the candidate's side says it:
+    #: for accounting, never for a decision)
+    train_time_s: float = 0.0
     peak_rss_mb: float = 0.0
     n_params: int | None = None
     loss_curve: list[dict[str, float]] = field(default_factory=list)
@@ -100,6 +103,7 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
             {"step": int(p["step"]), "loss": float(p["loss"])} for p in result["loss_curve"]
         ]
         raw_checkpoints = [(int(c["step"]), c["outputs"]) for c in result["checkpoints"]]
+        train_time_s = max(float(result.get("train_seconds", 0.0)), 0.0)
         complexity = (
             [
                 {k: float(point[k]) for k in ("length", "seconds", "peak_rss_mb")}
@@ -134,6 +138,7 @@ def _parse_ok(result: dict[str, Any], expected: _Expected) -> TrialReport:
     return TrialReport(
         status="ok",
         n_params=n_params,
+        train_time_s=train_time_s,
         loss_curve=loss_curve,
         checkpoints=checkpoints,
         probe=probe,

@@ -12,7 +12,7 @@ Every random choice comes from the ``random.Random`` passed in, so a seeded brai
 the same pool and ``seen`` proposes the same thing.
 
 The genomes come from the edits of :mod:`archlab.search.operators`, so everything it
-produces stays within the compute budget of :mod:`archlab.search.space`.
+produces stays within the compute budget of its :class:`~archlab.search.space.SearchSpace`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from archlab.search import operators
-from archlab.search.genome import Genome, baseline_genome, count_params
-from archlab.search.space import BUDGET_SEQ_LEN, BUDGET_VOCAB_SIZE, relative_cost
+from archlab.search.genome import Genome, baseline_genome
+from archlab.search.space import REFERENCE, SearchSpace
 from archlab.search.surrogate import Prediction, Surrogate
 
 # -- proposals -------------------------------------------------------------------------------
@@ -88,7 +88,7 @@ def _genome(entry: PoolEntry) -> Genome:
     return entry.genome
 
 
-def _score(entry: PoolEntry) -> float:
+def ranking_score(entry: PoolEntry) -> float:
     """Score for ranking; NaN or None (a failed evaluation) ranks below everything."""
     s = entry.score
     return float(s) if isinstance(s, int | float) and not math.isnan(s) else -math.inf
@@ -98,17 +98,17 @@ def _fmt(score: float) -> str:
     return f"{score:.4g}" if isinstance(score, int | float) else str(score)
 
 
-def _cost_note(genome: Genome) -> str:
-    params = count_params(genome, BUDGET_VOCAB_SIZE, BUDGET_SEQ_LEN)
+def _cost_note(genome: Genome, space: SearchSpace) -> str:
     return (
-        f"~{params / 1000:.0f}k parameters and ~{relative_cost(genome):.2f}x the baseline's "
-        f"CPU step cost (vocab {BUDGET_VOCAB_SIZE}, seq_len {BUDGET_SEQ_LEN})"
+        f"~{space.params(genome) / 1000:.0f}k parameters and "
+        f"~{space.relative_cost(genome):.2f}x the baseline's CPU step cost (vocab "
+        f"{space.vocab_size}, seq_len {space.seq_len})"
     )
 
 
 #: edits of the pool the surrogate screens per proposal (with a third as many random draws,
 #: or a third as many crossovers); 96 did no better over 24 simulated searches of the search
-#: benchmark (benchmarks/search_simulation.py: median trials to random's best of 64, 17.5
+#: benchmark (its cached-landscape replay: median trials to random's best of 64, 17.5
 #: against 18) and costs ~3 ms more a proposal
 SCREENED_EDITS = 48
 
@@ -124,6 +124,7 @@ class HeuristicBrain:
         random_rate: float = 0.1,
         max_attempts: int = 50,
         candidates: int = SCREENED_EDITS,
+        space: SearchSpace = REFERENCE,
     ) -> None:
         if tournament_size < 1:
             raise ValueError("tournament_size must be >= 1")
@@ -139,6 +140,8 @@ class HeuristicBrain:
         #: children generated per mutation (and a third as many random draws beside them, or
         #: a third as many crossovers), of which the surrogate picks one
         self.candidates = candidates
+        #: what it draws from, and the budget its proposals stay within
+        self.space = space
 
     # -- proposing ---------------------------------------------------------------------------
 
@@ -178,7 +181,7 @@ class HeuristicBrain:
                     ),
                     motivation="The experience memory holds no evolvable candidate yet, so "
                     "the search starts from a well-understood architecture.",
-                    expected_effect=f"A reference score; {_cost_note(base)}.",
+                    expected_effect=f"A reference score; {_cost_note(base, self.space)}.",
                 )
             if self.rng.random() < self.random_rate:
                 return self.random_proposal(
@@ -186,7 +189,10 @@ class HeuristicBrain:
                     "baseline; a random restart explores away from it."
                 )
             return self._mutation_proposal(
-                None, base, operators.mutate(base, self.rng, self.max_attempts), None
+                None,
+                base,
+                operators.mutate(base, self.rng, self.max_attempts, space=self.space),
+                None,
             )
         r = self.rng.random()
         if r < self.random_rate:
@@ -194,7 +200,7 @@ class HeuristicBrain:
                 f"Random restarts (rate {self.random_rate:g}) keep the search from collapsing "
                 "onto the family of the current best candidates."
             )
-        model = Surrogate.fit([_genome(e) for e in entries], [_score(e) for e in entries])
+        model = Surrogate.fit([_genome(e) for e in entries], [ranking_score(e) for e in entries])
         if r < self.random_rate + self.crossover_rate and len(entries) >= 2:
             pairs: list[tuple[Genome, tuple[PoolEntry, PoolEntry]]] = []
             for _ in range(max(1, self.candidates // 3)):
@@ -210,7 +216,7 @@ class HeuristicBrain:
         options: list[tuple[Genome, tuple[PoolEntry, tuple[Genome, str, str]] | None]] = []
         for _ in range(self.candidates):
             parent = self.tournament(entries)
-            edit = operators.mutate(_genome(parent), self.rng, self.max_attempts, reach)
+            edit = operators.mutate(_genome(parent), self.rng, self.max_attempts, reach, self.space)
             options.append((edit[0], (parent, edit)))
         what = f"{len(options)} edits of tournament winners"
         if model is not None and model.n >= 2:
@@ -260,7 +266,7 @@ class HeuristicBrain:
                 "search space that edits of the current pool would not reach."
             ),
             motivation=motivation,
-            expected_effect=f"Unknown score, a long shot; {_cost_note(g)}.",
+            expected_effect=f"Unknown score, a long shot; {_cost_note(g, self.space)}.",
         )
 
     def _drawn_proposal(self, genome: Genome, pick: _Pick | None) -> Proposal:
@@ -275,7 +281,8 @@ class HeuristicBrain:
                 "current best candidates from a region their edits do not reach."
             ),
             motivation=pick.note() if pick else "A random draw.",
-            expected_effect=f"Score above the best so far{expectation}; {_cost_note(genome)}.",
+            expected_effect=f"Score above the best so far{expectation}; "
+            f"{_cost_note(genome, self.space)}.",
         )
 
     def _mutation_proposal(
@@ -312,7 +319,8 @@ class HeuristicBrain:
             hypothesis=f"Applying '{change}' to {desc} should help because {why}.",
             motivation=motivation,
             expected_effect=(
-                f"Score above {versus}; the child {child.describe()} has {_cost_note(child)}."
+                f"Score above {versus}; the child {child.describe()} has "
+                f"{_cost_note(child, self.space)}."
             ),
         )
 
@@ -341,7 +349,7 @@ class HeuristicBrain:
             motivation=motivation,
             expected_effect=(
                 f"Score near or above max({_fmt(a.score)}, {_fmt(b.score)}){expectation}; "
-                f"{_cost_note(child)}."
+                f"{_cost_note(child, self.space)}."
             ),
         )
 
@@ -353,11 +361,11 @@ class HeuristicBrain:
         if not entries:
             raise ValueError("tournament needs at least one pool entry with a genome")
         contestants = self.rng.sample(entries, min(self.tournament_size, len(entries)))
-        return max(contestants, key=_score)
+        return max(contestants, key=ranking_score)
 
     def random_genome(self) -> Genome:
         """A random genome from the search space, within budget."""
-        return operators.random_genome(self.rng, self.max_attempts)
+        return operators.random_genome(self.rng, self.max_attempts, self.space)
 
     def mutate(self, genome: Genome) -> tuple[Genome, str]:
         """1-2 random edits; returns the child and what changed (blocks numbered from 1).
@@ -365,11 +373,11 @@ class HeuristicBrain:
         The child differs from ``genome`` (up to canonical form) and is within budget; if
         ``genome`` itself is over budget, the child is at least cheaper.
         """
-        child, change, _ = operators.mutate(genome, self.rng, self.max_attempts)
+        child, change, _ = operators.mutate(genome, self.rng, self.max_attempts, space=self.space)
         return child, change
 
     def crossover(self, a: Genome, b: Genome) -> Genome:
         """One-point crossover of the block stacks (a prefix of ``a`` + a suffix of ``b``);
         each global hyperparameter comes from either parent. Within budget, and different
         from both parents whenever the retries allow."""
-        return operators.crossover(a, b, self.rng, self.max_attempts)
+        return operators.crossover(a, b, self.rng, self.max_attempts, self.space)

@@ -2,8 +2,9 @@
 
 Each takes the ``random.Random`` to draw from and how many draws to try (``attempts``)
 before falling back to a deterministic repair, so a seeded caller gets the same genomes.
-Every genome they return is within the budget of :mod:`archlab.search.space` (a mutation
-of a genome over budget is at least cheaper).
+Every genome they return is within the budget of the :class:`~archlab.search.space.
+SearchSpace` given (the reference space unless one is), and a mutation of a genome over
+budget is at least cheaper.
 """
 
 from __future__ import annotations
@@ -20,16 +21,7 @@ from archlab.search.genome import (
     Genome,
     baseline_genome,
 )
-from archlab.search.space import (
-    SEARCH_D_MODELS,
-    SEARCH_MAX_BLOCKS,
-    changed,
-    fit_budget,
-    fit_heads,
-    relative_cost,
-    valid_heads,
-    within_budget,
-)
+from archlab.search.space import REFERENCE, SearchSpace, changed, fit_heads, valid_heads
 
 #: Channel choices for new blocks and their probabilities.
 _NEW_CHANNELS: tuple[Channel, ...] = ("gated_mlp", "mlp", "none")
@@ -71,12 +63,12 @@ _EDIT_WEIGHTS: dict[str, float] = {
 }
 
 
-def random_genome(rng: random.Random, attempts: int) -> Genome:
+def random_genome(rng: random.Random, attempts: int, space: SearchSpace = REFERENCE) -> Genome:
     """A random genome from the search space, within budget."""
     g = baseline_genome()
     for _ in range(attempts):
-        d = rng.choice(SEARCH_D_MODELS)
-        n_blocks = rng.randint(1, SEARCH_MAX_BLOCKS)
+        d = rng.choice(space.d_models)
+        n_blocks = rng.randint(1, space.max_blocks)
         blocks = tuple(
             Block(mixer=rng.choice(MIXERS), channel=_random_channel(rng)) for _ in range(n_blocks)
         )
@@ -89,21 +81,25 @@ def random_genome(rng: random.Random, attempts: int) -> Genome:
             mlp_ratio=rng.randint(1, 4),
             conv_kernel=rng.randint(2, 8),
         ).canonical()
-        if within_budget(g):
+        if space.within_budget(g):
             return g
-    return fit_budget(g)
+    return space.fit_budget(g)
 
 
 def mutate(
-    genome: Genome, rng: random.Random, attempts: int, reach: int = 2
+    genome: Genome,
+    rng: random.Random,
+    attempts: int,
+    reach: int = 2,
+    space: SearchSpace = REFERENCE,
 ) -> tuple[Genome, str, str]:
     """1..``reach`` random edits (1 or 2, mostly 1, at reach 2; beyond reach 2 a width edit
     may jump to any search width): the child, what changed (blocks numbered from 1) and why
     it might help. The child differs from ``genome`` (up to canonical form) and is within
     budget; if ``genome`` itself is over budget, the child is at least cheaper."""
     parent = genome.canonical()
-    parent_over = not within_budget(parent)
-    parent_cost = relative_cost(parent)
+    parent_over = not space.within_budget(parent)
+    parent_cost = space.relative_cost(parent)
     for _ in range(attempts):
         child = parent
         changes: list[str] = []
@@ -113,25 +109,27 @@ def mutate(
         else:
             n_edits = rng.randint(1, reach)
         for _ in range(n_edits):
-            child, change, why = _edit(child, rng, jump=reach > 2)
+            child, change, why = _edit(child, rng, space, jump=reach > 2)
             changes.append(change)
             reasons.append(why)
         if child == parent:  # both canonical: equal fields, equal keys
             continue
-        ok = relative_cost(child) < parent_cost if parent_over else within_budget(child)
+        ok = space.relative_cost(child) < parent_cost if parent_over else space.within_budget(child)
         if ok:
             return child, "; ".join(changes), ", and ".join(reasons)
     # Practically unreachable: a norm flip always changes the genome at equal cost.
     other = "rmsnorm" if parent.norm == "layernorm" else "layernorm"
-    child = fit_budget(changed(parent, norm=other))
+    child = space.fit_budget(changed(parent, norm=other))
     return child, f"norm {parent.norm} -> {other}", _NORM_WHY[other]
 
 
-def _edit(g: Genome, rng: random.Random, jump: bool = False) -> tuple[Genome, str, str]:
+def _edit(
+    g: Genome, rng: random.Random, space: SearchSpace, jump: bool = False
+) -> tuple[Genome, str, str]:
     """One random applicable edit: (child, what changed, why it might help); with
     ``jump`` a width edit may go to any search width, else at most 32 away."""
     n = len(g.blocks)
-    kinds = [k for k in _EDIT_WEIGHTS if _applicable(g, k)]
+    kinds = [k for k in _EDIT_WEIGHTS if _applicable(g, k, space)]
     kind = rng.choices(kinds, weights=[_EDIT_WEIGHTS[k] for k in kinds])[0]
     if kind == "mixer":
         i = rng.randrange(n)
@@ -161,9 +159,9 @@ def _edit(g: Genome, rng: random.Random, jump: bool = False) -> tuple[Genome, st
         why = "a shallower model takes cheaper steps and may converge further in a fixed budget"
         return child, f"remove block {i + 1} {g.blocks[i].describe()}", why
     if kind == "d_model":
-        step = SEARCH_D_MODELS[-1] if jump else 32
-        options = [x for x in SEARCH_D_MODELS if x != g.d_model and abs(x - g.d_model) <= step]
-        d = rng.choice(options) if options else SEARCH_D_MODELS[-1]
+        step = space.d_models[-1] if jump else 32
+        options = [x for x in space.d_models if x != g.d_model and abs(x - g.d_model) <= step]
+        d = rng.choice(options) if options else space.d_models[-1]
         heads = fit_heads(d, g.n_heads)
         child = changed(g, d_model=d, n_heads=heads)
         change = f"d_model {g.d_model} -> {d}"
@@ -208,9 +206,9 @@ def _edit(g: Genome, rng: random.Random, jump: bool = False) -> tuple[Genome, st
     return changed(g, conv_kernel=k), f"conv_kernel {g.conv_kernel} -> {k}", why
 
 
-def _applicable(g: Genome, kind: str) -> bool:
+def _applicable(g: Genome, kind: str, space: SearchSpace) -> bool:
     if kind == "add_block":
-        return len(g.blocks) < SEARCH_MAX_BLOCKS
+        return len(g.blocks) < space.max_blocks
     if kind == "remove_block":
         return len(g.blocks) > 1
     if kind == "n_heads":
@@ -222,7 +220,9 @@ def _applicable(g: Genome, kind: str) -> bool:
     return True
 
 
-def crossover(a: Genome, b: Genome, rng: random.Random, attempts: int) -> Genome:
+def crossover(
+    a: Genome, b: Genome, rng: random.Random, attempts: int, space: SearchSpace = REFERENCE
+) -> Genome:
     """One-point crossover of the block stacks (a prefix of ``a`` + a suffix of ``b``);
     each global hyperparameter comes from either parent. Within budget, and different
     from both parents whenever the retries allow."""
@@ -231,12 +231,10 @@ def crossover(a: Genome, b: Genome, rng: random.Random, attempts: int) -> Genome
     for _ in range(attempts):
         i = rng.randint(1, len(a.blocks))
         j = rng.randint(0, len(b.blocks) - 1)
-        blocks = (a.blocks[:i] + b.blocks[j:])[:SEARCH_MAX_BLOCKS]
-        d = rng.choice((a, b)).d_model
-        if d > SEARCH_D_MODELS[-1]:
-            d = SEARCH_D_MODELS[-1]
+        blocks = (a.blocks[:i] + b.blocks[j:])[: space.max_blocks]
+        d = min(rng.choice((a, b)).d_model, space.d_models[-1])
         heads = rng.choice((a, b)).n_heads
-        candidate = fit_budget(
+        candidate = space.fit_budget(
             Genome(
                 d_model=d,
                 n_heads=fit_heads(d, heads),
