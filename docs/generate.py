@@ -4,7 +4,7 @@
     python docs/generate.py --check  # exit 1 and name the stale ones
 
 A generated part sits between `<!-- generated: NAME -->` and `<!-- end generated -->`:
-`config` (docs/configuration.md) from the settings models in src/archlab/config.py,
+`config` (docs/configuration.md) from the settings models in src/archlab/config/settings.py,
 `memory-schema` (docs/memory-schema.md) from the migrations in
 src/archlab/memory/migrations/, applied in order to an in-memory DuckDB.
 """
