@@ -133,3 +133,11 @@ def test_every_field_is_required_as_in_openais_strict_mode() -> None:
     genome = schema["$defs"]["Genome"]
     assert set(genome["required"]) == set(genome["properties"])
     assert genome["additionalProperties"] is False
+
+
+def test_a_stepped_integer_is_sent_as_the_list_of_its_values() -> None:
+    """llama.cpp's grammars ignore multipleOf (a real llama-server's d_model broke it in
+    three answers in a row) but honour an enum."""
+    d_model = strict_schema(ComposePlan)["$defs"]["Genome"]["properties"]["d_model"]
+    assert d_model["enum"] == list(range(32, 257, 16))
+    assert "multipleOf" not in d_model

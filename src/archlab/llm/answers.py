@@ -63,11 +63,23 @@ def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
     return schema
 
 
+#: an integer with a step (multipleOf) and bounds becomes the list of its values up to this
+#: many: grammar-constrained decoders (llama.cpp's) ignore multipleOf but honour an enum
+_MAX_ENUM = 64
+
+
 def _tighten(node: Any) -> None:
     if isinstance(node, dict):
         if "properties" in node:
             node["required"] = list(node["properties"])
             node["additionalProperties"] = False
+        step, low, high = (node.get(k) for k in ("multipleOf", "minimum", "maximum"))
+        if node.get("type") == "integer" and isinstance(step, int) and low is not None:
+            values = list(range(-(-low // step) * step, high + 1, step)) if high else []
+            if 0 < len(values) <= _MAX_ENUM:
+                for key in ("multipleOf", "minimum", "maximum"):
+                    del node[key]
+                node["enum"] = values
         for value in node.values():
             _tighten(value)
     elif isinstance(node, list):
