@@ -8,6 +8,7 @@ the real graph with trials answered by FakeExecutor."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from archlab.search.genome import (
     transformer_source,
 )
 from archlab.ui.views import _budgets, candidate_href
-from support import HOSTILE, TINY_MQAR, FakeExecutor, Scripted, serving
+from support import HOSTILE, TINY_MQAR, FakeExecutor, Scripted, cli, serving
 
 RUN = "20260101-000000-cafe"
 GENOME = {"d_model": 64, "blocks": [{"mixer": "gru", "channel": "mlp"}]}
@@ -130,12 +131,19 @@ def test_the_report_has_lineage_curves_verdicts_and_highlighted_code(memory: Mem
     assert HOSTILE not in report  # the code's comment is escaped inside its span
 
 
-def test_scores_that_negate_a_metric_show_the_metric_beside_them(memory: Memory) -> None:
+def test_scores_that_negate_a_metric_show_the_metric_beside_them(
+    memory: Memory, tmp_path: Path
+) -> None:
     report = html_report(memory, RUN)
     assert '-2.2500 <span class="muted">(2.2500 bits per byte)</span>' in report
     with serving(memory) as url:
         page = get(f"{url}/candidates/mutant")
     assert "(2.2500 bits per byte)" in page
+    home = tmp_path / "home"
+    assert "-2.2500 (2.2500 bits per byte)" in cli(home, "show", RUN)
+    (mutant,) = [c for c in json.loads(cli(home, "show", RUN, "--json"))["candidates"]
+                 if c["id"] == "mutant"]  # fmt: skip
+    assert mutant["score_as_metric"] == "2.2500 bits per byte"
 
 
 def test_highlighting_escapes_everything_and_leaves_broken_code_plain() -> None:

@@ -31,7 +31,7 @@ from archlab.cli.common import (
 from archlab.config import Settings
 from archlab.errors import ArchlabError
 from archlab.memory.store import Memory
-from archlab.records import final_verdict, is_accepted, plan_title
+from archlab.records import final_verdict, is_accepted, metric_shown, plan_title
 
 # where trials run: [executor] in the config
 _WORKERS = typer.Option(help="trials running at once")
@@ -314,6 +314,9 @@ def _leaderboard(memory: Memory, run_id: str) -> dict[str, Any]:
             "id": c["candidate_id"],
             "status": c["status"],
             "score": c["score"],
+            # where the score negates a lower-is-better metric: that metric, as people
+            # read it (charlm: "2.0512 bits per byte")
+            "score_as_metric": metric_shown(c),
             "metrics": c["metrics"],
             "brain": c["brain"],
             "origin": c["origin"],
@@ -382,7 +385,7 @@ def _show_leaderboard(memory: Memory, run_id: str) -> None:
             str(rank),
             c["id"][:8],
             c["status"],
-            fmt_score(c["score"]),
+            fmt_score(c["score"]) + (f" ({c['score_as_metric']})" if c["score_as_metric"] else ""),
             c["verdict"] or "-",
         ]
         if wide:
