@@ -63,6 +63,7 @@ def broken(base: dict[str, Any]) -> list[dict[str, Any]]:
         cases += [
             {**valid, "genome": {**genome, "d_model": 72}},  # not a multiple of 16
             {**valid, "genome": {**genome, "n_heads": 9}},
+            {**valid, "genome": {**genome, "n_heads": 6, "d_model": 160}},  # 6 does not divide
             {**valid, "genome": {**genome, "blocks": []}},
             {**valid, "genome": {**genome, "blocks": [{"mixer": "lstm", "channel": "mlp"}]}},
             {**valid, "genome": {**genome, "colour": "blue"}},  # a field the genome has not
@@ -130,14 +131,20 @@ def test_the_plan_schema_takes_parents_only_from_the_ids_shown() -> None:
 def test_every_field_is_required_as_in_openais_strict_mode() -> None:
     schema = strict_schema(ComposePlan)
     assert set(schema["required"]) == set(schema["properties"])
-    genome = schema["$defs"]["Genome"]
-    assert set(genome["required"]) == set(genome["properties"])
-    assert genome["additionalProperties"] is False
+    for genome in schema["$defs"]["Genome"]["anyOf"]:
+        assert set(genome["required"]) == set(genome["properties"])
+        assert genome["additionalProperties"] is False
 
 
-def test_a_stepped_integer_is_sent_as_the_list_of_its_values() -> None:
-    """llama.cpp's grammars ignore multipleOf (a real llama-server's d_model broke it in
-    three answers in a row) but honour an enum."""
-    d_model = strict_schema(ComposePlan)["$defs"]["Genome"]["properties"]["d_model"]
-    assert d_model["enum"] == list(range(32, 257, 16))
-    assert "multipleOf" not in d_model
+def test_widths_go_as_lists_of_values_that_the_head_count_divides() -> None:
+    """llama.cpp's grammars ignore multipleOf and cannot see a rule across fields: a real
+    llama-server broke each in three answers in a row. An enum per head count they honour."""
+    variants = strict_schema(ComposePlan)["$defs"]["Genome"]["anyOf"]
+    widths = {v["properties"]["n_heads"]["enum"][0]: v["properties"]["d_model"]["enum"]
+              for v in variants}  # fmt: skip
+    assert widths[1] == list(range(32, 257, 16))
+    assert widths[6] == [48, 96, 144, 192, 240]
+    assert all(w % heads == 0 for heads, ws in widths.items() for w in ws)
+    validator = Draft202012Validator(strict_schema(ComposePlan))
+    assert not validator.is_valid({**COMPOSE, "operator": "new", "parents": [],
+                                   "genome": {**GENOME, "n_heads": 6, "d_model": 160}})  # fmt: skip

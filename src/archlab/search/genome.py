@@ -59,13 +59,36 @@ class Block(BaseModel):
         return f"{self.mixer}+{self.channel}"
 
 
+WIDTHS = range(32, 257, 16)
+HEADS = range(1, 9)
+
+
+def _widths_by_heads(schema: dict[str, Any]) -> None:
+    """The JSON schema as one variant per head count, each with the widths it divides:
+    "n_heads divides d_model" then holds for a decoder constrained by the schema (a
+    grammar-constrained model answered n_heads 6 with d_model 160 three times in a row)."""
+    variants = []
+    for heads in HEADS:
+        properties = dict(schema["properties"])
+        properties["n_heads"] = {**properties["n_heads"], "enum": [heads]}
+        properties["d_model"] = {
+            "type": "integer",
+            "enum": [width for width in WIDTHS if width % heads == 0],
+        }
+        for bound in ("minimum", "maximum", "default"):
+            properties["n_heads"].pop(bound, None)
+        variants.append({**schema, "properties": properties})
+    schema.clear()
+    schema["anyOf"] = variants
+
+
 class Genome(BaseModel):
     """A complete architecture: global hyperparameters plus a stack of 1..6 blocks."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_widths_by_heads)
 
-    d_model: Annotated[_Int, Field(ge=32, le=256, multiple_of=16)]
-    n_heads: Annotated[_Int, Field(ge=1, le=8)] = DEFAULT_N_HEADS
+    d_model: Annotated[_Int, Field(ge=WIDTHS.start, le=WIDTHS[-1], multiple_of=WIDTHS.step)]
+    n_heads: Annotated[_Int, Field(ge=HEADS.start, le=HEADS[-1])] = DEFAULT_N_HEADS
     blocks: Annotated[tuple[Block, ...], Field(min_length=1, max_length=6)]
     norm: Norm = "layernorm"
     residual: Residual = "pre_norm"
