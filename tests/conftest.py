@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def tiny_task() -> MQAR:
     task = MQAR(**TINY_MQAR)
     task.budgets["proxy"] = Budget(steps=16, batch_size=16, eval_every=8, time_limit_s=60)
     return task
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeLLM]:
+    """The fake model server (tests/fake_llm.py), its answers queued by the test."""
+    with FakeLLM() as server:
+        yield server
 
 
 @pytest.fixture

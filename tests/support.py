@@ -349,3 +349,25 @@ def _predictions(labels: np.ndarray, accuracy: float, vocab: int) -> np.ndarray:
     predictions = (np.where(labels < 0, 0, labels) + 1) % vocab  # all wrong
     predictions.ravel()[right] = labels.ravel()[right]
     return predictions.astype(np.int32)
+
+
+@contextmanager
+def held_by_another_process(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A DuckDB file open in another process (which holds its lock) until the block ends."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+            "sys.stdin.readline()",
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.communicate("\n", timeout=30)

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +37,6 @@ GOOD_PLAN = {
     "expected_effect": "lower than the baseline, cheaper",
     "genome": GENOME,
 }
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def settings(tmp_path: Path, fake: FakeLLM, roles: dict[str, str], **run: Any) -> Any:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +40,6 @@ CRITIQUE = {
     "reason": "higher accuracy at the same cost",
     "insight": "two heads help recall at d=64",
 }
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeLLM]:
-    with FakeLLM() as server:
-        yield server
 
 
 def settings(tmp_path: Path, fake: FakeLLM, **run: Any) -> Any:

@@ -18,6 +18,7 @@ from archlab.memory.database import _migrations
 from archlab.memory.queries import KnownGenomes
 from archlab.memory.store import Memory, now
 from archlab.roles.briefing import planner_context
+from support import held_by_another_process
 
 
 def _candidate(
@@ -476,24 +477,11 @@ def test_lock_held_too_long_is_a_clear_error(
     path = tmp_path / "m.duckdb"
     Memory(path).close()
     monkeypatch.setattr(shared_file, "_LOCK_RETRY_S", 0.3)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.readline()",
-            str(path),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(ArchlabError, match="stayed locked by another process"):
-            Memory(path)
-    finally:
-        holder.communicate("\n", timeout=30)
+    with (
+        held_by_another_process(path),
+        pytest.raises(ArchlabError, match="stayed locked by another process"),
+    ):
+        Memory(path)
 
 
 @pytest.mark.slow

@@ -2,8 +2,6 @@
 behind, and `archlab salvage` copies what DuckDB can still read into a fresh memory."""
 
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from archlab.errors import ArchlabError, MemoryCorruptError
 from archlab.memory import shared_file
 from archlab.memory.store import Memory
-from support import archlab
+from support import archlab, held_by_another_process
 
 #: DuckDB's file layout: a main header and two database headers of 4 KiB, then the blocks
 _BLOCKS_AT = 3 * 4096
@@ -94,27 +92,12 @@ def test_a_lock_held_too_long_leaves_no_request_behind(
     home = tmp_path / "home"
     path = _memory(home, spans=10)
     monkeypatch.setattr(shared_file, "_LOCK_RETRY_S", 1.0)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.readline()",
-            str(path),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with held_by_another_process(path) as holder:
         with pytest.raises(ArchlabError, match="stayed locked by another process") as raised:
             Memory(path)
         assert not isinstance(raised.value, MemoryCorruptError)
         assert f"PID {holder.pid}" in str(raised.value)  # who holds it
         assert _leftovers(home) == []  # the request is withdrawn with the attempt
-    finally:
-        holder.communicate("\n", timeout=30)
 
 
 def test_salvage_copies_what_can_be_read_and_keeps_the_damaged_file(tmp_path: Path) -> None:
