@@ -3,7 +3,6 @@ training, measured inside the sandbox, so a faster architecture gets more steps.
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,25 +15,12 @@ from archlab.orchestration.runs import discover, open_memory
 from archlab.tasks import get_task
 from archlab.tasks.base import Budget
 from archlab.tasks.mqar import MQAR
-from support import TINY_MQAR, sandbox_trial
+from support import EMBED, TINY_MQAR, sandbox_trial
 
-SLOW_FORWARD = """
-    import time
-    import torch
-
-    class Slow(torch.nn.Module):
-        def __init__(self, spec):
-            super().__init__()
-            self.embed = torch.nn.Embedding(spec.vocab_size, 32)
-            self.head = torch.nn.Linear(32, spec.vocab_size)
-
-        def forward(self, x):
-            time.sleep(0.25)  # a slow architecture: at most 4 steps a second
-            return self.head(self.embed(x))
-
-    def build_model(spec):
-        return Slow(spec)
-"""
+#: a slow architecture: the smallest model, at most 4 steps a second
+SLOW_FORWARD = "import time\n" + EMBED.replace(
+    "return self.head(self.embed(x))", "time.sleep(0.25)\n        return self.head(self.embed(x))"
+)
 
 
 def test_train_seconds_times_the_proxy_and_scale_stages() -> None:
@@ -77,9 +63,7 @@ def test_a_faster_architecture_gets_more_steps_in_the_same_seconds(
 ) -> None:
     budget = tiny_task.budgets["proxy"].timed(2.0)
     reports = {
-        name: sandbox_trial(
-            tiny_task, tmp_path / name, textwrap.dedent(source), budget=budget, stop=None
-        )
+        name: sandbox_trial(tiny_task, tmp_path / name, source, budget=budget, stop=None)
         for name, source in (("fast", tiny_task.baseline_source()), ("slow", SLOW_FORWARD))
     }
     steps = {}
