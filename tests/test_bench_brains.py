@@ -14,10 +14,13 @@ from archlab.benchmarks import brains
 from archlab.benchmarks.brains import Evaluation, Landscape, Step
 from archlab.benchmarks.search import SEARCH_MQAR, SEARCH_PROXY_STEPS
 from archlab.cli import app
+from archlab.config import Settings, load_settings
 from archlab.errors import ConfigError
 from archlab.eval.fitness import Fitness
 from archlab.search.genome import Block, Genome, baseline_genome
 from archlab.search.heuristic import PoolEntry, Proposal
+from archlab.search.space import SearchSpace
+from archlab.tasks import get_task
 from archlab.tasks.mqar import MQAR
 from support import TINY_MQAR
 
@@ -37,6 +40,21 @@ def test_summary_counts_trials_and_cpu_seconds_to_the_target_and_nulls_misses() 
     assert summary["cpu_s_to_target_median"] == 6.0
     assert summary["best_at_16_mean"] is None and summary["best_at_32_mean"] is None
     assert brains.summary(searches[2:], target=0.5)["trials_to_target_median"] is None
+
+
+def test_random_search_replays_orders_of_one_fixed_pool_of_uniform_draws() -> None:
+    """Each search seed walks the same pool in an order of its own, never a genome twice,
+    never the baseline: its draws are what random search's outcome is estimated from."""
+    space = SearchSpace.for_task(MQAR(**TINY_MQAR))
+    pool = brains.uniform_pool(space, 24)
+    assert [g.key() for g in pool] == [g.key() for g in brains.uniform_pool(space, 24)]
+    keys = {g.key() for g in pool}
+    assert len(keys) == 24 and baseline_genome().key() not in keys
+    uniform = brains.proposers(Settings(), space, pool)["random"]
+    walks = [
+        [uniform(seed, step, [], set()).genome.key() for step in range(1, 25)] for seed in (0, 1)
+    ]
+    assert all(set(walk) == keys for walk in walks) and walks[0] != walks[1]
 
 
 def _genome(d_model: int) -> Genome:
@@ -99,6 +117,37 @@ def test_misused_search_flags_are_refused_before_anything_runs() -> None:
     assert isinstance(other, ConfigError) and "add search to --only" in str(other)
 
 
+def test_a_replayed_child_must_beat_its_parent_where_the_parent_beat_the_baseline(
+    tmp_path: Path,
+) -> None:
+    """As the ladder holds a child of a confirmed parent to that parent: a child at 0.6 of
+    a parent at 0.9 is stopped (the baseline is at 0.5), and counted as stopped rightly;
+    without early stopping it trains whole."""
+    task = MQAR(**{**TINY_MQAR, "proxy_steps": 16})  # 8 checkpoints
+    fitness = Fitness.for_task(task)
+    parent, child = _genome(32), _genome(48)
+    levels = {baseline_genome().key(): 0.5, parent.key(): 0.9, child.key(): 0.6}
+    cache = tmp_path / "landscape.jsonl"
+    with cache.open("w") as f:
+        for key, level in levels.items():
+            curve = [{"step": 2 * (i + 1), "accuracy": level} for i in range(8)]
+            score = fitness.score(task.curve_metrics(curve), 1000, 0.0)
+            f.write(json.dumps({"key": key, **Evaluation(score, curve, 8.0, 0.75, 1000).__dict__}))
+            f.write("\n")
+    landscape = Landscape(task, fitness, 0, cache)
+
+    def propose(seed: int, step: int, history: list[PoolEntry], seen: object) -> Proposal:
+        if step == 1:
+            return Proposal(parent, [], "new", "h", "m", "e")
+        return Proposal(child, ["c1"], "mutate", "h", "m", "e")
+
+    stopped = brains.search(landscape, propose, seed=0, trials=3, early_stop=True)
+    assert [(s.stopped, s.wrongly) for s in stopped] == [(False, False)] * 2 + [(True, False)]
+    assert stopped[2].cpu_s - stopped[1].cpu_s == pytest.approx(3.5)  # a quarter trained
+    whole = brains.search(landscape, propose, seed=0, trials=3, early_stop=False)
+    assert not any(s.stopped for s in whole) and whole[2].cpu_s == 24.0
+
+
 @pytest.mark.slow
 def test_bench_compares_every_brain_on_the_configured_task(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -136,3 +185,14 @@ def test_the_search_benchmarks_config_is_its_reduced_mqar() -> None:
     """benchmarks/search_mqar.toml replays the search benchmark's own task."""
     config = tomllib.loads((Path(__file__).parents[1] / "benchmarks/search_mqar.toml").read_text())
     assert config["tasks"]["mqar"] == {**SEARCH_MQAR, "proxy_steps": SEARCH_PROXY_STEPS}
+
+
+@pytest.mark.parametrize("name", ["mad", "charlm"])
+def test_each_landscape_config_sets_up_one_small_task(name: str) -> None:
+    """benchmarks/search_{mad,charlm}.toml: one task each, valid as a run reads it, with a
+    proxy short enough for a landscape of hundreds of genomes."""
+    path = Path(__file__).parents[1] / f"benchmarks/search_{name}.toml"
+    settings = load_settings(path)
+    ((task_name, options),) = settings.tasks.items()
+    task = get_task(task_name, options)
+    assert task.budgets["proxy"].steps <= 128 and task.spec["seq_len"] <= 32

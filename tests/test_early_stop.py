@@ -26,11 +26,18 @@ DATA = TASK.data(0)
 BUDGET = Budget(steps=80, batch_size=8, eval_every=10, time_limit_s=60)  # 8 checkpoints
 
 
-def _rule(target: float, rates: dict[str, float]) -> EarlyStop:
+def _rule(target: float, rate: float | None = None, curves: tuple = ()) -> EarlyStop:
+    """The rule with `curves` seen, or with one short curve whose accuracy rose by `rate`."""
+    if rate is not None:
+        curves = ([{"step": 10, "accuracy": 0.0}, {"step": 20, "accuracy": rate}],)
     return EarlyStop(
         task=TASK, data=DATA, fitness=Fitness.for_task(TASK), budget=BUDGET, n_params=1000,
-        target=target, target_name=f"the baseline's mean {target:.4f}", rates=rates,
+        target=target, target_name=f"the baseline's mean {target:.4f}", curves=curves,
     )  # fmt: skip
+
+
+def _curve(accuracies: list[float]) -> list[dict[str, float]]:
+    return [{"step": 10 * (i + 1), "accuracy": a} for i, a in enumerate(accuracies)]
 
 
 def _checkpoints(accuracies: list[float]) -> list[tuple[int, np.ndarray]]:
@@ -53,7 +60,7 @@ def test_fastest_rates_are_the_largest_gain_between_checkpoints_in_the_better_di
 
 
 def test_a_flat_curve_is_stopped_once_even_twice_the_fastest_learning_cannot_catch_up() -> None:
-    rule = _rule(target=0.5, rates={"accuracy": 0.05})
+    rule = _rule(target=0.5, rate=0.05)
     assert BUDGET.checkpoints == 8
     first = int(max(2, MIN_SHARE * 8))
     assert rule(_checkpoints([0.0] * (first - 1))) is None  # too early to tell
@@ -65,22 +72,41 @@ def test_a_flat_curve_is_stopped_once_even_twice_the_fastest_learning_cannot_cat
 
 def test_a_curve_that_could_still_catch_up_trains_on() -> None:
     # the same start, but the task has seen curves jump by 0.4 a checkpoint
-    assert _rule(target=0.5, rates={"accuracy": 0.4})(_checkpoints([0.0, 0.0])) is None
+    assert _rule(target=0.5, rate=0.4)(_checkpoints([0.0, 0.0])) is None
     # already above the target
-    assert _rule(target=0.3, rates={"accuracy": 0.0})(_checkpoints([0.4, 0.4])) is None
+    assert _rule(target=0.3, rate=0.0)(_checkpoints([0.4, 0.4])) is None
 
 
 def test_no_rule_decides_without_a_whole_curve_to_learn_from_nor_on_the_last_checkpoint() -> None:
-    assert _rule(target=0.9, rates={})(_checkpoints([0.0] * 4)) is None
-    assert _rule(target=0.9, rates={"accuracy": 0.0})(_checkpoints([0.0] * 8)) is None
+    assert _rule(target=0.9)(_checkpoints([0.0] * 4)) is None
+    assert _rule(target=0.9, rate=0.0)(_checkpoints([0.0] * 8)) is None
 
 
 def test_the_bound_extrapolates_from_the_best_value_reached() -> None:
-    rule = _rule(target=0.5, rates={"accuracy": 0.1})
+    rule = _rule(target=0.5, rate=0.1)
     curve = [{"step": 10, "accuracy": 0.3}, {"step": 20, "accuracy": 0.1}]
     # from 0.3: 0.5, 0.7, ... 1.5 over the six missing checkpoints (2x the rate of 0.1)
     expected = (0.3 + 0.1 + sum(0.3 + 0.2 * j for j in range(1, 7))) / 8
     assert rule.bound(curve) == pytest.approx(expected)
+
+
+def test_a_curve_that_trails_five_whole_curves_which_all_fell_short_is_stopped() -> None:
+    """Curves that jumped by 0.5 make the extrapolation hopeful, but the five that stood
+    closest above this one at its second checkpoint all ended below the target."""
+    jumpers = [_curve([0.0, 0.5, 0.55, 0.6, 0.6, 0.6, 0.6, 0.6])]  # area 0.51875
+    short = [_curve([0.1 + i / 100] * 8) for i in range(5)]  # areas 0.10-0.14
+    rule = _rule(target=0.5, curves=(*jumpers, *short))
+    assert rule.bound(_curve([0.05, 0.05])) > 0.5  # the extrapolation alone trains on
+    reason = rule(_checkpoints([0.05, 0.05]))
+    assert reason is not None and reason.startswith("stopped at step 20 of 80: the 5 curves")
+    assert "all ended below the baseline's mean 0.5000 (the best at 0.1400)" in reason
+    # a curve above the five has the jumper closest above it: it trains on
+    assert rule(_checkpoints([0.2, 0.2])) is None
+    # four of them are not precedent enough
+    assert _rule(target=0.5, curves=(*jumpers, *short[:4]))(_checkpoints([0.05, 0.05])) is None
+    # partial curves (stopped trials, other budgets) are no precedent
+    cut = tuple(c[:4] for c in short)
+    assert _rule(target=0.5, curves=(*jumpers, *cut, short[0]))(_checkpoints([0.05] * 2)) is None
 
 
 HOSTILE_RECORDS = (

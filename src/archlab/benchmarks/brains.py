@@ -6,14 +6,16 @@ seed 0, one thread), and its held-out curve, score and CPU seconds are kept in a
 file per task configuration (a landscape): searches then replay the planner's loop (the
 baseline genome first, then each brain's proposals with a fresh generator per step,
 novelty against every genome tried) over the cached outcomes, so that comparing brains
-over many search seeds costs each genome's training once. Early stopping is replayed on
-the cached curve with the ladder's rule (`eval.stopping`): a stopped proposal costs the
-share of its training loop it ran (and its start-up whole), the brain sees its partial
-score, and it is never the best.
+over many search seeds costs each genome's training once; random search's trials come
+from one pool of uniform draws. Early stopping is replayed on the cached curve with the
+ladder's rule (`eval.stopping`): a stopped proposal costs the share of its training loop
+it ran (and its start-up whole), the brain sees its partial score, and it is never the
+best.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -31,7 +33,7 @@ from typing import Any
 from archlab.config import Settings
 from archlab.errors import ConfigError
 from archlab.eval.fitness import Fitness
-from archlab.eval.stopping import EarlyStop, fastest_rates
+from archlab.eval.stopping import EarlyStop
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
 from archlab.search.baselines import TPE, RegularizedEvolution, require_optuna
@@ -53,6 +55,12 @@ COMPARISON_SEEDS = {False: 8, True: 2}
 
 #: the best of this many random draws is the target
 TARGET_DRAWS = 64
+
+#: uniform draws of the space that random search's replays take their trials from (each
+#: search a different order, no genome twice): random search's outcome depends only on the
+#: distribution of uniform draws' scores, so a pool of its draws estimates it at the cost of
+#: the pool's training, not of seeds x 64 trials
+RANDOM_POOL = {False: 192, True: 24}
 
 
 @dataclass(frozen=True)
@@ -147,9 +155,23 @@ class Landscape:
 Propose = Callable[[int, int, list[PoolEntry], Container[str]], Proposal]
 
 
-def proposers(settings: Settings, space: SearchSpace) -> dict[str, Propose]:
+def uniform_pool(space: SearchSpace, size: int) -> list[Genome]:
+    """`size` distinct uniform draws of the space besides the baseline (fewer if the space
+    has fewer), always the same ones."""
+    brain = HeuristicBrain(random.Random("random pool"), random_rate=1.0, space=space)
+    pool: dict[str, Genome] = {}
+    for _ in range(50 * size):
+        if len(pool) == size:
+            break
+        genome = brain.random_genome()
+        if genome.key() != baseline_genome().key():
+            pool.setdefault(genome.key(), genome)
+    return list(pool.values())
+
+
+def proposers(settings: Settings, space: SearchSpace, pool: Sequence[Genome]) -> dict[str, Propose]:
     """Each brain's proposal as the planner makes it, from the same search settings and
-    genome space."""
+    genome space; random search's are `pool`'s genomes in an order of its seed's."""
     search = settings.search
 
     def rng(seed: int, step: int) -> random.Random:
@@ -166,10 +188,13 @@ def proposers(settings: Settings, space: SearchSpace) -> dict[str, Propose]:
         scored = [e for e in history if math.isfinite(e.score)]
         return brain.propose(sorted(scored, key=lambda e: -e.score)[:50], seen)  # parent_pool
 
+    @functools.cache
+    def order(seed: int) -> list[Genome]:
+        return random.Random(f"random:{seed}").sample(list(pool), len(pool))
+
     def uniform(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
-        # as `archlab bench`'s discoveries: at random_rate 1 a novel uniform draw each step
-        brain = HeuristicBrain(rng(seed, step), random_rate=1.0, space=space)
-        return brain.propose(history, seen)
+        genome = order(seed)[step - 1]
+        return Proposal(genome, [], "random", "a uniform draw", "", "")
 
     def evolution(seed: int, step: int, history: list[PoolEntry], seen: Container[str]) -> Proposal:
         brain = RegularizedEvolution(
@@ -185,12 +210,15 @@ def proposers(settings: Settings, space: SearchSpace) -> dict[str, Propose]:
 
 @dataclass(frozen=True)
 class Step:
-    """One trial of a search: its genome's score trained whole, the best score so far, and
-    the training CPU seconds so far."""
+    """One trial of a search: its genome's score trained whole, the best score so far, the
+    training CPU seconds so far, and whether early stopping ended it (`wrongly`: its whole
+    score would have beaten the one it was stopped against)."""
 
     score: float
     best: float
     cpu_s: float
+    stopped: bool = False
+    wrongly: bool = False
 
 
 def search(
@@ -199,30 +227,48 @@ def search(
     seed: int,
     trials: int,
     early_stop: bool,
+    yardstick: Sequence[Evaluation] = (),
 ) -> list[Step]:
     """One search replayed over the landscape: the baseline genome, then `trials` - 1
-    proposals, each stopped early where the ladder's rule would stop it."""
+    proposals, each stopped early where the ladder's rule would stop it: against the best
+    of its parents that beat the baseline (as the ladder's confirmed parents), else
+    against the baseline, with the whole curves of the search and of the `yardstick`
+    (a run's random samples, which always train whole) as the rule's evidence."""
     base = baseline_genome()
     reference = landscape(base)
     history = [PoolEntry("c0", reference.score, base)]
-    full_curves = [reference.curve]
+    whole = {"c0": reference}  # the trials that ran to the end
     seen = {base.key()}
     steps = [Step(reference.score, reference.score, reference.cpu_s)]
     for step in range(1, trials):
-        genome = propose(seed, step, history, seen).genome
-        seen.add(genome.key())
-        outcome = landscape(genome)
+        proposal = propose(seed, step, history, seen)
+        seen.add(proposal.genome.key())
+        outcome = landscape(proposal.genome)
         score, best, cpu_s = outcome.score, outcome.score, outcome.cpu_s
-        stopped_at = _stopped_at(landscape, outcome, reference.score, full_curves)
-        if early_stop and stopped_at is not None:
+        target = max(
+            [reference.score, *(whole[p].score for p in proposal.parent_ids if p in whole)]
+        )
+        # (never its own curve: a yardstick genome proposed again knows no more than another)
+        curves = [w.curve for w in (*yardstick, *whole.values()) if w.curve and w is not outcome]
+        stopped_at = _stopped_at(landscape, outcome, target, curves) if early_stop else None
+        if stopped_at is not None:
             metrics = landscape.task.curve_metrics(outcome.curve[:stopped_at])
             score = landscape.fitness.score(metrics, outcome.n_params, 0.0)
             best = -math.inf  # a stopped candidate is never accepted
             cpu_s = outcome.cpu_s_until(stopped_at)
-        elif outcome.curve:
-            full_curves.append(outcome.curve)
-        history.append(PoolEntry(f"c{step}", score, genome))
-        steps.append(Step(outcome.score, max(steps[-1].best, best), steps[-1].cpu_s + cpu_s))
+        else:
+            whole[f"c{step}"] = outcome
+        history.append(PoolEntry(f"c{step}", score, proposal.genome))
+        stopped = stopped_at is not None
+        steps.append(
+            Step(
+                outcome.score,
+                max(steps[-1].best, best),
+                steps[-1].cpu_s + cpu_s,
+                stopped,
+                stopped and outcome.score > target,
+            )
+        )
     return steps
 
 
@@ -243,7 +289,7 @@ def _stopped_at(
         n_params=outcome.n_params,
         target=target,
         target_name="the baseline's score",
-        rates=fastest_rates(full_curves, fitness.higher_is_better),
+        curves=full_curves,
     )
     for k in range(1, len(outcome.curve) + 1):
         if rule.decides(k) and rule.verdict(outcome.curve[:k]):
@@ -267,7 +313,8 @@ def _median(values: Sequence[float | None]) -> float | None:
 def summary(searches: Sequence[Sequence[Step]], target: float) -> dict[str, Any]:
     """What the searches of one brain did (each a list of Steps): per seed, the trials and
     the training CPU seconds to reach `target` (None: not within its trials), their
-    medians, and the mean best after 16 and 32 trials (None: fewer trials)."""
+    medians, the mean best after 16 and 32 trials (None: fewer trials), the mean training
+    CPU seconds of a whole search, and how many trials early stopping ended (wrongly)."""
     reached = [
         next((t for t, s in enumerate(steps, 1) if s.best >= target), None) for steps in searches
     ]
@@ -281,11 +328,15 @@ def summary(searches: Sequence[Sequence[Step]], target: float) -> dict[str, Any]
             return None
         return statistics.mean(steps[t - 1].best for steps in searches)
 
+    trials = [step for steps in searches for step in steps]
     return {
         "trials_to_target_median": _median(reached),
         "cpu_s_to_target_median": _median(cpu_s),
         "best_at_16_mean": best_at(16),
         "best_at_32_mean": best_at(32),
+        "cpu_s_mean": statistics.mean(steps[-1].cpu_s for steps in searches),
+        "stopped": sum(step.stopped for step in trials),
+        "wrongly_stopped": sum(step.wrongly for step in trials),
         "trials_to_target": reached,
         "cpu_s_to_target": cpu_s,
     }
@@ -307,19 +358,29 @@ def compare_brains(
     landscape = Landscape(task, fitness, data_seed, cache)
     n_seeds = COMPARISON_SEEDS[quick] if seeds is None else seeds
     random_trials, trials = COMPARISON_TRIALS[quick]
-    propose = proposers(settings, SearchSpace.for_task(task, settings.executor.gpus_per_trial))
-    runs = list(product(BRAINS, range(n_seeds), (True, False)))
+    space = SearchSpace.for_task(task, settings.executor.gpus_per_trial)
+    pool = uniform_pool(space, RANDOM_POOL[quick])
+    if len(pool) < random_trials - 1:
+        raise ConfigError(f"the search space of {task_name} has too few genomes to compare on")
+    propose = proposers(settings, space, pool)
+    # whole searches first, and neighbours in the queue different seeds: two searches that
+    # walk the same genomes at once would wait on each other's trainings
+    runs = [(b, s, early) for early, b, s in product((False, True), BRAINS, range(n_seeds))]
+
+    # a run's yardstick, the random samples every run of the task trains whole: curves
+    # that early stopping learns from in every search, as in a run
+    yardstick = [landscape(genome) for genome in pool[: settings.search.random_samples]]
 
     def run(key: tuple[str, int, bool]) -> list[Step]:
         brain, seed, early_stop = key
         budget = random_trials if brain == "random" else trials
-        return search(landscape, propose[brain], seed, budget, early_stop)
+        return search(landscape, propose[brain], seed, budget, early_stop, yardstick)
 
     workers = settings.executor.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers) as pool:
-        searches = dict(zip(runs, pool.map(run, runs), strict=True))
-    # random search's draws (its proposals whole, the baseline aside) give the target
-    draws = [s.score for seed in range(n_seeds) for s in searches["random", seed, False][1:]]
+    with ThreadPoolExecutor(workers) as threads:
+        searches = dict(zip(runs, threads.map(run, runs), strict=True))
+    # the pool's draws that random search trained give the target
+    draws = [landscape.evaluations[g.key()].score for g in pool if g.key() in landscape.evaluations]
     target = random_best_of(draws, TARGET_DRAWS)
     result: dict[str, Any] = {
         "task": task_name,
@@ -327,6 +388,7 @@ def compare_brains(
         "search_seeds": n_seeds,
         "trials": trials,
         "random_trials": random_trials,
+        "random_pool": len(draws),
         "genomes_trained": len(landscape.evaluations),
     }
     for brain in BRAINS:

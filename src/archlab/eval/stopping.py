@@ -1,18 +1,25 @@
 """Early stopping: a proposal's proxy trial ends once its held-out curve cannot reach the
-score it must beat.
+score it must beat, by either of two rules over the task's whole curves so far.
 
-The bound is a conservative learning-curve extrapolation: from the best value it has
-reached, every metric of the curve keeps improving at `SLACK` times the fastest rate per
-checkpoint that any full curve of this task has shown (a curve jumps from chance to solved
-suddenly on recall tasks: the fastest jump seen is the yardstick, and twice it a margin).
-A curve whose score, so extrapolated to the end of its budget, stays below the target is
-stopped; the ladder records it as stopped with its partial curve, and never accepts it.
+- **Extrapolation**: from the best value it has reached, every metric of the curve keeps
+  improving at `SLACK` times the fastest rate per checkpoint that any whole curve of this
+  task has shown (a curve jumps from chance to solved suddenly on recall tasks: the
+  fastest jump seen is the yardstick, and twice it a margin). It stops what even that
+  cannot carry to the target, which is late in the budget where curves can jump.
+- **Precedent**: the `PEERS` whole curves of the task that stood closest above it at the
+  same checkpoint (each scored as if it were this candidate's) all ended below the
+  target. Curves rarely overtake the ones that led them at a quarter of the budget
+  (measured on the search benchmark's landscapes: docs/performance.md), so a curve that
+  trails five that all fell short is stopped there, where the first rule cannot yet tell.
+
+A stopped curve is recorded as stopped with its partial curve, and never accepted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 
 import numpy as np
@@ -24,6 +31,8 @@ from archlab.tasks.base import Budget, TokenData, TokenTask
 SLACK = 2.0
 #: no decision before this share of the checkpoints: a curve's first points say little
 MIN_SHARE = 0.25
+#: how many whole curves that led a curve, all short of the target, stop it
+PEERS = 5
 
 Curve = Sequence[dict[str, float]]
 
@@ -54,7 +63,8 @@ class EarlyStop:
     checkpoints so far, it says why to stop, or None.
 
     `data` needs only the held-out set; `target` is the score to beat and `target_name`
-    says what it is (e.g. "the baseline's mean 0.0956")."""
+    says what it is (e.g. "the baseline's mean 0.0956"); `curves` are the task's whole
+    held-out curves so far."""
 
     task: TokenTask
     data: TokenData
@@ -63,7 +73,32 @@ class EarlyStop:
     n_params: int
     target: float
     target_name: str
-    rates: dict[str, float]
+    curves: Sequence[Curve]
+
+    @cached_property
+    def rates(self) -> dict[str, float]:
+        return fastest_rates(self.curves, self.fitness.higher_is_better)
+
+    @cached_property
+    def _whole(self) -> list[tuple[Curve, float]]:
+        """The curves of this budget's length, each with its final score."""
+        n = self.budget.checkpoints
+        return [(c, self._score(c)) for c in self.curves if len(c) == n]
+
+    def _score(self, curve: Curve) -> float:
+        """A (partial) curve's score, as if it were this candidate's."""
+        return self.fitness.score(self.task.curve_metrics(list(curve)), self.n_params, 0.0)
+
+    def precedent(self, curve: Curve) -> list[float] | None:
+        """The final scores of the `PEERS` whole curves that stood closest above `curve` at
+        its last checkpoint (at or above its score so far), or None where fewer did."""
+        k, own = len(curve), self._score(curve)
+        above = sorted(
+            (partial, final)
+            for whole, final in self._whole
+            if (partial := self._score(whole[:k])) >= own
+        )
+        return [final for _, final in above[:PEERS]] if len(above) >= PEERS else None
 
     def bound(self, curve: Curve) -> float:
         """The best score `curve` (a partial one) could still end with."""
@@ -91,11 +126,18 @@ class EarlyStop:
 
     def verdict(self, curve: Curve) -> str | None:
         """Why to stop a trial whose held-out curve so far is `curve`, or None."""
+        where = _where(int(curve[-1]["step"]), len(curve), self.budget)
         bound = self.bound(curve)
-        if bound >= self.target:
-            return None
-        return (
-            f"stopped at {_where(int(curve[-1]['step']), len(curve), self.budget)}: learning "
-            f"{SLACK:g}x as fast as any curve of this task so far, it would score at most "
-            f"{bound:.4f}, below {self.target_name}"
-        )
+        if bound < self.target:
+            return (
+                f"stopped at {where}: learning {SLACK:g}x as fast as any curve of this task "
+                f"so far, it would score at most {bound:.4f}, below {self.target_name}"
+            )
+        finals = self.precedent(curve)
+        if finals is not None and max(finals) < self.target:
+            return (
+                f"stopped at {where}: the {PEERS} curves of this task that stood closest "
+                f"above it there all ended below {self.target_name} (the best at "
+                f"{max(finals):.4f})"
+            )
+        return None

@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from archlab.eval.stats import Interval, Judgement, difference, judge, summarize, t95
-from archlab.eval.stopping import EarlyStop, fastest_rates
+from archlab.eval.stopping import EarlyStop
 from archlab.eval.verify import ast_hash, causality_probe, source_hash, static_check
 from archlab.memory import queries
 from archlab.records import Candidate, Outcome, is_accepted
@@ -172,7 +172,7 @@ def early_stop(
         n_params=n_params,
         target=target,
         target_name=what,
-        rates=fastest_rates(curves, fitness.higher_is_better),
+        curves=curves,
     )
 
 
