@@ -12,7 +12,7 @@ LLAMA_CPP_PYTHON=0.3.36
 GEMMA=1.0.0
 GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 cache=${ARCHLAB_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archlab-ci}
-server=$cache/llama.cpp-$LLAMA_CPP_PYTHON/llama-server
+server=$cache/llama.cpp-$LLAMA_CPP_PYTHON-avx2/llama-server
 model=$cache/gemma-3-270m-q4_k_m-$GEMMA.gguf
 mkdir -p "$cache"
 
@@ -26,13 +26,16 @@ pip_() {  # a pip of its own: the machine's Python may have none
 if [ ! -x "$server" ]; then
     pip_ download --no-deps --no-binary :all: -d "$work" "llama-cpp-python==$LLAMA_CPP_PYTHON"
     tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
-    # the server alone, static, no web UI to fetch, no network code
+    # the server alone, static, no web UI to fetch, no network code; for AVX2, not for
+    # the building CPU: a native build on a VM that lists AMX crashed at its first
+    # thread pool (SIGSEGV), and a cached binary may run on another machine
     log=$work/build.log
     echo "building llama-server (about 10 minutes on 2 cores; once per machine)" >&2
     { cmake -S "$work"/llama_cpp_python-*/vendor/llama.cpp -B "$work/build" \
         -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF \
-        -DLLAMA_CURL=OFF &&
+        -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+        -DGGML_F16C=ON &&
         cmake --build "$work/build" --target llama-server -j "$(nproc)"; } >"$log" 2>&1 ||
         { tail -40 "$log" >&2; exit 1; }
     mkdir -p "$(dirname "$server")"

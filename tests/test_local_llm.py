@@ -27,7 +27,7 @@ CACHE = Path(
     os.environ.get("ARCHLAB_CI_CACHE")
     or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archlab-ci"
 )
-SERVER = CACHE / "llama.cpp-0.3.36" / "llama-server"
+SERVER = CACHE / "llama.cpp-0.3.36-avx2" / "llama-server"
 MODEL = CACHE / "gemma-3-270m-q4_k_m-1.0.0.gguf"
 #: enough for the coder's prompt and answer (the model takes 32k)
 CONTEXT = 16384
