@@ -36,6 +36,7 @@ from archlab.eval.fitness import Fitness
 from archlab.eval.stopping import EarlyStop
 from archlab.sandbox.basic import BasicLauncher
 from archlab.sandbox.trial import run_trial
+from archlab.search import operators
 from archlab.search.baselines import TPE, RegularizedEvolution, require_optuna
 from archlab.search.genome import Genome, baseline_genome, count_params, render
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
@@ -158,13 +159,13 @@ Propose = Callable[[int, int, list[PoolEntry], Container[str]], Proposal]
 def uniform_pool(space: SearchSpace, size: int) -> list[Genome]:
     """`size` distinct uniform draws of the space besides the baseline (fewer if the space
     has fewer), always the same ones."""
-    brain = HeuristicBrain(random.Random("random pool"), random_rate=1.0, space=space)
+    rng, baseline = random.Random("random pool"), baseline_genome().key()
     pool: dict[str, Genome] = {}
     for _ in range(50 * size):
         if len(pool) == size:
             break
-        genome = brain.random_genome()
-        if genome.key() != baseline_genome().key():
+        genome = operators.random_genome(rng, 50, space)
+        if genome.key() != baseline:
             pool.setdefault(genome.key(), genome)
     return list(pool.values())
 
