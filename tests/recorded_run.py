@@ -1,9 +1,9 @@
 """`python recorded_run.py HOME CANDIDATES [RUN_ID]`: the soak's discovery (or, given a
 run id, its resume) with trials answered from a recording after each kind's first
-(RecordedExecutor): a process that writes to the memory as fast as the lab can, for the
-tests to kill. With `DIE_AFTER_PLAN=N` in its environment the process kills itself at one
-exact point: once LangGraph has saved the writes of the Nth plan node, before the
-checkpoint that follows them."""
+(RecordedExecutor), a line printed for each: a process that writes to the memory as fast
+as the lab can, for the tests to kill. With `DIE_AFTER_PLAN=N` in its environment the
+process kills itself at one exact point: once LangGraph has saved the writes of the Nth
+plan node, before the checkpoint that follows them."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rich.console import Console
 from archlab.benchmarks import RecordedExecutor
 from archlab.config import Settings, load_settings
 from archlab.orchestration.runs import discover, resume
-from archlab.sandbox.executor import make_executor
+from archlab.sandbox.executor import TrialReport, TrialRequest, make_executor
 from support import TINY_MQAR
 
 
@@ -43,13 +43,24 @@ def recorded_executor(settings: Settings) -> RecordedExecutor:
     return RecordedExecutor(make_executor(settings, settings.home_dir / "trials"))
 
 
+class Announcing(RecordedExecutor):
+    """Prints a line for each trial it answers, just before the lab records it: the kill
+    tests count them to kill the process in the middle of its work."""
+
+    def run(self, request: TrialRequest) -> TrialReport:
+        report = super().run(request)
+        print("answered", flush=True)
+        return report
+
+
 def main(home: Path, candidates: int, run_id: str | None) -> None:
     settings = soak_settings(home, candidates)
     console = Console(quiet=True)
+    executor = Announcing(make_executor(settings, settings.home_dir / "trials"))
     if run_id is None:
-        discover(settings, console, recorded_executor(settings))
+        discover(settings, console, executor)
     else:
-        resume(home, run_id, console, recorded_executor(settings))
+        resume(home, run_id, console, executor)
 
 
 def die_after_plan(nth: int) -> None:

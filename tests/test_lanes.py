@@ -323,22 +323,27 @@ def kill_and_resume(
     home: Path,
     budget: int,
     launch: Callable[[str | None], subprocess.Popen[str]],
+    progress: Callable[[subprocess.Popen[str], int], object],
     rng: random.Random,
     rounds: int,
-    seconds: tuple[float, float],
+    steps: tuple[int, int],
 ) -> int:
-    """Start a run (`launch(None)`), SIGKILL it after a random number of `seconds`, resume
-    it (`launch(run_id)`) and kill it again, `rounds` times, with the memory's invariants
-    checked after every kill; then let the last resume finish. How many kills landed."""
+    """Start a run (`launch(None)`), SIGKILL it once it has made a random number of `steps`
+    of progress (`progress(proc, n)` returns when it has made `n` more, or exited) and a
+    random fraction of a second more, resume it (`launch(run_id)`) and kill it again,
+    `rounds` times, with the memory's invariants checked after every kill; then let the last
+    resume finish. How many kills landed. Kills follow the run's progress, not the clock:
+    on a fast machine a clock would let the run finish before the kills began."""
     run_id, kills, finished = None, 0, False
     for attempt in range(rounds + 1):
         proc = launch(run_id)
-        try:
-            proc.wait(timeout=rng.uniform(*seconds) if attempt < rounds else 600)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        _, stderr = proc.communicate()
+        if attempt < rounds:
+            progress(proc, rng.randint(*steps))
+            time.sleep(rng.uniform(0, 0.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        _, stderr = proc.communicate(timeout=600)
         assert proc.returncode in (0, -signal.SIGKILL), stderr
         if run_id is None and (home / "memory.duckdb").exists():
             run_id = (_query(home, "SELECT run_id FROM runs") or [(None,)])[0][0]
@@ -380,13 +385,20 @@ def test_kill_9_at_random_points_then_resume_keeps_the_memory_consistent(
             f'base_url = "{fake.base_url}"\nmodel = "fake-model"\n'
         )
         first = ["run", "--trials", str(trials), "--lanes", "2", "--workers", "2"]
+
+        def reported(proc: subprocess.Popen[str], events: int) -> None:
+            assert proc.stderr is not None  # the console's lines: the run's opening, then
+            while events and (line := proc.stderr.readline()):  # the lanes' events ("L0 ...")
+                events -= bool(re.match(r"(run|resuming|L\d+) ", line))
+
         kills = kill_and_resume(
             home,
             trials,
             lambda run_id: start(lab_dir, *(["resume", run_id] if run_id else first)),
+            reported,
             rng=random.Random(11),
             rounds=10,
-            seconds=(3, 10),
+            steps=(1, 3),
         )
     assert kills >= 5
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
@@ -528,16 +540,24 @@ def test_kill_9_during_recorded_trials_then_resume_keeps_the_memory_consistent(
 ) -> None:
     """The kill -9 test at the rate the lab alone writes (trials answered from a
     recording): many more kills land in the middle of a memory write."""
-    candidates = 300  # more than 15 short sessions can finish, however fast the machine
+    candidates = 300  # 601 trials: more than 15 sessions killed within 30 trials can answer
     home, script = tmp_path / "home", Path(__file__).with_name("recorded_run.py")
 
     def launch(run_id: str | None) -> subprocess.Popen[str]:
         argv = [sys.executable, str(script), str(home), str(candidates)]
         return subprocess.Popen(
-            argv + ([run_id] if run_id else []), stderr=subprocess.PIPE, text=True
+            argv + ([run_id] if run_id else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
+    def answered(proc: subprocess.Popen[str], trials: int) -> None:
+        for _ in range(trials):  # a line for each trial answered; none once it exited
+            assert proc.stdout is not None
+            proc.stdout.readline()
+
     kills = kill_and_resume(
-        home, candidates, launch, rng=random.Random(5), rounds=15, seconds=(3, 8)
+        home, candidates, launch, answered, rng=random.Random(5), rounds=15, steps=(1, 30)
     )
     assert kills >= 5

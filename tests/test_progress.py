@@ -52,6 +52,7 @@ def test_the_line_counts_candidates_and_time_keeps_the_best_and_names_the_stages
     _candidate(memory, "base00000000", "baseline", 0.29)
     _candidate(memory, "earlier00000", "mutate", 0.25)
     budget = RunBudget(RunSettings(trials=12, minutes=5, lanes=2), memory, "r", 107.5)
+    assert budget.glance()[0] == 2  # counted before a lane claims (once, "candidate 0 of 12")
     piped = io.StringIO()
     report = Reporter(Console(file=piped, width=100), budget, tmp_path / "trials")
     budget.hold(1)  # a lane resumed at a 3rd, unsaved

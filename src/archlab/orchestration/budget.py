@@ -35,7 +35,8 @@ class RunBudget:
         self._elapsed_before = elapsed_before
         self._started = self._elapsed_saved_at = time.monotonic()
         self._claimed = 0
-        self._saved_count: int | None = None
+        # counted once, then kept as lanes save: the run's lease makes this its only writer
+        self._saved_count = memory.count_candidates(run_id)
         self._lock = threading.Lock()
 
     def elapsed(self) -> float:
@@ -49,7 +50,7 @@ class RunBudget:
         """For the progress line: the candidates started (saved, or claimed by a lane that
         plans or codes one) and the seconds left of the time budget (None without one).
         Read without the lock, which a save holds: a moment behind at worst."""
-        started = (self._saved_count or 0) + self._claimed
+        started = self._saved_count + self._claimed
         minutes = self.settings.minutes
         left = max(minutes * 60 - self.elapsed(), 0.0) if minutes else None
         return started, left
@@ -84,7 +85,7 @@ class RunBudget:
             return spent
         with self._lock:
             trials = self.settings.trials  # 0: no limit
-            if trials and self._saved() + self._claimed >= trials:
+            if trials and self._saved_count + self._claimed >= trials:
                 return f"trial budget spent ({self.settings.trials} candidates)"
             self._claimed += 1
         return None
@@ -106,14 +107,7 @@ class RunBudget:
         (the candidates saved before it, and itself; other lanes' claims are not yet)."""
         with self._lock:
             known = self.memory.candidate_exists(candidate_id)
-            yield self._saved() + (0 if known else 1)
+            yield self._saved_count + (0 if known else 1)
             if not known:
                 self._claimed -= 1
-                self._saved_count = self._saved() + 1
-
-    def _saved(self) -> int:
-        """The run's saved candidates: counted in the memory once, then kept here as they
-        are saved (the run's lease makes this process its only writer)."""
-        if self._saved_count is None:
-            self._saved_count = self.memory.count_candidates(self.run_id)
-        return self._saved_count
+                self._saved_count += 1
