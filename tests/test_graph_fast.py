@@ -5,6 +5,7 @@ resuming, read back from the memory. Each run takes a second or two: no trial ru
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,45 @@ def _route(memory: Memory, run_id: str, candidate_id: str) -> list[str]:
     """The graph nodes that ran for the candidate, in order."""
     spans = [s for s in memory.spans(run_id) if s["candidate_id"] == candidate_id]
     return [s["name"] for s in sorted(spans, key=lambda s: s["started_at"])]
+
+
+class _Slow(FakeExecutor):
+    """Candidate `n`'s `stage` trials take `seconds`: they end after the run's minutes."""
+
+    def __init__(self, script: dict[Any, Scripted], n: int, stage: str, seconds: float) -> None:
+        super().__init__(script)
+        self.n, self.stage, self.seconds = n, stage, seconds
+
+    def run(self, request: TrialRequest) -> Any:
+        report = super().run(request)
+        if request.stage == self.stage and len(self.candidates) == self.n:
+            time.sleep(self.seconds)
+        return report
+
+
+@pytest.mark.parametrize(
+    ("stage", "before"), [("proxy", "its confirm seeds"), ("confirm", "its audit")]
+)
+def test_no_confirmation_or_audit_begins_once_the_minutes_are_spent(
+    tmp_path: Path, stage: str, before: str
+) -> None:
+    """The run ends within its minutes and the trials in flight: a proposal that earns its
+    confirm seeds, or (a gain beyond the audit ratio) its audit, only after the minutes
+    are spent is not accepted, and says why."""
+    settings = _settings(tmp_path, trials=0, minutes=0.05)  # 3 s
+    fake = _Slow({1: Scripted(score=0.1), 2: Scripted(score=0.9)}, 2, stage, seconds=3.5)
+    run_id = discover(settings, QUIET, fake)
+
+    memory = open_memory(settings.home_dir)
+    _, late = _in_order(memory, run_id)
+    stages = [r.stage for r in fake.requests]
+    assert stages.count("confirm") == (2 if stage == "proxy" else 4)  # the baseline's: 2
+    assert not any(s.startswith("audit") for s in stages)
+    verdict = memory.verdict(late["candidate_id"])
+    assert verdict["verdict"] == "reject"
+    assert verdict["reason"].endswith(
+        f"but the run's time budget was spent before {before}; not accepted"
+    )
 
 
 def test_routing_trains_the_verified_skips_the_rejected_and_confirms_the_promising(

@@ -16,12 +16,14 @@ import torch
 
 from archlab.search.genome import Block, Genome, baseline_genome, count_params, render
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
+from archlab.search.motifs import conv_before_attention, gated_mlps
 from archlab.search.space import (
     MAX_PARAMS,
     MAX_RELATIVE_COST,
     REFERENCE,
     SEARCH_D_MODELS,
     SEARCH_MAX_BLOCKS,
+    changed,
     valid_heads,
 )
 from archlab.search.surrogate import FEATURES, Surrogate, features
@@ -30,7 +32,9 @@ _counter = itertools.count()
 
 
 def brain(seed: int = 0, **kw: Any) -> HeuristicBrain:
-    return HeuristicBrain(random.Random(seed), **kw)
+    """The brain without its published improvements (search.motifs), unless given: the
+    evolution's own mechanics."""
+    return HeuristicBrain(random.Random(seed), **{"motifs": (), **kw})
 
 
 def make_pool(n: int, seed: int = 0) -> list[PoolEntry]:
@@ -461,3 +465,46 @@ def test_plans_explain_the_surrogates_pick() -> None:
     assert p.operator == "mutate" and "Of 48 edits of tournament winners," in p.motivation
     with pytest.raises(ValueError):
         brain(candidates=0)
+
+
+# --- published improvements (search.motifs) -------------------------------------------------
+
+
+def test_the_best_genome_gets_its_published_improvements_before_any_edit() -> None:
+    """From the baseline alone: a short convolution before attention first (one edit in
+    hundreds of random ones, and on the default MQAR 5-8x the baseline), then gated MLPs,
+    then the evolution's own edits."""
+    base = baseline_genome()
+    pool, seen = [PoolEntry("base", 0.1, base)], {base.key()}
+    first = HeuristicBrain(random.Random(0)).propose(pool, seen)
+    assert first.genome.describe() == (
+        "d64 h1 ln pre mlp4 k4 [causal_conv+none, softmax_attention+mlp, softmax_attention+mlp]"
+    )
+    assert (first.operator, first.parent_ids) == ("mutate", ["base"])
+    assert "add block 1 causal_conv+none before attention" in first.hypothesis
+    assert "H3" in first.hypothesis
+    seen.add(first.genome.key())
+    second = HeuristicBrain(random.Random(0)).propose(pool, seen)
+    assert [b.channel for b in second.genome.blocks] == ["gated_mlp", "gated_mlp"]
+    seen.add(second.genome.key())
+    third = HeuristicBrain(random.Random(0)).propose(pool, seen)
+    assert "H3" not in third.hypothesis and "SwiGLU" not in third.hypothesis
+    # without a genome in the pool they improve the baseline, which has no parent id then
+    alone = HeuristicBrain(random.Random(0)).propose(
+        [PoolEntry("hand", 1.0, None)], seen - {first.genome.key()}
+    )
+    assert alone.genome == first.genome and alone.parent_ids == []
+
+
+def test_improvements_follow_the_best_and_apply_only_where_they_fit() -> None:
+    base = baseline_genome()
+    conv = Block(mixer="causal_conv", channel="none")
+    best = changed(base, blocks=(Block(mixer="gated_recurrence", channel="mlp"), *base.blocks))
+    pool = [PoolEntry("base", 0.1, base), PoolEntry("best", 0.5, best)]
+    proposal = HeuristicBrain(random.Random(0)).propose(pool, {base.key(), best.key()})
+    assert proposal.parent_ids == ["best"]
+    assert proposal.genome.blocks == (best.blocks[0], conv, *base.blocks)  # before attention
+    # a convolution already before attention, no plain MLP: nothing to improve
+    done = changed(base, blocks=(conv, Block(mixer="softmax_attention", channel="gated_mlp")))
+    assert conv_before_attention(done) is None and gated_mlps(done) is None
+    assert conv_before_attention(changed(base, blocks=(conv,))) is None  # no attention

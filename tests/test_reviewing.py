@@ -190,7 +190,8 @@ def test_the_heuristic_critics_insight_says_which_change_moved_the_score(
     run_id = discover(settings, Console(quiet=True), FakeExecutor(script))
     memory = open_memory(tmp_path / "home")
     verdicts = memory.verdicts(run_id)
-    (mutant,) = [c for c in memory.candidates(run_id) if c["plan"]["operator"] == "mutate"]
+    mutants = [c for c in memory.candidates(run_id) if c["plan"]["operator"] == "mutate"]
+    mutant = min(mutants, key=lambda c: c["created_at"])  # the second edits the first
     (parent,) = mutant["parents"]  # the packaged baseline, mutated as its genome
     insight = verdicts[mutant["candidate_id"]]["insight"]
     assert f"moved the score +0.3008 (0.3008 -> 0.6016) against parent {parent}" in insight

@@ -176,6 +176,10 @@ def critique(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     stage = state.get("stage")
     if stage == "proxy":
         why = ladder.worth_confirming(lab, candidate, score, ref)
+        late = candidate["origin"] != "baseline" and not lab.budget.time_left()
+        if why is not None and late:
+            decision = ladder.out_of_time(why, "its confirm seeds")
+            return {"verdict": critic.critique(lab, candidate, outcome, decision), "stage": "proxy"}
         if why is not None:
             lab.report.promoted(_lane(state), why)
             trainer.keep_weights(lab, candidate["candidate_id"])  # what it learnt, if asked
@@ -184,8 +188,11 @@ def critique(state: LabState, *, runtime: Runtime[Lab]) -> dict[str, Any]:
     if "audit" in outcome:  # the audit's outcome decides
         decision = audit.decide(decision, outcome["audit"])
     elif stage == "confirm" and (why := audit.due(candidate, decision)) is not None:
-        lab.report.promoted(_lane(state), why, "audit")
-        return {"verdict": {"verdict": "promote", "reason": why}, "stage": "audit"}
+        if not lab.budget.time_left():
+            decision = ladder.out_of_time(why, "its audit")
+        else:
+            lab.report.promoted(_lane(state), why, "audit")
+            return {"verdict": {"verdict": "promote", "reason": why}, "stage": "audit"}
     return {"verdict": critic.critique(lab, candidate, outcome, decision), "stage": "proxy"}
 
 

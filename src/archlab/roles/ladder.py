@@ -281,6 +281,14 @@ def decide(ctx: RunContext, candidate: Candidate, outcome: Outcome, ref: Referen
     )
 
 
+def out_of_time(why: str, stage: str) -> Judgement:
+    """The verdict on a candidate that earned its next `stage` ("its confirm seeds", "its
+    audit"; `why`) after the run's time budget was spent: not accepted. A run ends within
+    its minutes and the trials in flight, not a confirmation and an audit later."""
+    reason = f"{why}, but the run's time budget was spent before {stage}; not accepted"
+    return Judgement("reject", reason, _no_difference())
+
+
 def _no_difference() -> Interval:
     return Interval(0.0, -math.inf, math.inf)
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from archlab.search import operators
 from archlab.search.genome import Genome, baseline_genome
+from archlab.search.motifs import MOTIFS, Motif
 from archlab.search.space import REFERENCE, SearchSpace
 from archlab.search.surrogate import Prediction, Surrogate
 
@@ -125,6 +126,7 @@ class HeuristicBrain:
         max_attempts: int = 50,
         candidates: int = SCREENED_EDITS,
         space: SearchSpace = REFERENCE,
+        motifs: Sequence[Motif] = MOTIFS,
     ) -> None:
         if tournament_size < 1:
             raise ValueError("tournament_size must be >= 1")
@@ -142,6 +144,8 @@ class HeuristicBrain:
         self.candidates = candidates
         #: what it draws from, and the budget its proposals stay within
         self.space = space
+        #: the published improvements it tries on the best genome before editing it
+        self.motifs = motifs
 
     # -- proposing ---------------------------------------------------------------------------
 
@@ -149,7 +153,9 @@ class HeuristicBrain:
         """The next candidate: novel (key not in ``seen``) unless every bounded retry failed.
 
         Only entries with a genome are used as parents. With none, the baseline is proposed
-        first (operator "seed"), then mutations of it or random genomes.
+        first (operator "seed"), then mutations of it or random genomes. Either way the
+        published improvements (search.motifs) of the best genome come before its edits
+        (not before random restarts: at random_rate 1 the brain is random search).
         """
         entries = [e for e in pool if e.genome is not None]
         proposal = self._propose_once(entries, seen)
@@ -188,6 +194,9 @@ class HeuristicBrain:
                     "The memory holds no evolvable candidate besides the already-evaluated "
                     "baseline; a random restart explores away from it."
                 )
+            motif = self._motif(None, base, seen)
+            if motif is not None:
+                return motif
             return self._mutation_proposal(
                 None,
                 base,
@@ -200,6 +209,10 @@ class HeuristicBrain:
                 f"Random restarts (rate {self.random_rate:g}) keep the search from collapsing "
                 "onto the family of the current best candidates."
             )
+        best = max(entries, key=ranking_score)
+        motif = self._motif(best, _genome(best), seen)
+        if motif is not None:
+            return motif
         model = Surrogate.fit([_genome(e) for e in entries], [ranking_score(e) for e in entries])
         if r < self.random_rate + self.crossover_rate and len(entries) >= 2:
             pairs: list[tuple[Genome, tuple[PoolEntry, PoolEntry]]] = []
@@ -230,6 +243,22 @@ class HeuristicBrain:
             return self._drawn_proposal(genome, pick)
         parent, edit = origin
         return self._mutation_proposal(parent, _genome(parent), edit, pick)
+
+    def _motif(
+        self, parent: PoolEntry | None, genome: Genome, seen: Container[str]
+    ) -> Proposal | None:
+        """The first published improvement (search.motifs) of `genome` (the best
+        candidate's, or the baseline's without a parent) not yet tried and within the
+        space's budget; None once each was tried."""
+        for motif in self.motifs:
+            edited = motif.edit(genome)
+            if edited is None:
+                continue
+            child, change = edited
+            fits = len(child.blocks) <= self.space.max_blocks and self.space.within_budget(child)
+            if fits and child.key() not in seen:
+                return self._mutation_proposal(parent, genome, (child, change, motif.why), None)
+        return None
 
     def _screen(
         self,
