@@ -6,6 +6,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -77,6 +78,13 @@ def test_the_screen_model_wraps_as_a_terminal_does() -> None:
     assert screen.lines() == ["abcd", "done"]  # "^C" wrapped: the full line stays
 
 
+def _own_terminal() -> None:
+    """In the child: the terminal is its own, and Ctrl-C interrupts it as in a shell (a
+    suite started in the background, `pytest &`, passes SIGINT on ignored)."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 def test_ctrl_c_on_a_terminal_leaves_the_run_id_and_no_progress_line(lab_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHLAB_", "COLUMNS"))}
@@ -90,7 +98,7 @@ def test_ctrl_c_on_a_terminal_leaves_the_run_id_and_no_progress_line(lab_dir: Pa
         stdout=child,
         stderr=child,
         start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the terminal is its own
+        preexec_fn=_own_terminal,
     )
     os.close(child)
     drawn = bytearray()
