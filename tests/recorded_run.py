@@ -39,8 +39,10 @@ def soak_settings(home: Path, candidates: int) -> Settings:
     )
 
 
-def recorded_executor(settings: Settings) -> RecordedExecutor:
-    return RecordedExecutor(make_executor(settings, settings.home_dir / "trials"))
+def recorded_executor(
+    settings: Settings, kind: type[RecordedExecutor] = RecordedExecutor
+) -> RecordedExecutor:
+    return kind(make_executor(settings, settings.home_dir / "trials"))
 
 
 class Announcing(RecordedExecutor):
@@ -56,7 +58,7 @@ class Announcing(RecordedExecutor):
 def main(home: Path, candidates: int, run_id: str | None) -> None:
     settings = soak_settings(home, candidates)
     console = Console(quiet=True)
-    executor = Announcing(make_executor(settings, settings.home_dir / "trials"))
+    executor = recorded_executor(settings, Announcing)
     if run_id is None:
         discover(settings, console, executor)
     else:

@@ -83,8 +83,8 @@ class EarlyStop:
             {k: best[k] + sign * SLACK * self.rates.get(k, 0.0) * j for k in keys}
             for j in range(1, missing + 1)
         ]
-        metrics = self.task.curve_metrics([*curve, *extrapolated])
-        return self.fitness.score(metrics, self.n_params, 0.0)
+        values = self.task.curve_metrics([*curve, *extrapolated])
+        return self.fitness.score(values, self.n_params, 0.0)
 
     def __call__(self, checkpoints: list[tuple[int, np.ndarray]]) -> str | None:
         if not self.decides(len(checkpoints)):
