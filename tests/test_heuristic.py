@@ -16,7 +16,7 @@ import torch
 
 from archlab.search.genome import Block, Genome, baseline_genome, count_params, render
 from archlab.search.heuristic import HeuristicBrain, PoolEntry, Proposal
-from archlab.search.motifs import conv_before_attention, gated_mlps
+from archlab.search.motifs import conv_before_attention, gated_mlps, widest
 from archlab.search.space import (
     MAX_PARAMS,
     MAX_RELATIVE_COST,
@@ -473,7 +473,7 @@ def test_plans_explain_the_surrogates_pick() -> None:
 def test_the_best_genome_gets_its_published_improvements_before_any_edit() -> None:
     """From the baseline alone: a short convolution before attention first (one edit in
     hundreds of random ones, and on the default MQAR 5-8x the baseline), then gated MLPs,
-    then the evolution's own edits."""
+    then the widest model the budget allows, then the evolution's own edits."""
     base = baseline_genome()
     pool, seen = [PoolEntry("base", 0.1, base)], {base.key()}
     first = HeuristicBrain(random.Random(0)).propose(pool, seen)
@@ -488,7 +488,13 @@ def test_the_best_genome_gets_its_published_improvements_before_any_edit() -> No
     assert [b.channel for b in second.genome.blocks] == ["gated_mlp", "gated_mlp"]
     seen.add(second.genome.key())
     third = HeuristicBrain(random.Random(0)).propose(pool, seen)
-    assert "H3" not in third.hypothesis and "SwiGLU" not in third.hypothesis
+    # at mlp_ratio 4, width 128 would cost 2.7x the baseline's step (the budget: 2.5x)
+    assert third.genome == changed(base, d_model=128, mlp_ratio=3)
+    assert "d_model 64 -> 128, mlp_ratio 4 -> 3" in third.hypothesis
+    assert "Kaplan" in third.hypothesis
+    seen.add(third.genome.key())
+    fourth = HeuristicBrain(random.Random(0)).propose(pool, seen)
+    assert not any(why in fourth.hypothesis for why in ("H3", "SwiGLU", "Kaplan"))
     # without a genome in the pool they improve the baseline, which has no parent id then
     alone = HeuristicBrain(random.Random(0)).propose(
         [PoolEntry("hand", 1.0, None)], seen - {first.genome.key()}
@@ -506,5 +512,47 @@ def test_improvements_follow_the_best_and_apply_only_where_they_fit() -> None:
     assert proposal.genome.blocks == (best.blocks[0], conv, *base.blocks)  # before attention
     # a convolution already before attention, no plain MLP: nothing to improve
     done = changed(base, blocks=(conv, Block(mixer="softmax_attention", channel="gated_mlp")))
-    assert conv_before_attention(done) is None and gated_mlps(done) is None
-    assert conv_before_attention(changed(base, blocks=(conv,))) is None  # no attention
+    assert conv_before_attention(done, REFERENCE) is None and gated_mlps(done, REFERENCE) is None
+    assert conv_before_attention(changed(base, blocks=(conv,)), REFERENCE) is None  # no attention
+    # the widest width within the budget: as wide as the space goes for a small genome,
+    # at a lower MLP ratio where that is what fits, heads kept where the width allows
+    # them; none for a genome already as wide as its budget allows
+    small = changed(base, blocks=base.blocks[:1], n_heads=2)
+    assert widest(small, REFERENCE) == (changed(small, d_model=128), "d_model 64 -> 128")
+    narrow = changed(base, d_model=48, n_heads=3)
+    child, change = widest(narrow, REFERENCE) or (narrow, "")
+    assert child == changed(narrow, d_model=128, n_heads=2, mlp_ratio=3)
+    assert REFERENCE.within_budget(child)
+    assert change == "d_model 48 -> 128 (n_heads 3 -> 2), mlp_ratio 4 -> 3"
+    assert widest(child, REFERENCE) is None
+    deep = changed(base, blocks=base.blocks * 2)  # 4 blocks: 96 fits, at mlp_ratio 1
+    assert widest(deep, REFERENCE) == (
+        changed(deep, d_model=96, mlp_ratio=1),
+        "d_model 64 -> 96, mlp_ratio 4 -> 1",
+    )
+
+
+def test_an_improvement_that_hurt_twice_more_often_than_it_helped_is_set_aside() -> None:
+    """What the memory shows of each motif decides whether it is tried again: gated MLPs
+    that scored below the genomes they were made of twice are not tried on the next best;
+    after one such failure (one proxy score, one seed's) they are."""
+    base = changed(baseline_genome(), blocks=baseline_genome().blocks[:1])  # one attention
+    wide = changed(base, d_model=96)
+    gated, _ = gated_mlps(base, REFERENCE) or (base, "")
+    wide_gated, _ = gated_mlps(wide, REFERENCE) or (wide, "")
+    wide_conv, _ = conv_before_attention(wide, REFERENCE) or (wide, "")
+
+    def proposal(pool: list[PoolEntry]) -> Proposal:
+        seen = {e.genome.key() for e in pool if e.genome is not None}
+        return HeuristicBrain(random.Random(0), random_rate=0).propose(pool, seen)
+
+    once = [PoolEntry("base", 0.3, base), PoolEntry("gated", 0.2, gated)]
+    once += [PoolEntry("wide", 0.4, wide), PoolEntry("wide-conv", 0.45, wide_conv)]
+    first = proposal(once)
+    assert first.parent_ids == ["wide-conv"] and "SwiGLU" in first.hypothesis
+    twice = proposal([*once, PoolEntry("wide-gated", 0.35, wide_gated)])
+    assert twice.parent_ids == ["wide-conv"] and "SwiGLU" not in twice.hypothesis
+    assert "Kaplan" in twice.hypothesis  # the next one, widening
+    # a success makes up for a failure
+    helped = proposal([*once, PoolEntry("wide-gated", 0.42, wide_gated)])
+    assert "SwiGLU" in helped.hypothesis

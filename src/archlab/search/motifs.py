@@ -1,7 +1,9 @@
 """Published improvements of sequence models, as edits of a genome: what a researcher tries
 on the best architecture so far before random edits. Random edits seldom make them: a
 short convolution added before attention is one edit in hundreds of the baseline's, yet
-on the default MQAR it scores 5-8x the baseline (docs/llm-brains.md)."""
+on the default MQAR it scores 5-8x the baseline (docs/llm-brains.md); and a random width
+change is a step of 16 channels where the widest model the budget allows is often the best
+of a proxy's fixed steps."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from archlab.search.genome import HEADED_MIXERS, Block, Genome
-from archlab.search.space import changed
+from archlab.search.space import SearchSpace, changed, fit_heads
 
-#: an edit: the edited genome and what changed, or None where it does not apply
-Edit = Callable[[Genome], tuple[Genome, str] | None]
+#: an edit within a search space: the edited genome and what changed, or None where it
+#: does not apply
+Edit = Callable[[Genome, SearchSpace], tuple[Genome, str] | None]
 
 
 @dataclass(frozen=True)
@@ -22,7 +25,7 @@ class Motif:
     why: str
 
 
-def conv_before_attention(genome: Genome) -> tuple[Genome, str] | None:
+def conv_before_attention(genome: Genome, space: SearchSpace) -> tuple[Genome, str] | None:
     """A short causal convolution, with no MLP after it, added before the first attention
     block that does not already follow one."""
     blocks = genome.blocks
@@ -34,7 +37,7 @@ def conv_before_attention(genome: Genome) -> tuple[Genome, str] | None:
     return None
 
 
-def gated_mlps(genome: Genome) -> tuple[Genome, str] | None:
+def gated_mlps(genome: Genome, space: SearchSpace) -> tuple[Genome, str] | None:
     """Every plain MLP made a gated one."""
     if not any(b.channel == "mlp" for b in genome.blocks):
         return None
@@ -43,6 +46,27 @@ def gated_mlps(genome: Genome) -> tuple[Genome, str] | None:
         for b in genome.blocks
     )
     return changed(genome, blocks=blocks), "every mlp channel -> gated_mlp"
+
+
+def widest(genome: Genome, space: SearchSpace) -> tuple[Genome, str] | None:
+    """The widest residual stream of the space that keeps the genome within its budget,
+    at a lower MLP ratio where that is what fits (heads kept where the width allows
+    them); None if none is wider than the genome's."""
+    for d in sorted(space.d_models, reverse=True):
+        if d <= genome.d_model:
+            return None
+        heads = fit_heads(d, genome.n_heads)
+        ratios = range(genome.mlp_ratio, 0, -1) if genome.uses_mlp_ratio else (genome.mlp_ratio,)
+        for ratio in ratios:
+            child = changed(genome, d_model=d, n_heads=heads, mlp_ratio=ratio)
+            if space.within_budget(child):
+                change = f"d_model {genome.d_model} -> {d}"
+                if heads != genome.n_heads:
+                    change += f" (n_heads {genome.n_heads} -> {heads})"
+                if ratio != genome.mlp_ratio:
+                    change += f", mlp_ratio {genome.mlp_ratio} -> {ratio}"
+                return child, change
+    return None
 
 
 #: tried in this order on the best candidate, each once
@@ -58,5 +82,12 @@ MOTIFS: tuple[Motif, ...] = (
         gated_mlps,
         "gated MLPs beat plain ones at equal parameters in transformer language models "
         "(SwiGLU: Shazeer 2020; PaLM and LLaMA use them)",
+    ),
+    Motif(
+        widest,
+        "at a fixed number of training steps a bigger model reaches a lower loss (larger "
+        "models are more sample-efficient, and their shape matters little: Kaplan et al. "
+        "2020), and a proxy trial trains every candidate for the same steps; a wider "
+        "residual stream feeds every layer, a wider MLP only its own",
     ),
 )
