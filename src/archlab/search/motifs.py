@@ -1,9 +1,10 @@
 """Published improvements of sequence models, as edits of a genome: what a researcher tries
 on the best architecture so far before random edits. Random edits seldom make them: a
 short convolution added before attention is one edit in hundreds of the baseline's, yet
-on the default MQAR it scores 5-8x the baseline (docs/llm-brains.md); and a random width
-change is a step of 16 channels where the widest model the budget allows is often the best
-of a proxy's fixed steps."""
+on the default MQAR it scores 5-8x the baseline (docs/llm-brains.md); and once a few
+candidates are scored a random width change moves at most 32 channels at the same MLP
+ratio, where the widest model the budget allows is often the best of a proxy's fixed
+steps."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from archlab.search.genome import HEADED_MIXERS, Block, Genome
-from archlab.search.space import SearchSpace, changed, fit_heads
+from archlab.search.operators import with_width
+from archlab.search.space import SearchSpace, changed
 
 #: an edit within a search space: the edited genome and what changed, or None where it
 #: does not apply
@@ -55,14 +57,11 @@ def widest(genome: Genome, space: SearchSpace) -> tuple[Genome, str] | None:
     for d in sorted(space.d_models, reverse=True):
         if d <= genome.d_model:
             return None
-        heads = fit_heads(d, genome.n_heads)
+        wide, change = with_width(genome, d)
         ratios = range(genome.mlp_ratio, 0, -1) if genome.uses_mlp_ratio else (genome.mlp_ratio,)
         for ratio in ratios:
-            child = changed(genome, d_model=d, n_heads=heads, mlp_ratio=ratio)
+            child = changed(wide, mlp_ratio=ratio)
             if space.within_budget(child):
-                change = f"d_model {genome.d_model} -> {d}"
-                if heads != genome.n_heads:
-                    change += f" (n_heads {genome.n_heads} -> {heads})"
                 if ratio != genome.mlp_ratio:
                     change += f", mlp_ratio {genome.mlp_ratio} -> {ratio}"
                 return child, change

@@ -162,11 +162,7 @@ def _edit(
         step = space.d_models[-1] if jump else 32
         options = [x for x in space.d_models if x != g.d_model and abs(x - g.d_model) <= step]
         d = rng.choice(options) if options else space.d_models[-1]
-        heads = fit_heads(d, g.n_heads)
-        child = changed(g, d_model=d, n_heads=heads)
-        change = f"d_model {g.d_model} -> {d}"
-        if heads != g.n_heads:
-            change += f" (n_heads {g.n_heads} -> {heads})"
+        child, change = with_width(g, d)
         why = (
             "a wider residual stream adds capacity"
             if d > g.d_model
@@ -204,6 +200,16 @@ def _edit(
         else "a shorter kernel focuses on the nearest tokens"
     )
     return changed(g, conv_kernel=k), f"conv_kernel {g.conv_kernel} -> {k}", why
+
+
+def with_width(g: Genome, d_model: int) -> tuple[Genome, str]:
+    """The genome at another width, its heads kept where the width allows them, and what
+    changed."""
+    heads = fit_heads(d_model, g.n_heads)
+    change = f"d_model {g.d_model} -> {d_model}"
+    if heads != g.n_heads:
+        change += f" (n_heads {g.n_heads} -> {heads})"
+    return changed(g, d_model=d_model, n_heads=heads), change
 
 
 def _applicable(g: Genome, kind: str, space: SearchSpace) -> bool:
