@@ -160,9 +160,12 @@ class _Checkpoints:
         self.expected, self.rule = expected, rule
         self.seen: list[tuple[int, np.ndarray]] = []
         self.reason: str | None = None
-        self._fresh = False
 
     def record(self, payload: bytes) -> None:
+        """The rule sees each checkpoint as it comes, and what comes after its verdict is
+        not kept: on a loaded machine several arrive between two looks at the trial."""
+        if self.reason is not None:
+            return
         budget = self.expected.budget
         try:
             obj = json.loads(payload)
@@ -175,12 +178,9 @@ class _Checkpoints:
         last = self.seen[-1][0] if self.seen else 0
         if step > last and budget.is_checkpoint(step, len(self.seen)):
             self.seen.append((step, outputs))
-            self._fresh = True
+            self.reason = self.rule(self.seen)
 
     def stop(self) -> bool:
-        if self._fresh and self.reason is None:
-            self._fresh = False
-            self.reason = self.rule(self.seen)
         return self.reason is not None
 
 
