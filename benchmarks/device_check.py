@@ -15,20 +15,29 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from archlab.benchmarks.device import device_check
+from archlab.benchmarks.device import PARTS, device_check
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--smoke", action="store_true", help="toy sizes on the CPU")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
+    )
     args = parser.parse_args()
-    result = device_check(smoke=args.smoke)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    parts = tuple(args.parts.split(","))
+    if not set(parts) <= set(PARTS):
+        parser.error(f"--parts takes {', '.join(PARTS)}")
+
+    def write(result: dict[str, Any]) -> None:  # after each part, to keep what was measured
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+    result = device_check(smoke=args.smoke, parts=parts, done=write)
+    print(json.dumps(result, indent=2))
     failed = [name for name, part in result.items() if isinstance(part, dict) and "error" in part]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

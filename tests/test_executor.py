@@ -176,7 +176,10 @@ def test_visible_gpus_from_the_environment_or_dev(tmp_path: Path) -> None:
         visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-8f2c1e0a"}, tmp_path)
 
 
-def test_a_gpu_trial_sees_only_its_own_device(tmp_path: Path) -> None:
+def test_a_gpu_trial_sees_only_its_own_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64")
     for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
         (tmp_path / name).touch()
     binds = gpu_device_binds((1,), tmp_path)
@@ -188,7 +191,8 @@ def test_a_gpu_trial_sees_only_its_own_device(tmp_path: Path) -> None:
     assert gpu_device_binds(()) == []
     env = clean_env(tmp_path, 1, (1,))
     assert (env["CUDA_VISIBLE_DEVICES"], env["CUDA_DEVICE_ORDER"]) == ("1", "PCI_BUS_ID")
-    assert "CUDA_VISIBLE_DEVICES" not in clean_env(tmp_path, 1)
+    assert env["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64"  # the driver, where it is said
+    assert not {"CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"} & set(clean_env(tmp_path, 1))
 
     # in the strict sandbox's argv the binds come after the fresh /dev they add to
     limits = Limits(wall_s=10, memory_bytes=2**30, gpus=(1,))

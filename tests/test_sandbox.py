@@ -214,12 +214,13 @@ def test_harnesses_started_ahead_share_nothing(tiny_task: MQAR, tmp_path: Path) 
     assert not _alive(spare)
 
 
-def test_harness_adamw_follows_torch_adamw() -> None:
+@pytest.mark.parametrize("foreach", [False, True], ids=["per tensor (CPU)", "foreach (GPU)"])
+def test_harness_adamw_follows_torch_adamw(foreach: bool) -> None:
     """The harness's own AdamW (kept free of torch.optim's torch._dynamo import) takes the
-    same steps as torch.optim.AdamW, learning-rate changes included."""
+    same steps as torch.optim.AdamW, learning-rate changes included, on either path."""
     import torch
 
-    from archlab.sandbox.harness import AdamW
+    from archlab.sandbox.optimizer import AdamW
 
     torch.manual_seed(0)
     ours = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16))
@@ -227,6 +228,7 @@ def test_harness_adamw_follows_torch_adamw() -> None:
     theirs.load_state_dict(ours.state_dict())
     start = [p.detach().clone() for p in ours.parameters()]
     mine = AdamW(ours.parameters(), lr=3e-3, weight_decay=0.1)
+    mine.foreach = foreach
     reference = torch.optim.AdamW(theirs.parameters(), lr=3e-3, weight_decay=0.1)
     tokens = torch.randint(0, 16, (4, 6))
     for step in range(12):

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from archlab.sandbox.optimizer import AdamW
+
 RESULT_FILE = "result.json"
 #: the trained weights, when the trial asks for them: safetensors, never a pickle
 WEIGHTS_FILE = "weights.safetensors"
@@ -189,52 +191,6 @@ def _time_lengths(module: Any, trial: dict[str, Any]) -> list[dict[str, float]]:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         points.append({"length": length, "seconds": best, "peak_rss_mb": peak_mb})
     return points
-
-
-class AdamW:
-    """torch.optim.AdamW's update (decoupled weight decay, bias-corrected moments, the
-    single-tensor path it takes on CPU), written out because torch.optim imports
-    torch._dynamo on first use: ~1 s of CPU and 800 modules in every fresh trial process,
-    paid out of training time whenever the cores are busy (two workers on two cores)."""
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float,
-        weight_decay: float,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-    ) -> None:
-        import torch
-
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
-        self.exp_avg = [torch.zeros_like(p) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        import torch
-
-        self.steps += 1
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1 - beta1**self.steps)
-        correction2_sqrt = math.sqrt(1 - beta2**self.steps)
-        with torch.no_grad():
-            for p, exp_avg, exp_avg_sq in zip(
-                self.params, self.exp_avg, self.exp_avg_sq, strict=True
-            ):
-                if p.grad is None:
-                    continue
-                p.mul_(1 - self.lr * self.weight_decay)
-                exp_avg.lerp_(p.grad, 1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self.eps)
-                p.addcdiv_(exp_avg, denom, value=-step_size)
 
 
 class Schedule:
@@ -456,13 +412,17 @@ def _warm_up() -> None:
     import numpy as np
     import torch
 
-    model = torch.nn.Sequential(torch.nn.Embedding(8, 8), torch.nn.Linear(8, 8))
+    # a GPU trial's harness sets up the device too: CUDA's context and kernels cost seconds
+    device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    model = torch.nn.Sequential(torch.nn.Embedding(8, 8), torch.nn.Linear(8, 8)).to(device)
     optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    logits = model(torch.from_numpy(np.zeros((2, 4), dtype=np.int64)))
-    torch.nn.functional.cross_entropy(logits.reshape(-1, 8), torch.zeros(8, dtype=torch.long))
+    logits = model(torch.from_numpy(np.zeros((2, 4), dtype=np.int64)).to(device))
+    target = torch.zeros(8, dtype=torch.long, device=device)
+    torch.nn.functional.cross_entropy(logits.reshape(-1, 8), target)
     logits.sum().backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
+    _synchronize(device)
 
 
 def main() -> int:

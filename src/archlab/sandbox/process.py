@@ -52,6 +52,10 @@ def clean_env(trial_dir: Path, threads: int, gpus: tuple[int, ...] = ()) -> dict
     env.update({k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ})
     if gpus:  # numbered as /dev/nvidiaN and nvidia-smi number them
         env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=",".join(map(str, gpus)))
+        # where the driver's libraries are: NVIDIA's container images say it here, not in
+        # ld.so.cache (the strict level binds only system folders, /usr/local/nvidia among them)
+        if os.environ.get("LD_LIBRARY_PATH"):
+            env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
     return env
 
 
