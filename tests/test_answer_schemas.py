@@ -6,12 +6,14 @@ answers the validator refuses for a rule JSON Schema can express are refused by 
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
+from archlab.config.settings import ROLE_OUTPUT_TOKENS
 from archlab.llm.answers import strict_schema
 from archlab.llm.check import Ping
 from archlab.roles.critic import Critique
@@ -148,3 +150,72 @@ def test_widths_go_as_lists_of_values_that_the_head_count_divides() -> None:
     validator = Draft202012Validator(strict_schema(ComposePlan))
     assert not validator.is_valid({**COMPOSE, "operator": "new", "parents": [],
                                    "genome": {**GENOME, "n_heads": 6, "d_model": 160}})  # fmt: skip
+
+
+def _free_text(node: Any) -> list[dict[str, Any]]:
+    """The schema's string fields whose values it does not list."""
+    if isinstance(node, list):
+        return [f for item in node for f in _free_text(item)]
+    if not isinstance(node, dict):
+        return []
+    here = [node] if node.get("type") == "string" and not {"enum", "const"} & set(node) else []
+    return here + [f for value in node.values() for f in _free_text(value)]
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [plan_schema(ComposePlan, IDS), plan_schema(DesignPlan, IDS), strict_schema(Critique),
+     strict_schema(Ping)],
+    ids=["compose plan", "design plan", "critique", "check"],
+)  # fmt: skip
+def test_free_text_is_bounded_in_the_schema_sent(schema: dict[str, Any]) -> None:
+    """A real 270M model under llama-server's grammar wrote one word over and over into a
+    plan's motivation, to the 2,048-token limit: 80 s an attempt, three attempts, the step
+    lost. Under a bound the grammar closes the field and the answer goes on."""
+    fields = _free_text(schema)
+    assert fields
+    assert all(isinstance(f.get("maxLength"), int) for f in fields), fields
+
+
+def _longest(node: dict[str, Any], defs: dict[str, Any]) -> Any:
+    """The longest value `node` allows, as JSON text goes."""
+    if "$ref" in node:
+        return _longest(defs[node["$ref"].rsplit("/", 1)[1]], defs)
+    for key in ("oneOf", "anyOf"):
+        if key in node:
+            values = [_longest(variant, defs) for variant in node[key]]
+            return max(values, key=lambda v: len(json.dumps(v)))
+    if "enum" in node or "const" in node:
+        return max(node.get("enum", [node.get("const")]), key=lambda v: len(json.dumps(v)))
+    kind = node.get("type")
+    if kind == "object":
+        return {name: _longest(value, defs) for name, value in node["properties"].items()}
+    if kind == "array":
+        return [_longest(node["items"], defs)] * node["maxItems"]
+    if kind == "string":
+        return "x" * node["maxLength"]
+    return {"boolean": False, "integer": 10**6}[kind]
+
+
+@pytest.mark.parametrize(
+    ("role", "schema"),
+    [("planner", plan_schema(ComposePlan, IDS)), ("planner", plan_schema(DesignPlan, IDS)),
+     ("critic", strict_schema(Critique)), ("check", strict_schema(Ping))],
+    ids=["compose plan", "design plan", "critique", "check"],
+)  # fmt: skip
+def test_the_longest_answer_the_schema_allows_fits_the_roles_output_limit(
+    role: str, schema: dict[str, Any]
+) -> None:
+    """Written one character a token (a base model wrote '0' a thousand times into a
+    critique's analysis), the longest answer still ends within the role's default output
+    limit, so a looping model under the grammar is never cut off."""
+    longest = json.dumps(_longest(schema, schema.get("$defs", {})))
+    assert len(longest) <= ROLE_OUTPUT_TOKENS[role], longest
+
+
+def test_a_longer_text_than_the_bound_is_still_read() -> None:
+    """The bound is the decoder's, not a rule: an unconstrained model's longer motivation,
+    or one in a run replayed from before the bound, is read as it is."""
+    answer = {**COMPOSE, "operator": "new", "parents": [], "motivation": "config_model_" * 100}
+    assert not Draft202012Validator(plan_schema(ComposePlan, IDS)).is_valid(answer)
+    assert validates(ComposePlan, answer)

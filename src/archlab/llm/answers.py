@@ -10,7 +10,7 @@ import re
 from typing import Any, TypeVar
 
 import json_repair
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -52,6 +52,16 @@ def extract_json(text: str) -> Any:
         return json.loads(candidate)
     except json.JSONDecodeError:
         return json_repair.loads(candidate)
+
+
+def prose(description: str, max_chars: int, min_chars: int | None = None) -> Any:
+    """A free-text field of an answer, bounded in the schema sent and not by the validator:
+    a grammar-constrained decoder closes a small model's looping text at the bound (a base
+    model wrote one word over and over to the output limit, 80 s an attempt), while a
+    longer text from an unconstrained answer or a replayed run is still read."""
+    return Field(
+        description=description, min_length=min_chars, json_schema_extra={"maxLength": max_chars}
+    )
 
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from archlab.llm.answers import Unusable
+from archlab.llm.answers import Unusable, prose
 from archlab.llm.client import LLM, Question
 
 
 class Ping(BaseModel):
     """The small structured answer `archlab llm check` asks for."""
 
-    word: str
+    word: str = prose("the word asked for", 40)
     number: int
 
 

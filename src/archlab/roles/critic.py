@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from archlab.eval.stats import Judgement
+from archlab.llm.answers import prose
 from archlab.llm.brains import HEURISTIC, Asker
 from archlab.llm.client import NoAnswer, Question
 from archlab.prompts import task_brief
@@ -29,14 +30,15 @@ _NOT_REPAIRABLE = {"duplicate", "answer", "review"}
 
 
 class Critique(BaseModel):
-    analysis: str = Field(
-        description="the result against the parents and the baseline: is the difference "
-        "larger than one seed's noise, what does the curve add, what did it cost?"
+    analysis: str = prose(
+        "the result against the parents and the baseline: is the difference "
+        "larger than one seed's noise, what does the curve add, what did it cost?",
+        500,
     )
     implements_plan: bool = Field(description="whether the code does what the plan says")
     verdict: Literal["accept", "reject", "repair"]
-    reason: str = Field(description="the verdict's reason, in one line")
-    insight: str = Field(description="one sentence that later proposals should know")
+    reason: str = prose("the verdict's reason, in one line", 200)
+    insight: str = prose("one sentence that later proposals should know", 200)
 
 
 def can_repair(ctx: RunContext, candidate: Candidate) -> bool:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from archlab.llm.answers import strict_schema
+from archlab.llm.answers import prose, strict_schema
 from archlab.llm.brains import Asker, ReplayExhausted
 from archlab.llm.client import ContextOverflow, NoAnswer, Question
 from archlab.memory import queries, reviews
@@ -43,9 +43,9 @@ _PARENTS = {"mutate": 1, "crossover": 2, "new": 0}
 class PlanAnswer(BaseModel):
     """What a model proposes; the fields come in the order worth thinking them through."""
 
-    motivation: str = Field(min_length=1, description="what in the memory led to this idea")
-    hypothesis: str = Field(
-        min_length=1, description="one or two sentences: what changes, and why it should help"
+    motivation: str = prose("what in the memory led to this idea", 500, min_chars=1)
+    hypothesis: str = prose(
+        "one or two sentences: what changes, and why it should help", 500, min_chars=1
     )
     operator: Literal["mutate", "crossover", "new"] = Field(
         description="mutate: change one parent; crossover: combine two; new: from scratch"
@@ -55,8 +55,8 @@ class PlanAnswer(BaseModel):
         description="ids of the candidates this builds on: 1 for mutate, 2 for crossover, "
         "none for new",
     )
-    expected_effect: str = Field(
-        min_length=1, description="the score and cost you expect, against the parents"
+    expected_effect: str = prose(
+        "the score and cost you expect, against the parents", 300, min_chars=1
     )
 
     @model_validator(mode="after")
