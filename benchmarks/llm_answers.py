@@ -55,18 +55,14 @@ random_samples = 0
 preset = "llamacpp"
 base_url = "{base_url}"
 model = "{model}"
-temperature = {temperature}
 structured_output = "{mode}"
 """
 
 
 def run_mode(args: argparse.Namespace, mode: str, lab: Path) -> dict[str, Any]:
     lab.mkdir(parents=True)
-    (lab / "archlab.toml").write_text(
-        CONFIG.format(
-            base_url=args.base_url, model=args.model, temperature=args.temperature, mode=mode
-        )
-    )
+    config = CONFIG.format(base_url=args.base_url, model=args.model, mode=mode)
+    (lab / "archlab.toml").write_text(config + f"temperature = {args.temperature}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
     started = time.monotonic()
     command = ["run", "--task", "mqar", "--brain", "llm", "--mode", "compose"]
@@ -78,26 +74,35 @@ def run_mode(args: argparse.Namespace, mode: str, lab: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
     )
-    wall_s = time.monotonic() - started
-    memory = Memory(lab / "home" / MEMORY_FILE)
+    return {
+        "mode": mode,
+        "exit_code": proc.returncode,
+        "stderr_tail": proc.stderr[-600:] if proc.returncode else "",
+        "wall_s": round(time.monotonic() - started, 1),
+        **summarize(lab / "home"),
+    }
+
+
+def summarize(home: Path) -> dict[str, Any]:
+    """A run's answers per role, and what became of the model's candidates."""
+    memory = Memory(home / MEMORY_FILE)
     _, calls = memory.read_only_sql(
         "SELECT role, step, purpose, candidate_id, repair, attempt, status, error, "
         "latency_s, completion_tokens FROM llm_calls ORDER BY created_at"
     )
     _, candidates = memory.read_only_sql(
-        "SELECT origin, brain, score FROM candidates WHERE origin IN ('proposed', 'fallback')"
+        "SELECT origin, brain, status, score FROM candidates "
+        "WHERE origin IN ('proposed', 'fallback')"
     )
     model_made = [c for c in candidates if c[0] == "proposed" and c[1] == "llm:default"]
     return {
-        "mode": mode,
-        "exit_code": proc.returncode,
-        "stderr_tail": proc.stderr[-600:] if proc.returncode else "",
-        "wall_s": round(wall_s, 1),
         "roles": {role: _answers(rows) for role, rows in _by_role(calls).items()},
         "proposed_by_model": len(model_made),
-        "trained": sum(c[2] is not None for c in model_made),
+        # a repeat reuses its twin's result: it is not trained
+        "trained": sum(c[2] != "duplicate" and c[3] is not None for c in model_made),
+        "duplicates": sum(c[2] == "duplicate" for c in model_made),
         "fallback": sum(c[0] == "fallback" for c in candidates),
-        "home": str(lab / "home"),
+        "home": str(home),
     }
 
 
@@ -155,7 +160,7 @@ def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--trials", type=int, default=6, help="per run, the baseline included")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 (greedy) by default")
     parser.add_argument("--home", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -175,7 +180,12 @@ def main() -> None:
         for role in ("planner", "critic"):
             print(_row(args.model, result, role))
     if args.json:
-        report = {"model": args.model, "base_url": args.base_url, "results": results}
+        report = {
+            "model": args.model,
+            "base_url": args.base_url,
+            "temperature": args.temperature,
+            "results": results,
+        }
         args.json.write_text(json.dumps(report, indent=2))
 
 

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from archlab.config.settings import ROLE_OUTPUT_TOKENS
-from archlab.llm.answers import strict_schema
+from archlab.llm.answers import Unusable, example_answer, read_json, strict_schema
 from archlab.llm.check import Ping
 from archlab.roles.critic import Critique
 from archlab.roles.planner import ComposePlan, DesignPlan, plan_schema
@@ -219,3 +219,16 @@ def test_a_longer_text_than_the_bound_is_still_read() -> None:
     answer = {**COMPOSE, "operator": "new", "parents": [], "motivation": "config_model_" * 100}
     assert not Draft202012Validator(plan_schema(ComposePlan, IDS)).is_valid(answer)
     assert validates(ComposePlan, answer)
+
+
+@pytest.mark.parametrize("model", [ComposePlan, DesignPlan, Critique, Ping])
+def test_the_example_a_prompt_shows_has_an_answers_shape(model: type[BaseModel]) -> None:
+    """Where the schema travels in the prompt, an example answer goes with it (a 0.5B model
+    shown only the schema wrote the schema back): its shape is an answer's."""
+    example = example_answer(strict_schema(model))
+    assert validates(model, example), example
+
+
+def test_the_schema_written_back_is_told_apart_from_a_wrong_answer() -> None:
+    with pytest.raises(Unusable, match="the JSON schema itself, not an answer"):
+        read_json(json.dumps(strict_schema(Critique)), Critique)

@@ -97,10 +97,45 @@ def _tighten(node: Any) -> None:
             _tighten(value)
 
 
+def example_answer(schema: dict[str, Any]) -> Any:
+    """An answer of the schema's shape, a placeholder in each free-text field (its
+    description), for prompts that carry the schema: a 0.5B model shown only the schema
+    wrote the schema back, three attempts in a row."""
+
+    def value(node: dict[str, Any]) -> Any:
+        if "$ref" in node:
+            return value(schema["$defs"][node["$ref"].rsplit("/", 1)[1]])
+        for key in ("anyOf", "oneOf"):
+            if key in node:
+                return value(node[key][0])
+        if "default" in node:
+            return node["default"]
+        if "enum" in node or "const" in node:
+            return node["enum"][0] if "enum" in node else node["const"]
+        kind = node.get("type")
+        if kind == "object":
+            return {name: value(field) for name, field in node["properties"].items()}
+        if kind == "array":  # the items told of by the array's description if not their own
+            item = {"description": node.get("description", "text"), **node["items"]}
+            return [value(item)] * max(node.get("minItems", 1), 1)
+        if kind == "string":
+            return f"<{node.get('description', 'text')}>"
+        if kind in ("integer", "number"):
+            return node.get("minimum", 0)
+        return kind == "boolean" or None
+
+    return value(schema)
+
+
 def read_json(text: str, model: type[T]) -> T:
     value = extract_json(text)
     if not isinstance(value, dict):
         raise Unusable("the answer holds no JSON object")
+    if {"$defs", "properties"} & set(value) and not set(value) & set(model.model_fields):
+        raise Unusable(
+            "that is the JSON schema itself, not an answer: answer with one object of the "
+            "shape shown, your own values in it"
+        )
     try:
         return model.model_validate(value)
     except ValidationError as e:

@@ -27,7 +27,13 @@ from pydantic import BaseModel
 
 from archlab.config import ROLE_OUTPUT_TOKENS, LLMProfile, LLMRole
 from archlab.errors import ArchlabError, Cancelled
-from archlab.llm.answers import Unusable, read_json, split_think, strict_schema
+from archlab.llm.answers import (
+    Unusable,
+    example_answer,
+    read_json,
+    split_think,
+    strict_schema,
+)
 from archlab.llm.servers import (
     MAX_WAIT_S,
     assemble,
@@ -177,9 +183,17 @@ class LLM:
         shorter than the one a decoder is constrained by (the prompt says the rest)."""
         if question.parse is not None or self.profile.structured_output == "json_schema":
             return list(question.messages)
-        schema = json.dumps(strict_schema(question.answer))
+        schema = strict_schema(question.answer)
         *head, last = question.messages
-        text = last["content"] + "\n" + self.prompts.render("answer_format.j2", schema=schema)
+        text = (
+            last["content"]
+            + "\n"
+            + self.prompts.render(
+                "answer_format.j2",
+                schema=json.dumps(schema),
+                example=json.dumps(example_answer(schema), indent=1),
+            )
+        )
         return [*head, {**last, "content": text}]
 
     def read(self, question: Question[T], reply: Reply) -> T:
