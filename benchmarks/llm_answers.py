@@ -31,20 +31,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from archlab.benchmarks.common import TINY_MQAR
 from archlab.memory.store import MEMORY_FILE, Memory
 
 MODES = ("json_schema", "json_object", "prompt")
 
-#: the test suite's tiny MQAR: a trial trains in seconds, so the model's time is the run's
-CONFIG = """
-[tasks.mqar]
-vocab_size = 64
-seq_len = 32
-num_kv_pairs = 4
-train_examples = 512
-eval_examples = 64
-proxy_steps = 16
-
+#: a tiny MQAR: a trial trains in seconds, so the model's time is the run's
+CONFIG = (
+    "[tasks.mqar]\n"
+    + "".join(f"{key} = {value}\n" for key, value in TINY_MQAR.items())
+    + """
 [run]
 lanes = 1
 
@@ -57,6 +53,7 @@ base_url = "{base_url}"
 model = "{model}"
 structured_output = "{mode}"
 """
+)
 
 
 def run_mode(args: argparse.Namespace, mode: str, lab: Path) -> dict[str, Any]:
