@@ -122,7 +122,7 @@ def example_answer(schema: dict[str, Any]) -> Any:
             return f"<{node.get('description', 'text')}>"
         if kind in ("integer", "number"):
             return node.get("minimum", 0)
-        return kind == "boolean" or None
+        return True if kind == "boolean" else None
 
     return value(schema)
 

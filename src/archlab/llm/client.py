@@ -185,16 +185,12 @@ class LLM:
             return list(question.messages)
         schema = strict_schema(question.answer)
         *head, last = question.messages
-        text = (
-            last["content"]
-            + "\n"
-            + self.prompts.render(
-                "answer_format.j2",
-                schema=json.dumps(schema),
-                example=json.dumps(example_answer(schema), indent=1),
-            )
+        answer_format = self.prompts.render(
+            "answer_format.j2",
+            schema=json.dumps(schema),
+            example=json.dumps(example_answer(schema), indent=1),
         )
-        return [*head, {**last, "content": text}]
+        return [*head, {**last, "content": f"{last['content']}\n{answer_format}"}]
 
     def read(self, question: Question[T], reply: Reply) -> T:
         """The reply as the question's answer; Unusable says why it cannot be one."""
