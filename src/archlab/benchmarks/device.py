@@ -140,8 +140,9 @@ def step_time_by_precision(smoke: bool) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="archlab-device-") as folder:
             for precision in ("fp32", "bf16", "fp32", "bf16"):  # the first pair warms up
                 train_s = _trial(
-                    InProcessLauncher(), task, Path(folder), gpus, True, precision=precision
-                )
+                    InProcessLauncher(), task, Path(folder), gpus,
+                    training_only=True, precision=precision,
+                )  # fmt: skip
                 seconds[precision] = train_s / steps
         figures |= {
             f"{name}step_s_fp32": seconds["fp32"],

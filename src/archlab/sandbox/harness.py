@@ -263,6 +263,14 @@ def _precision(setting: str, device: Any) -> Callable[[], contextlib.AbstractCon
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def _device() -> Any:
+    """Where this trial trains: the executor sets CUDA_VISIBLE_DEVICES only for a trial it
+    gave a GPU."""
+    import torch
+
+    return torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+
+
 def _synchronize(device: Any) -> None:
     import torch
 
@@ -279,8 +287,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     spec = Spec(**trial["spec"])
     budget, recipe, kind = trial["budget"], trial["recipe"], trial["kind"]
 
-    # the executor sets CUDA_VISIBLE_DEVICES only for a trial it gave a GPU
-    device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    device = _device()
     precision = _precision(trial.get("precision", "auto"), device)
     if device.type == "cuda" and trial.get("gpu_share", 1.0) < 1:
         # before the candidate loads: trials sharing the device get a share of its memory each
@@ -412,8 +419,7 @@ def _warm_up() -> None:
     import numpy as np
     import torch
 
-    # a GPU trial's harness sets up the device too: CUDA's context and kernels cost seconds
-    device = torch.device("cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else "cpu")
+    device = _device()  # a GPU trial's too: CUDA's context and kernels cost seconds
     model = torch.nn.Sequential(torch.nn.Embedding(8, 8), torch.nn.Linear(8, 8)).to(device)
     optimizer = AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
     logits = model(torch.from_numpy(np.zeros((2, 4), dtype=np.int64)).to(device))
