@@ -83,59 +83,56 @@ def run_mode(args: argparse.Namespace, mode: str, lab: Path) -> dict[str, Any]:
 def summarize(home: Path) -> dict[str, Any]:
     """A run's answers per role, and what became of the model's candidates."""
     memory = Memory(home / MEMORY_FILE)
-    _, calls = memory.read_only_sql(
-        "SELECT role, step, purpose, candidate_id, repair, attempt, status, error, "
-        "latency_s, completion_tokens FROM llm_calls ORDER BY created_at"
-    )
-    _, candidates = memory.read_only_sql(
-        "SELECT origin, brain, status, score FROM candidates "
-        "WHERE origin IN ('proposed', 'fallback')"
-    )
-    model_made = [c for c in candidates if c[0] == "proposed" and c[1] == "llm:default"]
+    calls = _rows(memory, "SELECT * FROM llm_calls ORDER BY created_at")
+    candidates = _rows(memory, "SELECT * FROM candidates WHERE origin IN ('proposed', 'fallback')")
+    model_made = [
+        c for c in candidates if c["origin"] == "proposed" and c["brain"] == "llm:default"
+    ]
+    roles: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for call in calls:
+        roles[call["role"]].append(call)
     return {
-        "roles": {role: _answers(rows) for role, rows in _by_role(calls).items()},
+        "roles": {role: _answers(role_calls) for role, role_calls in roles.items()},
         "proposed_by_model": len(model_made),
         # a repeat reuses its twin's result: it is not trained
-        "trained": sum(c[2] != "duplicate" and c[3] is not None for c in model_made),
-        "duplicates": sum(c[2] == "duplicate" for c in model_made),
-        "fallback": sum(c[0] == "fallback" for c in candidates),
+        "trained": sum(c["status"] != "duplicate" and c["score"] is not None for c in model_made),
+        "duplicates": sum(c["status"] == "duplicate" for c in model_made),
+        "fallback": sum(c["origin"] == "fallback" for c in candidates),
         "home": str(home),
     }
 
 
-def _by_role(calls: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
-    roles: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in calls:
-        roles[row[0]].append(row)
-    return roles
+def _rows(memory: Memory, sql: str) -> list[dict[str, Any]]:
+    columns, rows = memory.read_only_sql(sql)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def _answers(calls: list[tuple[Any, ...]]) -> dict[str, Any]:
+def _answers(calls: list[dict[str, Any]]) -> dict[str, Any]:
     """Per question (role, step, purpose, candidate, repair): how its answer came; per
     answer (an attempt the server answered): seconds and tokens per second."""
-    questions: dict[tuple[Any, ...], list[tuple[Any, ...]]] = defaultdict(list)
-    for row in calls:
-        questions[row[:5]].append(row)
+    questions: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for call in calls:
+        key = ("role", "step", "purpose", "candidate_id", "repair")
+        questions[tuple(call[k] for k in key)].append(call)
     counts = {"first": 0, "repaired": 0, "kept": 0, "never": 0}
     for attempts in questions.values():
-        ok = [a for a in attempts if a[6] == "ok"]
+        ok = [a for a in attempts if a["status"] == "ok"]
         if not ok:
             counts["never"] += 1
-        elif ok[0][7]:  # "kept: no later answer passed the check (...)"
+        elif ok[0]["error"]:  # "kept: no later answer passed the check (...)"
             counts["kept"] += 1
         else:
-            counts["first" if ok[0][5] == 1 else "repaired"] += 1
-    answered = [a for a in calls if a[6] in ("ok", "invalid") and a[8]]
-    seconds = sum(a[8] for a in answered)
-    tokens = sum(a[9] or 0 for a in answered)
-    problems = [a[7] for a in calls if a[6] == "invalid"]
+            counts["first" if ok[0]["attempt"] == 1 else "repaired"] += 1
+    answered = [c for c in calls if c["status"] in ("ok", "invalid") and c["latency_s"]]
+    seconds = sum(c["latency_s"] for c in answered)
+    tokens = sum(c["completion_tokens"] or 0 for c in answered)
     return {
         **counts,
         "questions": len(questions),
         "answers": len(answered),
         "s_per_answer": round(seconds / len(answered), 1) if answered else None,
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-        "problems": problems[:6],
+        "problems": [c["error"] for c in calls if c["status"] == "invalid"][:6],
     }
 
 
