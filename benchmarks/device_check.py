@@ -3,10 +3,11 @@
     python benchmarks/device_check.py --json device.json
 
 On a machine with an NVIDIA GPU it measures the sandbox's overhead on a ~30-s trial of the
-MQAR baseline, bf16 against fp32 step time at a GPU-sized setting, trials per hour with 1,
-2, 4 and 8 trials sharing the GPU, and runs the red team under the strict sandbox with the
-GPU in every trial. Without a GPU each part says why it did not run (`--smoke` runs them on
-the CPU at toy sizes, to check the script itself). See docs/performance.md for the figures.
+MQAR baseline, bf16 against fp32 step time at a GPU-sized setting, step and compile time
+with torch.compile, trials per hour with 1, 2, 4 and 8 trials sharing the GPU, and runs the
+red team under the strict sandbox with the GPU in every trial. Without a GPU each part says
+why it did not run (`--smoke` runs them on the CPU at toy sizes, to check the script
+itself). See docs/performance.md for the figures.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ def test_every_part_runs_at_toy_sizes_on_the_cpu(tmp_path: Path) -> None:
     result = _check(tmp_path, "--smoke")
     assert result["sandbox"]["sandbox_overhead_ratio"] > 1  # a harness start costs something
     assert result["precision"]["step_s_bf16"] > 0 and result["precision"]["step_s_fp32"] > 0
+    assert set(result["compile"]["step_s"]) == {"gpu bf16 off", "gpu bf16 default"}
+    assert result["compile"]["compile_s"]["gpu bf16 default"] > 0
     assert set(result["packing"]["trials_per_hour"]) == {"1", "2"}
     assert result["containment"]["redteam_passed"], result["containment"]
     assert "1 passed" in result["containment"]["redteam_summary"]

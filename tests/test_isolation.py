@@ -68,6 +68,21 @@ def test_missing_controllers_are_named(tmp_path: Path) -> None:
         locate(mountinfo, "4:memory:/\n")
 
 
+def test_v2_controllers_kept_above_our_cgroup_are_named_with_the_fix(tmp_path: Path) -> None:
+    # a VM's layout: the root offers every controller, our cgroup memory only
+    own = tmp_path / "process_api" / "abc"
+    own.mkdir(parents=True)
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (own / "cgroup.controllers").write_text("memory\n")
+    mountinfo = f"41 31 0:38 / {tmp_path} rw - cgroup2 cgroup2 rw\n"
+    with pytest.raises(CgroupUnavailable) as raised:
+        locate(mountinfo, "0::/process_api/abc\n")
+    message = str(raised.value)
+    assert f"cgroup v2 has pids, cpu at {tmp_path} but does not pass them down" in message
+    assert "`echo '+pids +cpu' > DIR/cgroup.subtree_control`" in message
+    assert f"from {tmp_path} down to {tmp_path / 'process_api'}" in message
+
+
 def test_v2_without_delegation_says_how_to_fix_it(tmp_path: Path) -> None:
     (tmp_path / "cgroup.subtree_control").mkdir()  # writing it fails, as EBUSY would
     (tmp_path / "cgroup.procs").write_text("1\n")  # and we are not alone in the cgroup

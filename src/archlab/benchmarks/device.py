@@ -9,6 +9,7 @@ a GPU is ever lent); its figures mean nothing.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from archlab.sandbox.executor import LocalExecutor, TrialRequest
 from archlab.sandbox.levels import make_launcher
 from archlab.sandbox.protocol import Launcher
 from archlab.sandbox.strict import strict_missing
-from archlab.sandbox.trial import run_trial
+from archlab.sandbox.trial import TrialReport, run_trial
 from archlab.tasks.mqar import MQAR
 
 NO_GPU = "no NVIDIA GPU here (torch.cuda.is_available() is False): the GPU checks did not run"
@@ -70,6 +71,20 @@ def gpu() -> dict[str, Any] | None:
     }
 
 
+def _report(
+    launcher: Launcher, task: MQAR, folder: Path, gpus: tuple[int, ...], **extra: Any
+) -> TrialReport:
+    """One proxy trial of the baseline, which must succeed."""
+    report = run_trial(
+        launcher=launcher, trial_dir=folder / "trial", task=task, data=task.data(0),
+        source=task.baseline_source(), stage="proxy", seed=0, threads=1,
+        memory_bytes=16 * 2**30, gpus=gpus, **extra,
+    )  # fmt: skip
+    if report.status != "ok":
+        raise RuntimeError(f"the device check's trial failed: {report.message}")
+    return report
+
+
 def _trial(
     launcher: Launcher,
     task: MQAR,
@@ -81,13 +96,7 @@ def _trial(
     """One proxy trial of the baseline: its whole wall time, or (`training_only`) its
     training loop's (the harness's clock: data, model and evaluation left out)."""
     started = time.monotonic()
-    report = run_trial(
-        launcher=launcher, trial_dir=folder / "trial", task=task, data=task.data(0),
-        source=task.baseline_source(), stage="proxy", seed=0, threads=1,
-        memory_bytes=16 * 2**30, gpus=gpus, **extra,
-    )  # fmt: skip
-    if report.status != "ok":
-        raise RuntimeError(f"the device check's trial failed: {report.message}")
+    report = _report(launcher, task, folder, gpus, **extra)
     return report.train_time_s if training_only else time.monotonic() - started
 
 
@@ -150,6 +159,35 @@ def step_time_by_precision(smoke: bool) -> dict[str, Any]:
             f"{name}bf16_step_ratio": seconds["bf16"] / seconds["fp32"],
         }
     return figures
+
+
+def compiled_step_time(smoke: bool) -> dict[str, Any]:
+    """Seconds per training step with [executor] compile against without, and the seconds
+    each trial spent compiling, through the sandbox (each trial compiles afresh, as a run's
+    do): at the GPU-sized setting in bf16 (torch.compile's default mode, and with CUDA
+    graphs), and at the large one, where the bf16 loss no longer copies its logits to fp32."""
+    gpus = () if smoke else (0,)
+    launcher = make_launcher("basic", 4000)
+    settings = (
+        ("gpu", GPU_MQAR, 400, (("bf16", "off"), ("bf16", "default"), ("bf16", "reduce-overhead"))),
+        ("large", LARGE_MQAR, 100, (("fp32", "default"), ("bf16", "default"))),
+    )
+    step_s: dict[str, float] = {}
+    compile_s: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="archlab-device-") as folder:
+        for name, setting, steps, variants in settings[:1] if smoke else settings:
+            steps = 8 if smoke else steps
+            task = _task(smoke, steps, setting)
+            for precision, mode in variants[:2] if smoke else variants:
+                report = _report(
+                    launcher, task, Path(folder), gpus, precision=precision, compile=mode
+                )
+                key = f"{name} {precision} {mode}"
+                # a compiled trial's step 2 is its compiling, left out of its clock
+                step_s[key] = report.train_time_s / (steps - (mode != "off"))
+                if found := re.search(r"torch\.compile: ([\d.]+) s", report.log_tail):
+                    compile_s[key] = float(found.group(1))
+    return {"step_s": step_s, "compile_s": compile_s}
 
 
 def packing(smoke: bool) -> dict[str, Any]:
@@ -221,6 +259,7 @@ def containment(smoke: bool) -> dict[str, Any]:
 PARTS = {
     "sandbox": sandbox_ratio,
     "precision": step_time_by_precision,
+    "compile": compiled_step_time,
     "packing": packing,
     "containment": containment,
 }

@@ -126,6 +126,12 @@ class ExecutorSettings(_Section):
         description="forward passes in bf16 autocast (with TF32 matmuls) or fp32; auto: bf16 "
         "on a GPU that has it, fp32 on CPU",
     )
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        default="off",
+        description="torch.compile each trial's forward pass and loss in this mode "
+        "(reduce-overhead adds CUDA graphs on a GPU); its compile time, left out of a timed "
+        "budget, is paid by every trial: it pays for trials of minutes, not seconds",
+    )
 
     @model_validator(mode="after")
     def _shared_gpus(self) -> ExecutorSettings:

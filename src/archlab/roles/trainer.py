@@ -79,6 +79,7 @@ def run_stage(
         weights=stage == "proxy" and settings.ladder.keep_weights,
         shuffle_targets=shuffle_targets,
         precision=settings.executor.precision,
+        compile=settings.executor.compile,
         gpu_share=1 / settings.executor.trials_per_gpu,
     )
     stopped = f"trial {trial_id} stopped with the run; it runs again on resume"

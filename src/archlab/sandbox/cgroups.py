@@ -67,12 +67,23 @@ def locate(mountinfo: str, proc_cgroup: str) -> Hierarchy:
     """Our own cgroup in the hierarchy that offers every controller we limit."""
     own = _own_paths(proc_cgroup)
     mounts = _mounts(mountinfo)
+    withheld = ""  # what v2 controllers our cgroup's ancestors keep from it, and the fix
     for root, point, fstype, _ in mounts:
         if fstype == "cgroup2" and "" in own:
             folder = _inside(point, root, own[""])
-            with contextlib.suppress(OSError):
-                if set(CONTROLLERS) <= set((folder / "cgroup.controllers").read_text().split()):
-                    return Hierarchy(2, dict.fromkeys(CONTROLLERS, folder))
+            offered = _controllers(folder)
+            if set(CONTROLLERS) <= offered:
+                return Hierarchy(2, dict.fromkeys(CONTROLLERS, folder))
+            kept = [c for c in CONTROLLERS if c not in offered and c in _controllers(point)]
+            if kept and folder != point:
+                plus = " ".join(f"+{c}" for c in kept)
+                withheld = (
+                    f"cgroup v2 has {', '.join(kept)} at {point} but does not pass them "
+                    f"down to this process's cgroup {folder}: as root, `echo '{plus}' > "
+                    f"DIR/cgroup.subtree_control` for each DIR from {point} down to "
+                    f"{folder.parent}, or run archlab in a delegated cgroup "
+                    "(`systemd-run --scope -p Delegate=yes archlab ...`)"
+                )
     parents = {
         name: _inside(point, root, own[name])
         for root, point, fstype, options in mounts
@@ -83,9 +94,17 @@ def locate(mountinfo: str, proc_cgroup: str) -> Hierarchy:
     missing = [name for name in CONTROLLERS if name not in parents]
     if missing:
         raise CgroupUnavailable(
-            f"no mounted cgroup hierarchy offers the {', '.join(missing)} controller(s)"
+            withheld or f"no mounted cgroup hierarchy offers the {', '.join(missing)} controller(s)"
         )
     return Hierarchy(1, parents)
+
+
+def _controllers(folder: Path) -> set[str]:
+    """The controllers a v2 cgroup offers its children (none if it cannot be read)."""
+    try:
+        return set((folder / "cgroup.controllers").read_text().split())
+    except OSError:
+        return set()
 
 
 def _enable_v2_controllers(folder: Path) -> None:

@@ -66,6 +66,8 @@ class TrialRequest:
     shuffle_targets: int | None = None
     #: [executor] precision: how the forward passes compute
     precision: str = "auto"
+    #: [executor] compile: the torch.compile mode of the training step, or off
+    compile: str = "off"
     #: the share of each of its GPUs the trial gets (1 / [executor] trials_per_gpu): its
     #: GPU memory is capped at that share, and Ray schedules it as that much of a GPU
     gpu_share: float = 1.0
@@ -117,7 +119,7 @@ def execute(
         memory_bytes=request.memory_bytes, budget=request.budget, probe_x=request.probe_x,
         complexity=request.complexity, gpus=gpus, stop=request.stop,
         weights=request.weights, shuffle_targets=request.shuffle_targets,
-        precision=request.precision, gpu_share=request.gpu_share,
+        precision=request.precision, compile=request.compile, gpu_share=request.gpu_share,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from archlab.sandbox import compute
 from archlab.sandbox.optimizer import AdamW
 
 RESULT_FILE = "result.json"
@@ -249,20 +250,6 @@ def _batches(rng: Any, n: int, batch_size: int, device: Any, chunk: int = 256) -
         yield from torch.from_numpy(block).to(device)
 
 
-def _precision(setting: str, device: Any) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    """The context forward passes run in: bf16 autocast for `setting` 'bf16', and for
-    'auto' on a GPU that has bf16 (with TF32 matmuls); fp32 otherwise."""
-    import torch
-
-    bf16 = setting == "bf16" or (setting == "auto" and device.type == "cuda")
-    if device.type == "cuda":
-        bf16 = bf16 and torch.cuda.is_bf16_supported()
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = bf16
-    if not bf16:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def _device() -> Any:
     """Where this trial trains: the executor sets CUDA_VISIBLE_DEVICES only for a trial it
     gave a GPU."""
@@ -288,7 +275,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     budget, recipe, kind = trial["budget"], trial["recipe"], trial["kind"]
 
     device = _device()
-    precision = _precision(trial.get("precision", "auto"), device)
+    precision = compute.precision(trial.get("precision", "auto"), device)
     if device.type == "cuda" and trial.get("gpu_share", 1.0) < 1:
         # before the candidate loads: trials sharing the device get a share of its memory each
         torch.cuda.set_per_process_memory_fraction(trial["gpu_share"])
@@ -302,10 +289,11 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     eval_x = arrays["eval_x"]
 
     optimizer = AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
+    compiling = trial.get("compile", "off")
+    descent = compute.Descent(model, optimizer, precision, compiling)
     schedule = Schedule(budget, recipe["warmup_steps"])
-    batches = _batches(
-        np.random.default_rng(trial["seed"]), len(train_x), budget["batch_size"], device
-    )
+    batch_size = budget["batch_size"]
+    batches = _batches(np.random.default_rng(trial["seed"]), len(train_x), batch_size, device)
     # a non-finite loss is noticed where a value is read anyway: no device sync per step
     diverged = torch.zeros((), dtype=torch.bool, device=device)
     loss_curve: list[dict[str, float]] = []
@@ -318,15 +306,10 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
         idx = next(batches)
         x, y = train_x[idx], train_y[idx]
         try:
-            with precision():
-                logits = model(x)
             if step == 1:
-                _check_output(logits, budget["batch_size"], spec, kind)
-            loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), ignore_index=-100
-            )
-            optimizer.zero_grad()
-            loss.backward()
+                loss = descent(x, y, lambda out: _check_output(out, batch_size, spec, kind))
+            else:
+                loss = descent(x, y)
         except CandidateError:
             raise
         except (MemoryError, torch.cuda.OutOfMemoryError) as e:  # its share of a GPU, too
@@ -336,7 +319,10 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
         diverged |= ~torch.isfinite(loss.detach())
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe["grad_clip"])
         optimizer.step()
-        clock += time.perf_counter() - started
+        if step == 2 and compiling != "off":  # compiled here: not training time
+            print(f"torch.compile: {time.perf_counter() - started:.1f} s at step 2", flush=True)
+        else:
+            clock += time.perf_counter() - started
         taken = len(checkpoints)
         log, evaluate = schedule.log(step, clock), schedule.evaluate(step, clock, taken)
         if not (log or evaluate or schedule.done(step, clock, taken)):

@@ -203,6 +203,7 @@ def run_trial(
     weights: bool = False,
     shuffle_targets: int | None = None,
     precision: str = "auto",
+    compile: str = "off",
     gpu_share: float = 1.0,
 ) -> TrialReport:
     """Run `source` at `stage` (with that stage's budget unless one is given).
@@ -215,8 +216,8 @@ def run_trial(
     (`TrialReport.weights`, or why not in `weights_error`); `shuffle_targets`
     permutes the training targets across examples with that seed before they are written
     (the audit's control: nothing left to learn), the held-out set untouched; `precision`
-    is [executor] precision; `gpu_share` caps the trial's GPU memory at that share of each
-    device (set by the harness before the candidate loads)."""
+    and `compile` are [executor] precision and compile; `gpu_share` caps the trial's GPU
+    memory at that share of each device (set by the harness before the candidate loads)."""
     budget = budget or task.budgets[stage]
     # A fresh directory every time: a re-run (after a crash, say) must not write through
     # links an earlier attempt planted. rmtree removes links without following them.
@@ -254,6 +255,7 @@ def run_trial(
         "stream": stop is not None and bool(budget.eval_every),
         "weights": weights,
         "precision": precision,
+        "compile": compile,
         "gpu_share": gpu_share,
     }
     (trial_dir / "trial.json").write_text(json.dumps(trial, indent=2))
