@@ -21,6 +21,11 @@ REFUSES_COMPILE = EMBED.replace(
     "            raise RuntimeError('not under torch.compile')\n"
     "        return self.head(self.embed(x))",
 )
+#: trains like EMBED, but what is traced changes every step (a counter read in forward)
+COUNTS_CALLS = EMBED.replace(
+    "        return self.head(self.embed(x))",
+    "        self.calls = getattr(self, 'calls', 0) + 1\n        return self.head(self.embed(x))",
+)
 
 
 def _losses(report: TrialReport) -> list[float]:
@@ -58,4 +63,13 @@ def test_a_compiled_trial_trains_as_the_uncompiled_one(tiny_task: MQAR, tmp_path
     assert "failed" not in report.log_tail
     # compiling is not training time: the clock left it out
     assert report.train_time_s < float(found.group(1))
+    assert _losses(report) == pytest.approx(_losses(eager), rel=1e-3)
+
+
+@pytest.mark.slow
+def test_a_trial_compiles_once(tiny_task: MQAR, tmp_path: Path) -> None:
+    eager = sandbox_trial(tiny_task, tmp_path / "eager", COUNTS_CALLS)
+    report = sandbox_trial(tiny_task, tmp_path / "compiled", COUNTS_CALLS, compile="default")
+    assert report.status == "ok", report.message
+    assert "recompile_limit" in report.log_tail  # the steps after the first compile: uncompiled
     assert _losses(report) == pytest.approx(_losses(eager), rel=1e-3)

@@ -71,11 +71,15 @@ class Descent:
 def _compile(loss: Callable[..., Any], mode: str) -> Callable[..., Any]:
     """`loss` through torch.compile. Its caches stay in the trial's own directory and its
     compiling in this process, on the trial's threads: a cache shared between trials would
-    let one candidate plant code that another trial's harness runs."""
+    let one candidate plant code that another trial's harness runs. It compiles once: a
+    candidate whose state changes what is traced each step would otherwise recompile,
+    inside the training clock; past the first compile such code runs uncompiled."""
     import torch
+    import torch._dynamo.config
     import torch._inductor.config
 
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath("compile-cache/inductor")
     os.environ["TRITON_CACHE_DIR"] = os.path.abspath("compile-cache/triton")
     torch._inductor.config.compile_threads = 1
+    torch._dynamo.config.recompile_limit = 1
     return torch.compile(loss, mode=mode)
