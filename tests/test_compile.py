@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from tests.support import EMBED, sandbox_trial
 
 from archlab.config import load_settings
 from archlab.errors import ConfigError
 from archlab.sandbox.trial import TrialReport
 from archlab.tasks.mqar import MQAR
+from support import EMBED, sandbox_trial
 
 #: trains like EMBED, but its forward pass refuses to be compiled
 REFUSES_COMPILE = EMBED.replace(
@@ -36,7 +36,8 @@ def test_compile_is_a_mode_or_off_and_reaches_the_harness(tiny_task: MQAR, tmp_p
     assert load_settings().executor.compile == "off"
     with pytest.raises(ConfigError, match="compile"):
         load_settings(flags={"executor": {"compile": "fast"}})
-    assert load_settings(flags={"executor": {"compile": "reduce-overhead"}}).executor.compile
+    chosen = load_settings(flags={"executor": {"compile": "reduce-overhead"}}).executor.compile
+    assert chosen == "reduce-overhead"
     report = sandbox_trial(tiny_task, tmp_path / "t", EMBED, "smoke", compile="off")
     assert report.status == "ok", report.message
     assert json.loads((tmp_path / "t" / "trial.json").read_text())["compile"] == "off"

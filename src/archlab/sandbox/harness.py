@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -291,9 +292,11 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
     optimizer = AdamW(model.parameters(), lr=recipe["lr"], weight_decay=recipe["weight_decay"])
     compiling = trial.get("compile", "off")
     descent = compute.Descent(model, optimizer, precision, compiling)
+    check = functools.partial(_check_output, batch=budget["batch_size"], spec=spec, kind=kind)
     schedule = Schedule(budget, recipe["warmup_steps"])
-    batch_size = budget["batch_size"]
-    batches = _batches(np.random.default_rng(trial["seed"]), len(train_x), batch_size, device)
+    batches = _batches(
+        np.random.default_rng(trial["seed"]), len(train_x), budget["batch_size"], device
+    )
     # a non-finite loss is noticed where a value is read anyway: no device sync per step
     diverged = torch.zeros((), dtype=torch.bool, device=device)
     loss_curve: list[dict[str, float]] = []
@@ -306,10 +309,7 @@ def run(trial: dict[str, Any]) -> dict[str, Any]:
         idx = next(batches)
         x, y = train_x[idx], train_y[idx]
         try:
-            if step == 1:
-                loss = descent(x, y, lambda out: _check_output(out, batch_size, spec, kind))
-            else:
-                loss = descent(x, y)
+            loss = descent(x, y, check if step == 1 else None)
         except CandidateError:
             raise
         except (MemoryError, torch.cuda.OutOfMemoryError) as e:  # its share of a GPU, too
