@@ -18,6 +18,7 @@ from archlab.cli import app
 from archlab.cli.common import out
 from archlab.config import Settings, load_settings
 from archlab.errors import ArchlabError
+from archlab.memory.removal import plan_removal
 from archlab.memory.store import Memory
 from archlab.orchestration.lanes import CHECKPOINT_FILE
 from archlab.orchestration.runs import discover, evaluate_file, open_memory, resume
@@ -30,13 +31,13 @@ _RUN_TABLES = ("candidates", "trials", "verdicts", "llm_calls", "spans", "review
                "weights", "in_flight", "run_changes")  # fmt: skip
 
 
-def _settings(home: Path, **run: Any) -> Settings:
+def _settings(home: Path, random_samples: int = 0, **run: Any) -> Settings:
     return load_settings(
         flags={
             "home": str(home),
             "run": {"task": "mqar", "lanes": 1, "trials": 3, **run},
             "tasks": {"mqar": TINY_MQAR},
-            "search": {"random_samples": 0},
+            "search": {"random_samples": random_samples},
             "ladder": {"confirm_seeds": 2, "scale_top": 0},
         },
         environ={},
@@ -146,6 +147,26 @@ def test_rm_deletes_what_is_only_the_runs_own_and_keeps_what_others_build_on(
     # the other run is untouched and still shows whole
     assert len(memory.candidates(second)) == 4
     assert f"run {second}" in cli(home, "show", second)
+
+
+def test_rm_keeps_the_yardstick_other_runs_of_the_task_compare_with(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    first = discover(_settings(home, random_samples=2, trials=5), QUIET, FakeExecutor())
+    memory = open_memory(home)
+    fingerprint = memory.get_run(first)["task_fingerprint"]
+    samples = memory.random_samples(fingerprint)
+    assert len(samples) == 2
+    discover(_settings(home, random_samples=2, trials=3, seed=1), QUIET, FakeExecutor())
+    assert memory.random_samples(fingerprint) == samples  # the second run drew none of its own
+
+    assert set(samples) <= set(plan_removal(memory, first).kept)
+    cli(home, "rm", first, "--yes")
+    assert memory.random_samples(fingerprint) == samples
+    assert all(memory.trials(cid) for cid in samples)
+    # a later run of the task compares with them, and draws none of its own
+    third = discover(_settings(home, random_samples=2, trials=3, seed=2), QUIET, FakeExecutor())
+    assert memory.random_samples(fingerprint) == samples
+    assert not any(c["origin"] == "random" for c in memory.candidates(third))
 
 
 def test_rm_deletes_the_runs_files(tmp_path: Path) -> None:

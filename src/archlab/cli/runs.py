@@ -284,8 +284,8 @@ def rm(
     )
     if removal.kept:
         progress.print(
-            f"kept: {len(removal.kept)} candidates that other runs build on (parents, "
-            f"originals of duplicates, a task's baseline): {' '.join(removal.kept)}",
+            f"kept: {len(removal.kept)} candidates that other runs build on (parents, originals "
+            f"of duplicates, a task's baseline and random samples): {' '.join(removal.kept)}",
             highlight=False,
         )
     if not yes and not typer.confirm("delete?", err=True):

@@ -1,7 +1,7 @@
 """`archlab rm RUN`: delete a run and everything that is only its own, in one transaction,
 then its files. A candidate another run builds on (a parent, directly or further up, the
-original of a duplicate, or the task's baseline that other runs compare with) is not only
-its own: it stays, with its trials, checks, verdict and weights."""
+original of a duplicate, or the task's baseline or random samples that other runs compare
+with) is not only its own: it stays, with its trials, checks, verdict and weights."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from archlab.errors import ArchlabError
-from archlab.memory import leases
+from archlab.memory import leases, queries
 from archlab.memory.store import Memory
 
 #: tables whose rows belong to a run by their run_id (a kept candidate's own rows excepted)
@@ -42,10 +42,10 @@ def plan_removal(memory: Memory, run_ref: str) -> Removal:
     )
     kept = {row["id"] for row in used} & own.keys()
     others = memory._query("SELECT DISTINCT task_fingerprint FROM runs WHERE run_id <> ?", [run_id])
-    for row in others:  # a baseline other runs of its task compare with
-        baseline = memory.baseline_id(row["task_fingerprint"])
-        if baseline in own:
-            kept.add(baseline)
+    for row in others:  # the baseline and the yardstick other runs of its task compare with
+        fingerprint = row["task_fingerprint"]
+        kept |= own.keys() & queries.random_samples_drawn(memory, fingerprint)
+        kept |= own.keys() & {memory.baseline_id(fingerprint)}
     todo = list(kept)
     while todo:  # a kept candidate keeps its lineage
         for parent in own.get(todo.pop(), []):
