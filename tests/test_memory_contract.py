@@ -291,14 +291,19 @@ def test_stages_in_flight_commit_at_once_apart_from_the_batch_around_them(
     assert in_flight.of_run(memory, "run-1") == [] and in_flight.of_run(memory, "run-2")
 
 
-def test_the_best_of_a_run_is_its_best_scored_proposal(memory: Memory) -> None:
+def test_the_best_of_a_run_is_its_best_accepted_else_best_scored_proposal(memory: Memory) -> None:
     assert memory.best_of_run("run-1") is None
     _candidate(memory, "base", origin="baseline", score=0.9)
     _candidate(memory, "failed", status="failed", score=0.8)
     _candidate(memory, "a", score=0.3)
     _candidate(memory, "b", score=0.4)
     _candidate(memory, "elsewhere", run_id="run-2", score=0.7)
-    assert memory.best_of_run("run-1") == {"candidate_id": "b", "score": 0.4}
+    best = {"candidate_id": "b", "score": 0.4, "accepted": False}
+    assert memory.best_of_run("run-1") == best
+    # as the run's summary names it: the best accepted before any better score not accepted
+    memory.save_verdict(candidate_id="b", run_id="run-1", verdict="reject", reason="unconfirmed")
+    memory.save_verdict(candidate_id="a", run_id="run-1", verdict="accept", reason="confirmed")
+    assert memory.best_of_run("run-1") == {"candidate_id": "a", "score": 0.3, "accepted": True}
 
 
 def test_planning_reads(memory: Memory) -> None:

@@ -23,6 +23,7 @@ from archlab.records import Candidate, Outcome, Verdict
 from support import TINY_MQAR, FakeExecutor, Scripted
 
 ACCEPT: Verdict = {"verdict": "accept", "reason": "better"}
+REJECT: Verdict = {"verdict": "reject", "reason": "not confirmed"}
 WIDTHS = (90, 72, 54, 45, 30)
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -65,6 +66,8 @@ def test_the_line_counts_candidates_and_time_keeps_the_best_and_names_the_stages
         )
         report.recorded(0, _candidate(memory, "ab12cd34ef56", "mutate", None), _ok(0.31), ACCEPT)
         report.recorded(1, _candidate(memory, "low000000000", "random", None), _ok(0.2), ACCEPT)
+        # a higher proxy score that was not confirmed: the accepted one stays the best
+        report.recorded(0, _candidate(memory, "lucky0000000", "mutate", None), _ok(0.4), REJECT)
         failed: Outcome = {"status": "failed", "error_class": "nan", "message": "nan loss"}
         report.recorded(1, _candidate(memory, "nan000000000", "mutate", None), failed, ACCEPT)
         with (
@@ -98,7 +101,7 @@ def test_the_line_counts_candidates_and_time_keeps_the_best_and_names_the_stages
     assert all(len(n) <= w for n, w in zip(narrow, WIDTHS, strict=True))
     # a pipe got one progress line per recorded candidate, and no more
     progress = [ln for ln in piped.getvalue().splitlines() if ln.startswith("progress: ")]
-    assert len(progress) == 3 and "best 0.3100 (ab12cd34)" in progress[-1]
+    assert len(progress) == 4 and "best 0.3100 (ab12cd34)" in progress[-1]
 
 
 def test_a_terminal_draws_one_line_that_fits_its_width(tmp_path: Path) -> None:

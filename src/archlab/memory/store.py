@@ -149,10 +149,13 @@ class Memory(Database):
         return int(rows[0]["n"])
 
     def best_of_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's best scored candidate other than a baseline (candidate_id, score)."""
+        """The run's best candidate other than a baseline as its summary names it: the best
+        accepted, else the best scored (candidate_id, score, accepted)."""
         rows = self._query(
-            "SELECT candidate_id, score FROM candidates WHERE run_id = ? AND status = 'ok' "
-            "AND origin <> 'baseline' AND score IS NOT NULL ORDER BY score DESC LIMIT 1",
+            "SELECT c.candidate_id, c.score, coalesce(v.verdict = 'accept', false) AS accepted "
+            "FROM candidates c LEFT JOIN verdicts v USING (candidate_id) "
+            "WHERE c.run_id = ? AND c.status = 'ok' AND c.origin <> 'baseline' "
+            "AND c.score IS NOT NULL ORDER BY accepted DESC, c.score DESC LIMIT 1",
             [run_id],
         )
         return rows[0] if rows else None

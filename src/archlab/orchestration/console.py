@@ -29,7 +29,7 @@ from rich.text import Text
 
 from archlab.memory import in_flight
 from archlab.orchestration.budget import RunBudget
-from archlab.records import Candidate, Outcome, Verdict, plan_title
+from archlab.records import Candidate, Outcome, Verdict, is_accepted, plan_title
 from archlab.sandbox.process import read_tail
 from archlab.sandbox.protocol import LOG_FILE
 
@@ -67,7 +67,8 @@ class Reporter:
         self._flight: dict[int, Stage] = {}
         self._keys = itertools.count()
         self._candidates = budget.settings.trials
-        self._best: tuple[str, float] | None = None  # (candidate_id, score)
+        #: (accepted, score, candidate_id): the best as the run's summary would name it now
+        self._best: tuple[bool, float, str] | None = None
         self._baseline: float | None = None
 
     def _tag(self, lane: int, indent: str = "") -> str:
@@ -100,7 +101,8 @@ class Reporter:
 
     def recorded(self, lane: int, candidate: Candidate, outcome: Outcome, verdict: Verdict) -> str:
         """The candidate's outcome was recorded: its line, printed and returned, and the
-        best so far kept. Output that is not a terminal gets the progress line here."""
+        best so far kept (an accepted candidate before any that is not, as the run's
+        summary ranks them). Output that is not a terminal gets the progress line here."""
         line = outcome_line(outcome, verdict)
         self.note(lane, line)
         score = outcome.get("score")
@@ -108,8 +110,9 @@ class Reporter:
             with self._lock:
                 if candidate["origin"] == "baseline":
                     self._baseline = score
-                elif self._best is None or score > self._best[1]:
-                    self._best = (candidate["candidate_id"], score)
+                else:
+                    ranked = (is_accepted(verdict["verdict"]), score, candidate["candidate_id"])
+                    self._best = max(self._best or ranked, ranked, key=lambda b: b[:2])
         if not self.console.is_terminal:
             width = max(self.console.width - len("progress: "), 20)
             self.console.print(Text(f"progress: {self.line(width)}"), soft_wrap=True)
@@ -126,7 +129,7 @@ class Reporter:
         with self._lock:
             self._candidates = candidates or self.budget.settings.trials
             if best is not None:
-                self._best = (best["candidate_id"], best["score"])
+                self._best = (best["accepted"], best["score"], best["candidate_id"])
             if baseline is not None and baseline["status"] == "ok":
                 self._baseline = baseline["score"]
         in_flight.forget(memory, run_id)  # what a killed session of the run left
@@ -167,7 +170,7 @@ class Reporter:
         now = time.monotonic()
         scores = []
         if best is not None:
-            scores.append(f"best {best[1]:.4f} ({best[0][:8]})")
+            scores.append(f"best {best[1]:.4f} ({best[2][:8]})")
         if baseline is not None:
             scores.append(f"baseline {baseline:.4f}")
         if best is None:
