@@ -298,12 +298,13 @@ def test_the_best_of_a_run_is_its_best_accepted_else_best_scored_proposal(memory
     _candidate(memory, "a", score=0.3)
     _candidate(memory, "b", score=0.4)
     _candidate(memory, "elsewhere", run_id="run-2", score=0.7)
-    best = {"candidate_id": "b", "score": 0.4, "accepted": False}
+    best = {"candidate_id": "b", "origin": "proposed", "score": 0.4, "accepted": False}
     assert memory.best_of_run("run-1") == best
     # as the run's summary names it: the best accepted before any better score not accepted
     memory.save_verdict(candidate_id="b", run_id="run-1", verdict="reject", reason="unconfirmed")
     memory.save_verdict(candidate_id="a", run_id="run-1", verdict="accept", reason="confirmed")
-    assert memory.best_of_run("run-1") == {"candidate_id": "a", "score": 0.3, "accepted": True}
+    best = {"candidate_id": "a", "origin": "proposed", "score": 0.3, "accepted": True}
+    assert memory.best_of_run("run-1") == best
 
 
 def test_planning_reads(memory: Memory) -> None:

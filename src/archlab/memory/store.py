@@ -149,13 +149,15 @@ class Memory(Database):
         return int(rows[0]["n"])
 
     def best_of_run(self, run_id: str) -> dict[str, Any] | None:
-        """The run's best candidate other than a baseline as its summary names it: the best
-        accepted, else the best scored (candidate_id, score, accepted)."""
+        """The run's best candidate other than a baseline, the one its summary names: the
+        best accepted, else the best scored, the earlier on a tie (candidate_id, origin,
+        score, accepted)."""
         rows = self._query(
-            "SELECT c.candidate_id, c.score, coalesce(v.verdict = 'accept', false) AS accepted "
+            "SELECT c.candidate_id, c.origin, c.score, "
+            "coalesce(v.verdict = 'accept', false) AS accepted "
             "FROM candidates c LEFT JOIN verdicts v USING (candidate_id) "
             "WHERE c.run_id = ? AND c.status = 'ok' AND c.origin <> 'baseline' "
-            "AND c.score IS NOT NULL ORDER BY accepted DESC, c.score DESC LIMIT 1",
+            "AND c.score IS NOT NULL ORDER BY accepted DESC, c.score DESC, c.created_at LIMIT 1",
             [run_id],
         )
         return rows[0] if rows else None

@@ -107,12 +107,12 @@ class Reporter:
         self.note(lane, line)
         score = outcome.get("score")
         if outcome["status"] == "ok" and score is not None:
+            rank = (is_accepted(verdict["verdict"]), score)
             with self._lock:
                 if candidate["origin"] == "baseline":
                     self._baseline = score
-                else:
-                    ranked = (is_accepted(verdict["verdict"]), score, candidate["candidate_id"])
-                    self._best = max(self._best or ranked, ranked, key=lambda b: b[:2])
+                elif self._best is None or rank > self._best[:2]:
+                    self._best = (*rank, candidate["candidate_id"])
         if not self.console.is_terminal:
             width = max(self.console.width - len("progress: "), 20)
             self.console.print(Text(f"progress: {self.line(width)}"), soft_wrap=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -339,11 +339,6 @@ def scale(ctx: RunContext, time_left: bool) -> dict[str, Any]:
     }
 
 
-def accepted(verdict: Mapping[str, Any] | None) -> bool:
-    """Whether a stored verdict row accepts its candidate (`records.is_accepted`)."""
-    return verdict is not None and is_accepted(verdict["verdict"])
-
-
 def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
     """The run's conclusion: its best candidate (the best accepted, else the best scored)
     against the baseline and against the yardstick, each a 95% Welch interval of the best's
@@ -353,15 +348,9 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
     run of the same task fingerprint) less the best itself: the best architecture found
     against the average architecture drawn at random ("NAS evaluation is frustratingly
     hard"). A brain's own random restarts are proposals and never count."""
-    verdicts = ctx.memory.verdicts(ctx.run_id)
-    ranked = [
-        c
-        for c in ctx.memory.candidates(ctx.run_id)
-        if c["status"] == "ok" and c["origin"] != "baseline"
-    ]
-    kept = [c for c in ranked if accepted(verdicts.get(c["candidate_id"]))]
-    best = kept[0] if kept else (ranked[0] if ranked else None)
+    best = ctx.memory.best_of_run(ctx.run_id)
     best_id = best["candidate_id"] if best else None
+    kept = best is not None and best["accepted"]
     baseline = ctx.baseline_id()
     seeds = ctx.memory.seed_scores_of([i for i in (best_id, baseline) if i])
     best_seeds = seeds.get(best_id, []) if best_id else []
@@ -374,7 +363,7 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
     vs_baseline = _versus(best_seeds, baseline_seeds) if baseline_seeds else None
     result: dict[str, Any] = {
         # accepted against its reference (a confirmed parent, maybe) and above the baseline
-        "improved": bool(kept) and vs_baseline is not None and (vs_baseline["lo"] or 0) > 0,
+        "improved": kept and vs_baseline is not None and (vs_baseline["lo"] or 0) > 0,
         "best_id": best_id,
         "best": None
         if best is None
@@ -383,8 +372,8 @@ def summary(ctx: RunContext, scaled: dict[str, Any]) -> dict[str, Any]:
             "origin": best["origin"],
             "score": best["score"],
             "seeds": len(best_seeds),
-            "accepted": bool(kept),
-            "verdict": (verdicts.get(best["candidate_id"]) or {}).get("verdict"),
+            "accepted": kept,
+            "verdict": (ctx.memory.verdict(best["candidate_id"]) or {}).get("verdict"),
         },
         "vs_baseline": (
             None if vs_baseline is None else {**vs_baseline, "seeds": len(baseline_seeds)}
