@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from archlab.sandbox.strict import strict_missing
-from support import NON_CAUSAL, archlab, as_json, path_without_bubblewrap
+from support import NON_CAUSAL, archlab, as_json, path_without_bubblewrap, start
 
 BROKEN_SHAPE = """
 import torch
@@ -204,8 +204,15 @@ def _processes_in(directory: Path) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("level", ["basic", "strict"])
-def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path, level: str) -> None:
+@pytest.mark.parametrize(
+    ("level", "stop"),
+    [("basic", signal.SIGINT), ("strict", signal.SIGINT), ("basic", signal.SIGTERM)],
+    ids=["basic Ctrl-C", "strict Ctrl-C", "SIGTERM"],
+)
+def test_ctrl_c_stops_cleanly_and_kills_the_trial(
+    lab_dir: Path, level: str, stop: signal.Signals
+) -> None:
+    """Ctrl-C, or SIGTERM (`kill`, a scheduler's time limit), stops the run as it stands."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHLAB_")}
     env["ARCHLAB_HOME"] = str(lab_dir / "home")
     if level == "basic":
@@ -228,11 +235,43 @@ def test_ctrl_c_stops_cleanly_and_kills_the_trial(lab_dir: Path, level: str) -> 
     while not list(trials.glob("*/*-proxy-*/log.txt")):
         assert time.monotonic() < deadline and proc.poll() is None, "no training started"
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert f"sandbox {level}" in stderr and "Traceback" not in stderr
     assert _processes_in(trials) == []  # at once: not even for the second a trial takes
     (run,) = as_json(archlab(lab_dir, "runs", "--json"))
     assert run["status"] == "interrupted"
-    assert f"`archlab resume {run['run_id']}` continues the run" in " ".join(stderr.split())
+    assert run["message"] == (
+        "stopped by SIGTERM" if stop == signal.SIGTERM else "stopped by the user"
+    )
+    assert f"`archlab resume {run['run_id']}` continues the run" in stderr  # on one line
+
+
+@pytest.mark.slow
+def test_an_interrupted_eval_resumes_to_its_one_candidate(lab_dir: Path) -> None:
+    from archlab.tasks.mqar import MQAR
+
+    path = lab_dir / "baseline.py"
+    path.write_text(MQAR().baseline_source())
+    proc = start(lab_dir, "eval", str(path))
+    trials = lab_dir / "home" / "trials"
+    deadline = time.monotonic() + 120
+    while not list(trials.glob("*/*/log.txt")):
+        assert time.monotonic() < deadline and proc.poll() is None, "no trial started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    (run,) = as_json(archlab(lab_dir, "runs", "--all", "--json"))
+    assert proc.returncode == 130 and run["status"] == "interrupted"
+    assert f"`archlab resume {run['run_id']}` continues the run" in stderr
+
+    more = archlab(lab_dir, "resume", run["run_id"], "--trials", "2", check=False)
+    assert more.returncode == 2 and "--trials and --minutes do not apply" in more.stderr
+    resumed = archlab(lab_dir, "resume", run["run_id"])
+    assert "candidate 1 of 1" in resumed.stderr  # not a discovery of the run's trial budget
+    (run,) = as_json(archlab(lab_dir, "runs", "--all", "--json"))
+    assert (run["status"], run["n_candidates"], run["summary"]) == ("finished", 1, None)
+    assert run["best_score"] is not None
+    again = archlab(lab_dir, "resume", run["run_id"], check=False)
+    assert again.returncode == 2 and "already finished" in again.stderr

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from archlab.sandbox.basic import BasicLauncher
+from archlab.sandbox.basic import BasicLauncher, die_with_orchestrator_prefix
 from archlab.sandbox.process import clean_env
 from archlab.sandbox.protocol import Limits
 from archlab.sandbox.trial import TrialReport, run_trial
@@ -180,6 +183,37 @@ def test_launcher_runs_in_the_trial_directory(tmp_path: Path) -> None:
     assert execution.exit_reason == "ok"
     assert execution.log_tail.split() == [str(tmp_path), str(tmp_path)]
     assert clean_env(tmp_path, 2)["OMP_NUM_THREADS"] == "2"
+
+
+def test_a_trial_dies_with_its_orchestrator(tmp_path: Path) -> None:
+    """`kill -9` of the process that runs a trial (a run's orchestrator) ends the trial
+    too: nothing is left training with no clock on it."""
+    if not die_with_orchestrator_prefix():
+        pytest.skip("no setpriv with --pdeathsig here")
+    driver = textwrap.dedent(f"""
+        from pathlib import Path
+        from archlab.sandbox.basic import BasicLauncher, die_with_orchestrator_prefix
+        from archlab.sandbox.protocol import Limits
+        BasicLauncher().run(
+            ["/bin/sh", "-c", "echo $$ > trial.pid; exec sleep 600"],
+            Path({str(tmp_path)!r}),
+            Limits(wall_s=600, memory_bytes=2**30),
+        )
+    """)
+    orchestrator = subprocess.Popen([sys.executable, "-c", driver])
+    pid_file = tmp_path / "trial.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.is_file() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline and orchestrator.poll() is None, "no trial started"
+        time.sleep(0.05)
+    trial = int(pid_file.read_text())
+    assert _alive(trial)
+    orchestrator.kill()
+    orchestrator.wait()
+    deadline = time.monotonic() + 10
+    while _alive(trial):
+        assert time.monotonic() < deadline, "the trial outlived its orchestrator"
+        time.sleep(0.05)
 
 
 PLANTS = EMBED + textwrap.dedent("""

@@ -1,6 +1,8 @@
 """The `archlab` command line. Progress goes to stderr, results to stdout."""
 
+import signal
 import sys
+from types import FrameType
 
 from rich.markup import escape
 
@@ -15,9 +17,17 @@ from archlab.cli import runs, setup, review  # noqa: F401
 __all__ = ["app", "main"]
 
 
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("stopped by SIGTERM")
+
+
 def main() -> None:
+    # SIGTERM (`kill`, a scheduler's time limit, `docker stop`) stops a command as Ctrl-C
+    # does: a run is recorded as interrupted, its trials are ended, and it can be resumed
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except ArchlabError as e:
-        progress.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
+        # soft_wrap: a path in the message stays whole where stderr is not a terminal
+        progress.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

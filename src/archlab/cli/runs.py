@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,21 +169,29 @@ def steer(
 
 def _until_done(start: Callable[[], str], settings: Settings) -> None:
     """Run to the end and show the leaderboard; Ctrl-C leaves the run resumable."""
+    with _resumable_on_interrupt():
+        run_id = start()
+    _show_leaderboard(existing_memory(settings), run_id)
+
+
+@contextmanager
+def _resumable_on_interrupt() -> Iterator[None]:
+    """Ctrl-C or SIGTERM: say what was kept and how to go on, and exit 130."""
     from archlab.orchestration.runs import RunInterrupted
 
     try:
-        run_id = start()
+        yield
     except RunInterrupted as e:
         progress.print(
             "[yellow]interrupted[/]: everything finished so far is kept; "
             f"`archlab resume {e.run_id}` continues the run",
             highlight=False,
+            soft_wrap=True,  # the command stays whole where stderr is not a terminal
         )
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # before the run was registered: nothing to keep
         progress.print("[yellow]interrupted[/] before the run started")
         raise typer.Exit(130) from None
-    _show_leaderboard(existing_memory(settings), run_id)
 
 
 @app.command()
@@ -445,7 +454,8 @@ def eval_(
     from archlab.orchestration.runs import evaluate_file
 
     settings = cli_settings(**{"run.task": task, **_executor_flags(workers, executor, ray_address)})
-    result = evaluate_file(settings, file, progress)
+    with _resumable_on_interrupt():
+        result = evaluate_file(settings, file, progress)
     keys = (
         "run_id",
         "candidate_id",

@@ -43,9 +43,10 @@ def forget(home: Path, run_id: str) -> None:
         conn.close()
 
 
-def drive(lab: Lab, start: LabState | None) -> list[LabState]:
+def drive(lab: Lab, start: LabState | None, single: bool = False) -> list[LabState]:
     """Run the lanes to their end, each from `start`, or with None from its last
-    checkpoint: the node that was interrupted runs again, everything before it is kept."""
+    checkpoint: the node that was interrupted runs again, everything before it is kept.
+    `single`: one lane, for the one candidate of `archlab eval`."""
     # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
     conn = sqlite3.connect(lab.home / CHECKPOINT_FILE, check_same_thread=False)
     # WAL without a sync per commit: a killed process loses no committed checkpoint (the
@@ -55,7 +56,7 @@ def drive(lab: Lab, start: LabState | None) -> list[LabState]:
     try:
         saver = SqliteSaver(conn)
         graph = build_graph(saver)
-        lanes = 1 if start and start.get("single") else lab.settings.run.lanes
+        lanes = 1 if single else lab.settings.run.lanes
         configs: list[Any] = [
             {
                 "configurable": {"thread_id": _thread_id(lab.run_id, lane)},

@@ -32,7 +32,8 @@ from archlab.tasks import get_task
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a registered run: it is recorded as interrupted and can be resumed."""
+    """Ctrl-C (or SIGTERM) stopped a registered run: it is recorded as interrupted and can
+    be resumed."""
 
     def __init__(self, run_id: str) -> None:
         super().__init__(run_id)
@@ -105,8 +106,8 @@ def _run(
             )
         try:
             yield lab
-        except KeyboardInterrupt:
-            _finish(lab, "interrupted", "stopped by the user")
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (the CLI raises it so)
+            _finish(lab, "interrupted", str(e) or "stopped by the user")
             raise RunInterrupted(run_id) from None
         except Exception as e:
             _finish(lab, "failed", f"{type(e).__name__}: {e}")
@@ -187,10 +188,14 @@ def resume(
     """Continue a run that was killed, interrupted or failed, from its checkpoints, with
     the settings it started with, or extend a finished one: `trials` and `minutes` add to
     its budgets, `flags` (dotted keys, e.g. llm.default.model) replace settings. What they
-    change is recorded with the run (`run_changes`). `executor`, as for `discover`."""
+    change is recorded with the run (`run_changes`). `executor`, as for `discover`. A run
+    of `archlab eval` finishes its one candidate, and nothing more."""
     memory = open_memory(home)
     run = memory.get_run(run_id)
     config = run["config"]
+    single = run["kind"] == "eval"
+    if single:
+        _check_eval_left(run, trials, minutes)
     wanted = {**(flags or {})}
     if trials:
         wanted["run.trials"] = (
@@ -219,9 +224,10 @@ def resume(
             f"resuming run [bold]{lab.run_id}[/] ({run['status']}) from its checkpoint"
             + (f" with {escape(changed)}" if changed else "")
         )
-        with lab.report.running(lab.task_fingerprint):
-            lab.stopped = _stopped(drive(lab, None))
-            _conclude(lab)
+        with lab.report.running(lab.task_fingerprint, candidates=1 if single else None):
+            lab.stopped = _stopped(drive(lab, None, single))
+            if not single:  # an eval run has no search to sum up
+                _conclude(lab)
         return lab.run_id
 
 
@@ -231,6 +237,17 @@ def _dotted(config: dict[str, Any], key: str) -> Any:
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
+
+
+def _check_eval_left(run: dict[str, Any], trials: int, minutes: float) -> None:
+    """A run of `archlab eval` goes on only to finish its candidate."""
+    if trials or minutes:
+        raise ArchlabError(
+            f"run {run['run_id']} evaluates one hand-written candidate (`archlab eval`): "
+            "--trials and --minutes do not apply to it"
+        )
+    if run["status"] == "finished":
+        raise ArchlabError(f"run {run['run_id']} (`archlab eval`) already finished")
 
 
 def _check_budget_left(memory: Memory, run: dict[str, Any], settings: Settings) -> None:
@@ -280,7 +297,7 @@ def evaluate_file(
             "history": [],
         }
         with lab.report.running(lab.task_fingerprint, candidates=1):
-            (state,) = drive(lab, start)
+            (state,) = drive(lab, start, single=True)
         stages = [
             {k: check[k] for k in ("stage", "name", "status", "error_class", "message", "details")}
             for check in lab.memory.checks(candidate["candidate_id"])

@@ -25,13 +25,9 @@ from archlab.sandbox.process import (
 from archlab.sandbox.protocol import LOG_FILE, Execution, ExitReason, Limits, Watcher
 
 
-@cache
-def network_isolation_prefix() -> tuple[str, ...]:
-    """`unshare` arguments that give the child an empty network namespace, if allowed here."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    for args in ((unshare, "--net"), (unshare, "--map-root-user", "--net")):
+def _first_that_runs(*prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    """The first command prefix that runs `true` here; () when none does."""
+    for args in prefixes:
         try:
             ok = subprocess.run([*args, "true"], capture_output=True, timeout=10).returncode == 0
         except (OSError, subprocess.TimeoutExpired):
@@ -39,6 +35,26 @@ def network_isolation_prefix() -> tuple[str, ...]:
         if ok:
             return args
     return ()
+
+
+@cache
+def network_isolation_prefix() -> tuple[str, ...]:
+    """`unshare` arguments that give the child an empty network namespace, if allowed here."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return ()
+    return _first_that_runs((unshare, "--net"), (unshare, "--map-root-user", "--net"))
+
+
+@cache
+def die_with_orchestrator_prefix() -> tuple[str, ...]:
+    """`setpriv` arguments that kill the child when the thread that started it dies: a
+    trial whose orchestrator was killed (`kill -9`) must not train on with no clock on it.
+    Last before the command, after any namespace change that could clear the setting."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return ()
+    return _first_that_runs((setpriv, "--pdeathsig", "KILL", "--"))
 
 
 class BasicLauncher(HarnessStarts):
@@ -54,7 +70,12 @@ class BasicLauncher(HarnessStarts):
     def _argv(self, limits: Limits, argv: list[str]) -> list[str]:
         # CUDA reserves far more address space than memory: no address-space cap for GPUs
         address_space = not limits.gpus
-        return [*prologue(limits, address_space), *network_isolation_prefix(), *argv]
+        return [
+            *prologue(limits, address_space),
+            *network_isolation_prefix(),
+            *die_with_orchestrator_prefix(),
+            *argv,
+        ]
 
     def run(self, argv: list[str], trial_dir: Path, limits: Limits) -> Execution:
         outcome = supervise(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from archlab.sandbox.basic import network_isolation_prefix
+from archlab.sandbox.basic import die_with_orchestrator_prefix, network_isolation_prefix
 from archlab.sandbox.cgroups import CgroupUnavailable, hierarchy
 from archlab.sandbox.levels import LEVELS
 from archlab.sandbox.strict import strict_missing
@@ -35,6 +35,7 @@ def diagnose(required_level: str) -> dict[str, Any]:
         "strict_how": STRICT_HOW if missing["strict"] else None,
         "cgroups": cgroups,
         "basic_network_isolation": " ".join(network_isolation_prefix()) or None,
+        "basic_dies_with_orchestrator": " ".join(die_with_orchestrator_prefix()) or None,
     }
 
 
@@ -50,6 +51,13 @@ def render(report: dict[str, Any]) -> str:
     lines.append(
         "  basic's network isolation: "
         + (report["basic_network_isolation"] or "none (unshare --net is not permitted here)")
+    )
+    lines.append(
+        "  basic's trials die with their orchestrator: "
+        + (
+            report["basic_dies_with_orchestrator"]
+            or "no (no setpriv with --pdeathsig): a killed run leaves its trial running, unwatched"
+        )
     )
     verdict = "met" if report["ok"] else "NOT met: runs will refuse to start"
     lines.append(f"required minimum (sandbox.level): {report['required_level']}, {verdict}")
