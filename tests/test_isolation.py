@@ -135,6 +135,29 @@ def test_stale_trial_cgroups_of_dead_processes_are_removed(tmp_path: Path) -> No
     assert f"archlab-{dead}-0123" not in names and f"archlab-{os.getpid()}-4567" in names
 
 
+def test_staging_left_by_killed_processes_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The strict level's staging directories (in the temporary directory) are locked while
+    in use: one left unlocked by a `kill -9` is removed, one in use or just made is not."""
+    import fcntl
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for name in ("abandoned", "in-use", "just-made"):
+        (tmp_path / f"archlab-trial-{name}").mkdir()
+        (tmp_path / f"archlab-trial-{name}" / "data.npz").touch()
+    for name in ("abandoned", "in-use"):
+        os.utime(tmp_path / f"archlab-trial-{name}", (0, 0))
+    holder = os.open(tmp_path / "archlab-trial-in-use", os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # as a live process holds it
+    try:
+        strict._remove_abandoned_staging.__wrapped__()
+    finally:
+        os.close(holder)
+    assert sorted(os.listdir(tmp_path)) == ["archlab-trial-in-use", "archlab-trial-just-made"]
+
+
 def _a_dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -16,6 +16,7 @@ unchecked: a disk-filling candidate fills its own tmpfs.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import shutil
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -164,7 +166,7 @@ class StrictLauncher(HarnessStarts):
             cgroup.remove()
 
     def start_harness(self, limits: Limits) -> Started:
-        staging = Path(tempfile.mkdtemp(prefix="archlab-trial-"))
+        staging, lock = _new_staging()
         for name in INPUT_FILES:
             (staging / name).touch(mode=0o644)
         cgroup = TrialCgroup(hierarchy(), limits.memory_bytes, limits.max_processes, limits.threads)
@@ -177,6 +179,7 @@ class StrictLauncher(HarnessStarts):
             cgroup.kill()
             cgroup.remove()
             shutil.rmtree(staging, ignore_errors=True)
+            os.close(lock)
 
         seccomp_fd = _filter_pipe()
         try:
@@ -267,6 +270,48 @@ class StrictLauncher(HarnessStarts):
             *("--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"),
             "--",
         ]  # fmt: skip
+
+
+_STAGING_PREFIX = "archlab-trial-"
+#: a staging directory younger than this is never taken for abandoned: its maker may not
+#: have locked it yet
+_STAGING_GRACE_S = 10.0
+
+
+def _new_staging() -> tuple[Path, int]:
+    """A fresh directory for a harness's inputs and outputs, and a descriptor that holds
+    its lock (flock) while it is in use. The kernel drops the lock with the process, so a
+    directory whose lock is free was left by a killed one (`kill -9`): those are removed
+    first, once per process."""
+    _remove_abandoned_staging()
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX))
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return staging, lock
+
+
+@cache
+def _remove_abandoned_staging() -> None:
+    now = time.time()
+    for entry in Path(tempfile.gettempdir()).glob(_STAGING_PREFIX + "*"):
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone, not a directory, or not ours
+        try:
+            old = now - os.fstat(fd).st_mtime > _STAGING_GRACE_S
+            if old and _try_lock(fd):
+                shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 class _StrictStarted(Started):
