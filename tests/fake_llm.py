@@ -5,7 +5,8 @@ answers, 429 with Retry-After, 500s, answers slower than the client's timeout).
 
 Like the real local servers, it streams server-sent events when asked (`streams=False`:
 one response anyway), reports its context length at llama.cpp's /props (`context_tokens`),
-answers a request that does not fit that context with llama-cpp-python's 400, and refuses
+counts a prompt's tokens at /tokenize as llama.cpp or vLLM does (`tokenizer`), answers a
+request that does not fit that context with llama-cpp-python's 400, and refuses
 response_format json_schema with that server's 500 (`refuses_json_schema`).
 
     with FakeLLM() as fake:
@@ -147,12 +148,15 @@ class FakeLLM:
         model: str = "fake-model",
         *,
         context_tokens: int | None = None,
+        tokenizer: str | None = None,
         streams: bool = True,
         refuses_json_schema: bool = False,
     ) -> None:
         self.api_key = api_key
         self.model = model
         self.context_tokens = context_tokens
+        #: "llama.cpp" (text in, tokens out) or "vllm" (messages in, a count out)
+        self.tokenizer = tokenizer
         self.streams = streams
         self.refuses_json_schema = refuses_json_schema
         self.script: dict[str, list[Responder]] = defaultdict(list)
@@ -229,6 +233,9 @@ class FakeLLM:
                     message = f"Incorrect API key provided: {given}"
                     self._send(401, {"error": {"message": message}}, {})
                     return
+                if self.path == "/tokenize" and fake.tokenizer:
+                    self._send(200, self._tokenized(body), {})
+                    return
                 if self.path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "no such path"}}, {})
                     return
@@ -261,6 +268,17 @@ class FakeLLM:
                     message = overflow_message(fake.context_tokens, prompt, limit)
                     return 400, {"error": {"message": message, "type": "invalid_request_error"}}
                 return None
+
+            def _tokenized(self, body: dict[str, Any]) -> dict[str, Any]:
+                if fake.tokenizer == "vllm" and "messages" in body:
+                    count = prompt_tokens(body)
+                    return {
+                        "count": count,
+                        "max_model_len": fake.context_tokens,
+                        "tokens": list(range(count)),
+                    }
+                # llama.cpp: a text's tokens; a request without one has none
+                return {"tokens": list(range(len(body.get("content", "")) // 4))}
 
             def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
                 prompt, completion = prompt_tokens(body), len(reply.content) // 4

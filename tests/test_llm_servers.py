@@ -15,7 +15,7 @@ import pytest
 from archlab.config import LLMProfile, load_settings
 from archlab.errors import Cancelled
 from archlab.llm.check import check
-from archlab.llm.client import LLM, ContextOverflow, LLMError, Question
+from archlab.llm.client import LLM, MIN_OUTPUT_TOKENS, ContextOverflow, LLMError, Question
 from archlab.memory.spans import spans_of
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.prompts import Prompts
@@ -103,6 +103,27 @@ def test_a_prompt_the_context_cannot_hold_is_reported_as_an_overflow_with_its_nu
     assert "-c N" in message and "--n_ctx N" in message  # the setting to change
     assert "structured_output" not in message
     assert fake.requests == []  # known beforehand: nothing sent
+
+
+@pytest.mark.parametrize("tokenizer", ["llama.cpp", "vllm", None])
+def test_a_prompt_the_estimate_overstates_is_sent_where_the_server_counts_its_tokens(
+    tokenizer: str | None,
+) -> None:
+    """The estimate (3 characters a token, high for prose) would leave this prompt too
+    little room in a 1100-token context; the server's own count says it fits."""
+    with FakeLLM(context_tokens=1100, tokenizer=tokenizer) as fake:
+        fake.queue("critic", Reply(as_json(GOOD)))
+        llm, rows = make_llm(fake)
+        question = critic_question(padding=190)
+        if tokenizer is None:  # nothing counts but the estimate: refused rather than overflowed
+            with pytest.raises(ContextOverflow):
+                llm.ask(question)
+            return
+        assert llm.ask(question).verdict == "reject"
+    (body,) = fake.bodies("critic")
+    assert MIN_OUTPUT_TOKENS <= body["max_tokens"] < 1024
+    assert prompt_tokens(body) + body["max_tokens"] <= 1100
+    assert [r["status"] for r in rows] == ["ok"]
 
 
 # --- streaming --------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from archlab.llm.servers import (
     overflow_of,
     retry_after,
     served_context,
+    served_prompt_tokens,
 )
 from archlab.prompts import Prompts
 
@@ -124,6 +125,8 @@ class LLM:
         self._schema_in_json_object = False
         self._context: int | None = profile.context_tokens
         self._context_asked = profile.context_tokens is not None
+        #: whether the server may count a prompt's tokens (until it is found not to)
+        self._counts_tokens = True
 
     @property
     def brain(self) -> str:
@@ -222,10 +225,19 @@ class LLM:
         if context is None:
             return limit
         prompt = estimate_tokens(messages)
+        if context - prompt < limit:  # short by the estimate (high): the server's count decides
+            prompt = self._counted_tokens(messages) or prompt
         room = context - prompt
         if room < min(limit, MIN_OUTPUT_TOKENS):
             raise ContextOverflow(self._overflow_message(context, prompt, limit), context, prompt)
         return min(limit, room)
+
+    def _counted_tokens(self, messages: list[dict[str, str]]) -> int | None:
+        if not self._counts_tokens:
+            return None
+        counted = served_prompt_tokens(self._client, self.profile.model, self._key, messages)
+        self._counts_tokens = counted is not None
+        return counted
 
     def _overflow_message(self, context: int | None, prompt: int, limit: int) -> str:
         size = f"of {context} tokens" if context else "(its size not given)"

@@ -50,6 +50,30 @@ def served_context(client: openai.OpenAI, model: str, key: str) -> int | None:
     return None
 
 
+def served_prompt_tokens(
+    client: openai.OpenAI, model: str, key: str, messages: list[dict[str, str]]
+) -> int | None:
+    """The prompt's tokens as the server's own tokenizer counts them: vLLM's /tokenize
+    takes the messages (its chat template included), llama.cpp's takes text (the template's
+    tokens estimated per message); None where the server counts none."""
+    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {key}"}
+    text = "\n".join(m["content"] for m in messages)
+    try:
+        chat = {"model": model, "messages": messages}
+        said = httpx.post(f"{root}/tokenize", json=chat, headers=headers, timeout=_ASK_S).json()
+        if isinstance(said.get("count"), int):
+            return int(said["count"])
+        plain = {"content": text}
+        said = httpx.post(f"{root}/tokenize", json=plain, headers=headers, timeout=_ASK_S).json()
+        tokens = said.get("tokens")
+        if isinstance(tokens, list) and tokens:
+            return len(tokens) + _TEMPLATE_TOKENS * len(messages)
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return None
+
+
 def error_detail(e: openai.APIStatusError) -> str:
     body = e.body
     if isinstance(body, dict):
