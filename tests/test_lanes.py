@@ -446,6 +446,21 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(
     check_memory(home, "r-early", 3, final=True)
 
 
+def test_an_eval_killed_before_its_first_checkpoint_says_to_evaluate_again(
+    tmp_path: Path,
+) -> None:
+    """Its candidate's source was in the graph state alone: no fresh start as a discovery."""
+    home = tmp_path / "home"
+    settings = soak_settings(home, 3)
+    open_memory(home).start_run(
+        run_id="r-eval", task="mqar", task_fingerprint="fp", brain="manual", seed=0,
+        config=settings.model_dump(mode="json"), kind="eval",
+    )  # fmt: skip
+    with pytest.raises(ArchlabError, match="evaluate the file again with `archlab eval`"):
+        resume(home, "r-eval", Console(quiet=True), recorded_executor(settings))
+    assert open_memory(home).get_run("r-eval")["status"] == "failed"
+
+
 @pytest.mark.slow
 def test_a_live_run_cannot_be_resumed_twice_and_a_killed_one_shows_as_killed(
     lab_dir: Path,

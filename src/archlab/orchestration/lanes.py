@@ -85,6 +85,11 @@ def drive(lab: Lab, start: LabState | None, single: bool = False) -> list[LabSta
                 inputs.append({"stopped": None} if ended else None)
                 lab.budget.hold(_claim_held(lab, snapshot.values))
                 lab.turns.resume_after(snapshot.values.get("step") or 0)
+            elif start is None and single:  # its candidate's source was in the state alone
+                raise ArchlabError(
+                    f"run {lab.run_id} stopped before it took up its candidate: "
+                    "evaluate the file again with `archlab eval`"
+                )
             else:  # a new run, or a lane that had not started when the run stopped
                 inputs.append({**(start or fresh), "lane": lane})
         lab.data  # noqa: B018 -- generated once here, before the lanes share it
