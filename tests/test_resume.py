@@ -1,8 +1,9 @@
-"""A run killed with SIGKILL mid-training resumes from its checkpoint: finished work is
-kept, the interrupted step runs again, nothing is duplicated."""
+"""A run killed with SIGKILL mid-training, or stopped by a full disk, resumes from its
+checkpoint: finished work is kept, the interrupted step runs again, nothing is duplicated."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from support import archlab, as_json
+from support import archlab, as_json, start
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +59,41 @@ def test_kill_9_during_training_then_resume(lab_dir: Path) -> None:
 
     again = archlab(lab_dir, "resume", run["run_id"], check=False)
     assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_a_full_disk_stops_the_run_with_one_clear_line_and_resume_finishes_it(
+    lab_dir: Path,
+) -> None:
+    home = lab_dir / "home"
+    home.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(home)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("a small file system for the home needs root and mount")
+    try:
+        proc = start(lab_dir, "run", "--trials", "3")
+        deadline = time.monotonic() + 300
+        while _proxy_logs(home) < 1:
+            assert time.monotonic() < deadline and proc.poll() is None, "no training started"
+            time.sleep(0.1)
+        _fill(home / "filler")  # another program takes the last of the space
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in stderr, stderr
+        (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+        assert "a write found the disk full" in stderr
+        assert f"`archlab resume {run['run_id']}` continues the run" in stderr
+
+        (home / "filler").unlink()  # room made
+        archlab(lab_dir, "resume", run["run_id"])
+        (run,) = as_json(archlab(lab_dir, "runs", "--json"))
+        assert (run["status"], run["n_candidates"]) == ("finished", 3)
+    finally:
+        subprocess.run(["umount", "--lazy", str(home)], check=False)
+
+
+def _fill(path: Path) -> None:
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(bytes(2**20))
+        except OSError as e:
+            assert e.errno == errno.ENOSPC

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from archlab.config import Settings, nested, stored_settings
-from archlab.errors import ArchlabError
+from archlab.errors import ArchlabError, disk_full
 from archlab.memory import leases
 from archlab.memory.store import MEMORY_FILE, Memory
 from archlab.orchestration.budget import RunBudget
@@ -110,6 +110,13 @@ def _run(
             _finish(lab, "interrupted", str(e) or "stopped by the user")
             raise RunInterrupted(run_id) from None
         except Exception as e:
+            full = disk_full(e)
+            if full is not None:  # nothing more can be written, the status neither
+                raise ArchlabError(
+                    f"a write found the disk full ({full}): everything committed before it "
+                    "is kept; make room (`archlab rm` deletes a run with its trial files), "
+                    f"then `archlab resume {run_id}` continues the run"
+                ) from None
             _finish(lab, "failed", f"{type(e).__name__}: {e}")
             raise
         finally:
