@@ -456,9 +456,23 @@ def test_an_eval_killed_before_its_first_checkpoint_says_to_evaluate_again(
         run_id="r-eval", task="mqar", task_fingerprint="fp", brain="manual", seed=0,
         config=settings.model_dump(mode="json"), kind="eval",
     )  # fmt: skip
-    with pytest.raises(ArchlabError, match="evaluate the file again with `archlab eval`"):
+    with pytest.raises(ArchlabError, match="evaluate the file again"):
         resume(home, "r-eval", Console(quiet=True), recorded_executor(settings))
     assert open_memory(home).get_run("r-eval")["status"] == "failed"
+
+
+def test_damaged_checkpoints_are_one_clear_error_that_says_what_to_do(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = soak_settings(home, 3)
+    open_memory(home).start_run(
+        run_id="r-1", task="mqar", task_fingerprint="fp", brain="heuristic", seed=0,
+        config=settings.model_dump(mode="json"),
+    )  # fmt: skip
+    (home / "checkpoints.sqlite").write_bytes(bytes(range(256)) * 20)  # not SQLite's
+    with pytest.raises(ArchlabError, match=r"are damaged .*move the file aside"):
+        resume(home, "r-1", Console(quiet=True), recorded_executor(settings))
+    with pytest.raises(ArchlabError, match="are damaged"):  # a new run too: one file for all
+        discover(settings, Console(quiet=True), recorded_executor(settings))
 
 
 @pytest.mark.slow

@@ -27,12 +27,32 @@ def _thread_id(run_id: str, lane: int) -> str:
     return run_id if lane == 0 else f"{run_id}/lane{lane}"
 
 
+def _open_checkpoints(path: Path) -> sqlite3.Connection:
+    """The checkpoint database, or a clear error where the file is damaged."""
+    # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        # WAL without a sync per commit: a killed process loses no committed checkpoint
+        # (the OS holds its writes); a power cut may lose the last few, and resuming from an
+        # older one re-runs nodes whose memory writes are upserts: the memory is never behind.
+        conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise ArchlabError(
+            f"the run checkpoints in {path} are damaged ({e}); move the file aside: new "
+            "runs then start afresh and the memory keeps every result, but the runs it held "
+            "cannot be resumed"
+        ) from None
+    return conn
+
+
 def forget(home: Path, run_id: str) -> None:
     """Delete the checkpoints of a removed run's lanes (threads `run_id`, `run_id/laneK`)."""
     path = home / CHECKPOINT_FILE
     if not path.exists():
         return
-    conn = sqlite3.connect(path)
+    conn = _open_checkpoints(path)
     try:
         saver = SqliteSaver(conn)
         threads = {saved.config["configurable"]["thread_id"] for saved in saver.list(None)}
@@ -47,12 +67,7 @@ def drive(lab: Lab, start: LabState | None, single: bool = False) -> list[LabSta
     """Run the lanes to their end, each from `start`, or with None from its last
     checkpoint: the node that was interrupted runs again, everything before it is kept.
     `single`: one lane, for the one candidate of `archlab eval`."""
-    # check_same_thread=False: LangGraph writes checkpoints from its own worker threads.
-    conn = sqlite3.connect(lab.home / CHECKPOINT_FILE, check_same_thread=False)
-    # WAL without a sync per commit: a killed process loses no committed checkpoint (the
-    # OS holds its writes); a power cut may lose the last few, and resuming from an older
-    # one re-runs nodes whose memory writes are upserts: the memory is never behind.
-    conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+    conn = _open_checkpoints(lab.home / CHECKPOINT_FILE)
     try:
         saver = SqliteSaver(conn)
         graph = build_graph(saver)
