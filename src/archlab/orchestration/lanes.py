@@ -36,7 +36,6 @@ def _open_checkpoints(path: Path) -> sqlite3.Connection:
         # (the OS holds its writes); a power cut may lose the last few, and resuming from an
         # older one re-runs nodes whose memory writes are upserts: the memory is never behind.
         conn.executescript("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.DatabaseError as e:
         conn.close()
         raise ArchlabError(
