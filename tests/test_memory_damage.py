@@ -130,3 +130,13 @@ def test_salvage_of_an_unreadable_file_changes_nothing(tmp_path: Path) -> None:
     proc = archlab(tmp_path, "salvage", check=False)
     assert proc.returncode == 2 and "nothing in" in proc.stderr
     assert path.read_bytes() == damaged_bytes and _leftovers(home) == []
+
+
+def test_a_memory_the_system_refuses_is_not_called_damaged(tmp_path: Path) -> None:
+    """Permissions, a read-only file system or (here) a directory in the file's place: the
+    error says so, and sends nobody to `archlab salvage` for a file that is sound."""
+    (tmp_path / "memory.duckdb").mkdir()
+    with pytest.raises(ArchlabError) as raised:
+        Memory(tmp_path / "memory.duckdb")
+    assert not isinstance(raised.value, MemoryCorruptError)
+    assert "could not be opened" in str(raised.value) and "Is a directory" in str(raised.value)

@@ -31,6 +31,7 @@ Memory does not survive a fork: open a new one in the child.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -65,6 +66,18 @@ def is_lock_error(e: duckdb.Error) -> bool:
 def is_corruption(e: duckdb.Error) -> bool:
     """Whether DuckDB found a damaged block (on opening the file, or later on reading it)."""
     return "Corrupt database file" in str(e)
+
+
+#: the operating system's refusals as DuckDB quotes them: no sign of damage to the file
+_REFUSALS = tuple(
+    os.strerror(n) for n in (errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOSPC)
+)
+
+
+def is_refused(e: duckdb.Error) -> bool:
+    """Whether the system refused DuckDB the file (permissions, a read-only or full file
+    system, a directory in its place): a damaged file is a different error."""
+    return any(words in str(e) for words in _REFUSALS)
 
 
 def corrupt_memory(path: Path, e: duckdb.Error) -> MemoryCorruptError:
@@ -223,6 +236,11 @@ class SharedFile:
                     raise ArchlabError(
                         f"memory {self.path} is open in this process outside Memory, in "
                         "another mode (read-only or not); close that connection first"
+                    ) from None
+                if is_refused(e):
+                    raise ArchlabError(
+                        f"memory {self.path} could not be opened ({e}): the system refused "
+                        "it, no sign of damage; archlab must be able to read and write it"
                     ) from None
                 raise corrupt_memory(self.path, e) from None
             if asked:  # in: the request is answered
