@@ -6,7 +6,7 @@ from types import FrameType
 
 from rich.markup import escape
 
-from archlab.cli.common import app, progress
+from archlab.cli.common import app, progress, whole_lines
 from archlab.errors import ArchlabError
 
 # Importing a module registers its commands on `app`, in this order in `archlab --help`.
@@ -28,6 +28,5 @@ def main() -> None:
     try:
         app()
     except ArchlabError as e:
-        # soft_wrap: a path in the message stays whole where stderr is not a terminal
-        progress.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        progress.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=whole_lines())
         sys.exit(2)

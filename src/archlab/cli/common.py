@@ -24,6 +24,12 @@ out = Console()
 progress = Console(stderr=True)
 
 
+def whole_lines() -> bool:
+    """Whether to print a message as one line (a path or a command in it stays whole for a
+    log or a script) rather than wrapped at words, as a terminal shows it best."""
+    return not progress.is_terminal
+
+
 class _Global:
     home: Path | None = None
     config: Path | None = None

@@ -28,6 +28,7 @@ from archlab.cli.common import (
     out,
     print_json,
     progress,
+    whole_lines,
 )
 from archlab.config import Settings
 from archlab.errors import ArchlabError
@@ -186,7 +187,7 @@ def _resumable_on_interrupt() -> Iterator[None]:
             "[yellow]interrupted[/]: everything finished so far is kept; "
             f"`archlab resume {e.run_id}` continues the run",
             highlight=False,
-            soft_wrap=True,  # the command stays whole where stderr is not a terminal
+            soft_wrap=whole_lines(),
         )
         raise typer.Exit(130) from None
     except KeyboardInterrupt:  # before the run was registered: nothing to keep
