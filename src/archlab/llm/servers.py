@@ -26,14 +26,17 @@ _ASK_S = 10.0
 _DETAIL_CHARS = 2000
 
 
+def _native(client: openai.OpenAI, key: str) -> tuple[str, dict[str, str]]:
+    """Where a server's own endpoints lie (beside /v1), and the headers that reach them."""
+    return str(client.base_url).rstrip("/").removesuffix("/v1"), {"Authorization": f"Bearer {key}"}
+
+
 def served_context(client: openai.OpenAI, model: str, key: str) -> int | None:
     """The context length the server reports: llama.cpp's /props (beside /v1), vLLM's
     max_model_len; None where it says neither."""
-    root = str(client.base_url).rstrip("/").removesuffix("/v1")
+    root, headers = _native(client, key)
     try:
-        props = httpx.get(
-            f"{root}/props", headers={"Authorization": f"Bearer {key}"}, timeout=_ASK_S
-        ).json()
+        props = httpx.get(f"{root}/props", headers=headers, timeout=_ASK_S).json()
         settings = props.get("default_generation_settings") or {}
         n_ctx = settings.get("n_ctx") or props.get("n_ctx")
         if isinstance(n_ctx, int) and n_ctx > 0:
@@ -56,8 +59,7 @@ def served_prompt_tokens(
     """The prompt's tokens as the server's own tokenizer counts them: vLLM's /tokenize
     takes the messages (its chat template included), llama.cpp's takes text (the template's
     tokens estimated per message); None where the server counts none."""
-    root = str(client.base_url).rstrip("/").removesuffix("/v1")
-    headers = {"Authorization": f"Bearer {key}"}
+    root, headers = _native(client, key)
     text = "\n".join(m["content"] for m in messages)
     try:
         chat = {"model": model, "messages": messages}
