@@ -1,9 +1,10 @@
 """Errors that reach the user as one clear line instead of a traceback."""
 
 import errno
+import os
 
-#: how DuckDB and SQLite say that a write found the disk full
-_FULL_WORDS = ("No space left on device", "database or disk is full")
+#: how DuckDB (quoting the system) and SQLite say that a write found the disk full
+_FULL_WORDS = (os.strerror(errno.ENOSPC), "database or disk is full")
 
 
 class ArchlabError(Exception):
